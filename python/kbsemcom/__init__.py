@@ -1,0 +1,26 @@
+"""gr-kbsemcom: knowledge-base assisted semantic image transmission for GNU Radio.
+
+Blocks (imported on first use, so ``gnuradio.kbsemcom.core``, the ML core, needs no GNU
+Radio): image_source, feature_extractor, semantic_encoder, semantic_channel, stream_awgn_channel,
+semantic_decoder, kb_lookup, result_sink.
+"""
+import importlib
+
+_BLOCKS = {
+    "image_source": "sources.image_source",
+    "feature_extractor": "semantic_tx.feature_extractor",
+    "semantic_encoder": "semantic_tx.semantic_encoder",
+    "semantic_channel": "channel.semantic_channel",
+    "stream_awgn_channel": "channel.stream_channel",
+    "semantic_decoder": "semantic_rx.semantic_decoder",
+    "kb_lookup": "semantic_rx.kb_lookup",
+    "result_sink": "sinks.result_sink",
+}
+
+__all__ = sorted(_BLOCKS)
+
+
+def __getattr__(name):
+    if name in _BLOCKS:
+        return getattr(importlib.import_module(f".{_BLOCKS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,36 @@
+"""The ``kbsemcom`` command. Each subcommand lives in a module of its own with a
+``register(subparsers)`` function; add new ones to SUBCOMMANDS."""
+import argparse
+import importlib
+import logging
+import sys
+
+from ..core import datasets, extractors
+
+SUBCOMMANDS = ["demo", "tools"]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="kbsemcom", description="Knowledge-base assisted semantic image transmission "
+        "over GNU Radio (CLIP/EfficientNet features, MLP codec, FAISS KB).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f".{name}", __package__).register(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except (datasets.DatasetError, extractors.ExtractorError, ValueError,
+            FileNotFoundError) as err:
+        print(f"kbsemcom {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

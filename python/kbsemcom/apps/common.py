@@ -1,0 +1,44 @@
+"""Options and helpers shared by the kbsemcom subcommands."""
+import os
+import platform
+
+from ..core import extractors
+from ..core.channel import CHANNELS
+
+
+def add_common(p):
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help="fashion-mnist (Debian package, default), cifar10, caltech100 (shared "
+                        "data archives) or an image folder with one sub-folder per class")
+    p.add_argument("--extractor", default=extractors.DEFAULT_EXTRACTOR,
+                   help="auto (CLIP ViT-B-32 'openai' if on disk, else EfficientNet-Lite0), "
+                        "efficientnet-lite0, or open_clip:MODEL[:PRETRAINED_TAG_OR_CHECKPOINT]")
+    p.add_argument("--seed", type=int, default=0, help="seed of training and channel noise")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON only")
+
+
+def add_split(p):
+    p.add_argument("--kb-per-class", type=int, default=100, help="KB images per class")
+    p.add_argument("--train-per-class", type=int, default=500,
+                   help="codec training images per class")
+    p.add_argument("--val-per-class", type=int, default=50,
+                   help="validation images per class (sent and KB each)")
+
+
+def add_codec(p):
+    p.add_argument("--cbr", default="1/48",
+                   help="channel bandwidth ratio; symbols = CBR x 3072 (1/48 -> 64)")
+    p.add_argument("--channel", default="awgn", choices=CHANNELS)
+    p.add_argument("--epochs", type=int, default=100, help="at most this many epochs")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (the paper's)")
+
+
+def machine():
+    """The machine a figure came from, printed with every result."""
+    return f"{platform.node()} {platform.machine()} {os.cpu_count()} cores"
+
+
+def say(args, *parts):
+    """Human output, silent under --json."""
+    if not getattr(args, "json", False):
+        print(*parts, flush=True)

@@ -1,0 +1,78 @@
+"""``kbsemcom build-kb``, ``train-codec`` and ``check``: the parts of the main job alone."""
+import argparse
+import json
+from pathlib import Path
+
+from ..core import datasets, extractors, pipeline
+from ..core.codec import SemanticCodec
+from ..core.kb import KnowledgeBase
+from .common import add_codec, add_common, add_split, say
+
+
+def register(sub):
+    p = sub.add_parser("build-kb", help="build a FAISS knowledge base from a data set",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_common(p)
+    p.add_argument("--split", default="test", help="train, test or all")
+    p.add_argument("--per-class", type=int, default=0, help="images per class (0 = all)")
+    p.add_argument("--offset", type=int, default=0, help="skip this many per class first")
+    p.add_argument("--out", default="runs/kb", help="KB folder")
+    p.set_defaults(func=cmd_build_kb)
+
+    p = sub.add_parser("train-codec", help="train the MLP codec for one CBR and channel",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_common(p)
+    add_split(p)
+    add_codec(p)
+    p.add_argument("--out", default="runs/codec.pt", help="codec file")
+    p.set_defaults(func=cmd_train_codec)
+
+    p = sub.add_parser("check", help="check that a KB and a codec share an extractor")
+    p.add_argument("--kb", required=True, help="KB folder")
+    p.add_argument("--codec", required=True, help="codec file")
+    p.set_defaults(func=cmd_check_kb)
+
+
+def cmd_build_kb(args):
+    extractor = extractors.load_extractor(args.extractor)
+    say(args, f"extractor: {extractor.describe()}")
+    dataset = datasets.open_dataset(args.dataset)
+    items = dataset.items(args.split)
+    if args.per_class:
+        items = datasets.take_per_class(items, args.per_class, args.offset)
+    kb = pipeline.build_kb(extractor, items, dataset.class_names)
+    kb.save(args.out)
+    info = {"kb": str(args.out), "size": len(kb), "dim": kb.dim, "extractor": extractor.name,
+            "dataset": dataset.name, "built_at": kb.built_at}
+    print(json.dumps(info) if args.json else
+          f"KB of {len(kb)} images ({kb.dim}-d {extractor.name}) written to {args.out}")
+    return 0
+
+
+def cmd_train_codec(args):
+    extractor = extractors.load_extractor(args.extractor)
+    say(args, f"extractor: {extractor.describe()}")
+    dataset = datasets.open_dataset(args.dataset)
+    split = pipeline.demo_split(dataset, 0, 0, args.train_per_class, args.val_per_class)
+    codec, path, cached = pipeline.prepare_codec(extractor, split, dataset.name, args.cbr,
+                                                 args.channel, args.seed, args.epochs,
+                                                 lr=args.lr)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    codec.save(args.out, getattr(codec, "history", []))
+    info = dict(codec.config.to_dict(), path=str(args.out), cached=cached,
+                parameters=codec.size_parameters())
+    print(json.dumps(info) if args.json else
+          f"codec ({codec.n_symbols} symbols, {info['parameters']} parameters) written to "
+          f"{args.out}")
+    return 0
+
+
+def cmd_check_kb(args):
+    kb = KnowledgeBase.load(args.kb)
+    codec = SemanticCodec.load(args.codec)
+    kb.check_extractor(codec.config.extractor)
+    print(f"OK: KB {args.kb} ({len(kb)} images) and codec {args.codec} share "
+          f"{kb.extractor['name']} ({kb.dim}-d)")
+    return 0
+
+

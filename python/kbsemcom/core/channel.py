@@ -1,0 +1,78 @@
+"""The channel models, defined once and used by training, the GNU Radio channel block and the
+evaluation.
+
+Symbols travel as real tensors in the layout of :mod:`conventions` ([..., 2n]: I half, then Q
+half), which keeps training in plain real arithmetic. Both models assume unit-power symbols.
+
+* AWGN:      y = x + w,        w ~ CN(0, N0), N0 = 10^(-SNR/10)
+* Rayleigh:  y = |h| x + w,    |h| Rayleigh with E|h|^2 = 1, drawn independently for every
+  complex symbol; no phase, no channel knowledge at the receiver (the paper's model).
+"""
+import torch
+
+from . import conventions
+
+CHANNELS = ("awgn", "rayleigh", "none")
+
+
+def check_channel(name):
+    name = str(name).lower()
+    if name not in CHANNELS:
+        raise ValueError(f"unknown channel {name!r}; choose one of {', '.join(CHANNELS)}")
+    return name
+
+
+def power_normalize(x, eps=1e-12):
+    """Scale each real symbol vector [..., 2n] so its n complex symbols have unit mean power."""
+    n_complex = x.shape[-1] / 2
+    energy = torch.sum(x * x, dim=-1, keepdim=True)
+    return x * torch.sqrt(n_complex / (energy + eps))
+
+
+def apply_channel(x, channel, snr_db, generator=None):
+    """Pass real-layout symbols x [..., 2n] through a channel.
+
+    snr_db is a float or a tensor broadcastable to x[..., :1] (one SNR per vector).
+    generator: a torch.Generator for reproducible noise.
+    """
+    channel = check_channel(channel)
+    if channel == "none":
+        return x
+    n = x.shape[-1] // 2
+    snr = torch.as_tensor(snr_db, dtype=x.dtype, device=x.device)
+    if snr.dim() == 1:
+        snr = snr.unsqueeze(-1)
+    std = torch.sqrt(10.0 ** (-snr / 10.0) / 2.0)
+    if channel == "rayleigh":
+        h = torch.randn(*x.shape[:-1], 2, n, generator=generator, dtype=x.dtype, device=x.device)
+        amplitude = torch.sqrt(0.5 * (h[..., 0, :] ** 2 + h[..., 1, :] ** 2))
+        x = x * torch.cat([amplitude, amplitude], dim=-1)
+    return x + std * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+class Channel:
+    """A seeded channel for complex numpy symbols, as the GNU Radio block uses it.
+
+    Parameters: channel ('awgn', 'rayleigh' or 'none'), snr_db, seed.
+    Call with a complex64 array [n] (or [batch, n]); returns the received complex64 array.
+    """
+
+    def __init__(self, channel="awgn", snr_db=10.0, seed=0):
+        self.channel = check_channel(channel)
+        self.snr_db = float(snr_db)
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def __call__(self, symbols):
+        x = torch.from_numpy(conventions.complex_to_real(symbols))
+        y = apply_channel(x, self.channel, self.snr_db, self.generator)
+        return conventions.real_to_complex(y.numpy())
+
+
+def normalize_complex(symbols):
+    """Unit average power for a complex numpy vector (same rule as power_normalize)."""
+    x = torch.from_numpy(conventions.complex_to_real(symbols))
+    return conventions.real_to_complex(power_normalize(x).numpy())
+
+
+__all__ = ["CHANNELS", "Channel", "apply_channel", "check_channel", "normalize_complex",
+           "power_normalize"]

@@ -1,0 +1,251 @@
+"""Labelled image sets: an image folder with one sub-folder per class, Debian's Fashion-MNIST,
+and the CIFAR-10 / Caltech-101 archives of the project's shared data folder.
+
+Every image is an :class:`ImageItem` with a stable id, a label, a class name and a source
+(a file path, or ``name:split:index`` for images stored in arrays). ``item.load()`` returns an
+RGB PIL image and raises :class:`ImageLoadError` with the reason when the file is unusable.
+"""
+import gzip
+import hashlib
+import io
+import logging
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+log = logging.getLogger("kbsemcom.datasets")
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                    ".pgm"}
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+CALTECH_DROPPED = ("BACKGROUND_Google", "Faces_easy")
+
+
+class ImageLoadError(ValueError):
+    """An image file that cannot be decoded (corrupt, truncated or not an image)."""
+
+
+class DatasetError(ValueError):
+    """A data set that cannot be found or read."""
+
+
+def decode_image(data, name="image"):
+    """Decode image bytes (any PIL format, grayscale/RGBA/palette included) to an RGB image."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageLoadError(f"cannot decode {name}: {err}. The file is corrupt or not an "
+                             "image; replace or remove it") from err
+
+
+def encode_png(image):
+    """PNG bytes of a PIL image or a uint8 array (lossless, for array-backed data sets)."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@dataclass
+class ImageItem:
+    """One labelled image. ``pixels`` holds array-backed images; ``path`` file-backed ones."""
+    image_id: str
+    label: int
+    class_name: str
+    path: str = ""
+    pixels: np.ndarray = field(default=None, repr=False)
+
+    @property
+    def source(self):
+        return self.path or self.image_id
+
+    def read_bytes(self):
+        """The encoded image: file bytes, or PNG bytes for array-backed images."""
+        if self.pixels is not None:
+            return encode_png(self.pixels)
+        try:
+            return Path(self.path).read_bytes()
+        except OSError as err:
+            raise ImageLoadError(f"cannot read {self.path}: {err}") from err
+
+    def load(self):
+        """The image as RGB PIL image."""
+        if self.pixels is not None:
+            return Image.fromarray(self.pixels).convert("RGB")
+        return decode_image(self.read_bytes(), self.path)
+
+    def fingerprint(self):
+        """What changes when the image changes (for feature caches)."""
+        if self.pixels is not None:
+            return self.image_id
+        try:
+            st = os.stat(self.path)
+            return f"{self.path}:{st.st_size}:{int(st.st_mtime)}"
+        except OSError:
+            return f"{self.path}:missing"
+
+
+@dataclass
+class Dataset:
+    """A named list of labelled images per split ('train', 'test' or 'all')."""
+    name: str
+    class_names: list
+    splits: dict
+
+    def items(self, split="all"):
+        if split == "all":
+            return [it for name in sorted(self.splits) for it in self.splits[name]]
+        if split not in self.splits:
+            raise DatasetError(f"data set {self.name} has no split {split!r}; it has "
+                               f"{', '.join(sorted(self.splits))}")
+        return self.splits[split]
+
+
+def scan_image_folder(root, name=None, skip_classes=()):
+    """An image folder with one sub-folder per class (sorted names = label 0, 1, ...).
+
+    Files without an image extension are skipped with a warning. A folder that holds
+    ``train/`` and ``test/`` sub-folders, each with class folders, gives those two splits.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"image folder {root} does not exist")
+    subdirs = sorted(d.name for d in root.iterdir() if d.is_dir())
+    if subdirs and set(subdirs) <= {"train", "test", "val"} and len(subdirs) >= 2:
+        parts = {s: _scan_classes(root / s, skip_classes) for s in subdirs}
+        classes = parts[subdirs[0]][0]
+        splits = {s: items for s, (_, items) in parts.items()}
+        return Dataset(name or root.name, classes, splits)
+    classes, items = _scan_classes(root, skip_classes)
+    return Dataset(name or root.name, classes, {"all": items})
+
+
+def _scan_classes(root, skip_classes):
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in skip_classes)
+    if not classes:
+        raise DatasetError(f"{root} has no class sub-folders; put each class's images in a "
+                           "folder of its own (root/<class>/<image>)")
+    items = []
+    for label, cls in enumerate(classes):
+        for f in sorted((root / cls).iterdir()):
+            if not f.is_file():
+                continue
+            if f.suffix.lower() not in IMAGE_EXTENSIONS:
+                log.warning("skipping %s: not an image file (extension %r)", f, f.suffix)
+                continue
+            items.append(ImageItem(f"{cls}/{f.name}", label, cls, path=str(f)))
+    return classes, items
+
+
+def _read_idx(path):
+    with gzip.open(path, "rb") as fh:
+        data = fh.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def fashion_mnist(root=FASHION_MNIST_DIR):
+    """Debian's dataset-fashion-mnist (70,000 28x28 grayscale images, 10 classes)."""
+    root = Path(root)
+    if not (root / "t10k-images-idx3-ubyte.gz").exists():
+        raise DatasetError(f"Fashion-MNIST not found in {root}; install it with "
+                           "'apt-get install dataset-fashion-mnist'")
+    splits = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images = _read_idx(root / f"{prefix}-images-idx3-ubyte.gz")
+        labels = _read_idx(root / f"{prefix}-labels-idx1-ubyte.gz")
+        splits[split] = [ImageItem(f"{split}/{i:05d}", int(lab), FASHION_MNIST_CLASSES[lab],
+                                   pixels=images[i]) for i, lab in enumerate(labels)]
+    return Dataset("fashion-mnist", list(FASHION_MNIST_CLASSES), splits)
+
+
+def shared_data_dir():
+    """The project's shared data folder: $KBSEMCOM_DATA_DIR, ./../shared/data, or beside the
+    source checkout."""
+    candidates = [os.environ.get("KBSEMCOM_DATA_DIR", ""), "../shared/data",
+                  str(Path(__file__).resolve().parents[3].parent / "shared" / "data")]
+    for c in candidates:
+        if c and Path(c).is_dir():
+            return Path(c).resolve()
+    return None
+
+
+def cache_dir():
+    """Where extracted archives, features, KBs and codecs are cached ($KBSEMCOM_CACHE)."""
+    path = Path(os.environ.get("KBSEMCOM_CACHE", Path.home() / ".cache" / "kbsemcom"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _extract_archive(archive, marker):
+    """Extract a .tar.gz once into the cache; returns the folder."""
+    archive = Path(archive)
+    digest = hashlib.sha1(f"{archive.resolve()}:{archive.stat().st_size}".encode()).hexdigest()[:10]
+    dest = cache_dir() / "data" / f"{archive.name.split('.')[0]}-{digest}"
+    if not (dest / marker).exists():
+        log.info("extracting %s to %s (once)", archive, dest)
+        tmp = dest.with_suffix(".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        if not dest.exists():
+            tmp.rename(dest)
+    return dest
+
+
+def _archive(filename):
+    data = shared_data_dir()
+    if data is None or not (data / filename).exists():
+        raise DatasetError(f"{filename} not found: set KBSEMCOM_DATA_DIR to the folder that "
+                           "holds the project's shared data archives")
+    return data / filename
+
+
+def cifar10():
+    """CIFAR-10 (60,000 32x32 JPEGs, train/test) from the shared data archive."""
+    root = _extract_archive(_archive("cifar10-jpeg.tar.gz"), "test")
+    return scan_image_folder(root, name="cifar10")
+
+
+def caltech100():
+    """Caltech-101 less BACKGROUND_Google and Faces_easy: 100 clean classes, one 'all' split."""
+    root = _extract_archive(_archive("caltech101.tar.gz"), "101_ObjectCategories")
+    return scan_image_folder(root / "101_ObjectCategories", name="caltech100",
+                             skip_classes=CALTECH_DROPPED)
+
+
+DATASETS = {"fashion-mnist": fashion_mnist, "cifar10": cifar10, "caltech100": caltech100}
+
+
+def open_dataset(spec):
+    """A data set by name (fashion-mnist, cifar10, caltech100) or by image-folder path."""
+    if spec in DATASETS:
+        return DATASETS[spec]()
+    if Path(spec).expanduser().is_dir():
+        return scan_image_folder(spec)
+    raise DatasetError(f"unknown data set {spec!r}: give one of {', '.join(DATASETS)} or a "
+                       "folder with one sub-folder of images per class")
+
+
+def take_per_class(items, counts, start=0):
+    """Per class, in the items' order, take ``counts`` items after skipping ``start``.
+
+    counts: int (same for every class). Returns the chosen items, class-balanced.
+    """
+    by_class = {}
+    for it in items:
+        by_class.setdefault(it.label, []).append(it)
+    chosen = []
+    for label in sorted(by_class):
+        chosen.extend(by_class[label][start:start + counts])
+    return chosen

@@ -1,0 +1,91 @@
+"""Result records, the semantic-accuracy metric, and the montage of sent vs retrieved images.
+
+One record per transmitted image. A lost image (unreadable, wrong length, frame lost, never
+received) is a record with ``lost: true`` and counts as wrong in the accuracy.
+"""
+import json
+from pathlib import Path
+
+RECORD_FIELDS = ("seq", "image_id", "label", "class_name", "path", "retrieved_id",
+                 "retrieved_label", "retrieved_class", "retrieved_path", "distance", "correct",
+                 "lost", "stage", "reason", "snr_db", "channel", "cbr", "n_symbols", "extractor")
+
+
+def make_record(meta, **extra):
+    """A flat result record from PDU metadata (missing fields are None)."""
+    rec = {k: meta.get(k) for k in RECORD_FIELDS}
+    rec["lost"] = bool(meta.get("lost", False))
+    rec["correct"] = bool(meta.get("correct", False)) and not rec["lost"]
+    rec.update(extra)
+    return rec
+
+
+def lost_record(meta, stage, reason, **extra):
+    return make_record(dict(meta, lost=True, stage=stage, reason=reason), **extra)
+
+
+def summarize(records):
+    """Counts and semantic accuracy (lost images count as wrong)."""
+    n = len(records)
+    lost = sum(1 for r in records if r["lost"])
+    correct = sum(1 for r in records if r["correct"])
+    return {"n_sent": n, "n_received": n - lost, "n_lost": lost, "n_correct": correct,
+            "accuracy": correct / n if n else 0.0}
+
+
+def write_jsonl(records, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        for r in records:
+            fh.write(json.dumps(r) + "\n")
+    return path
+
+
+def read_jsonl(path):
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def montage(records, load_image, path, max_pairs=24, title=""):
+    """A PNG grid of sent | retrieved image pairs, green when the class matches, red when
+    not, grey when lost. ``load_image(path) -> PIL image`` reads either side."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = records[:max_pairs]
+    cols = 4
+    rows = max(1, (len(shown) + cols - 1) // cols)
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * cols * 1.4, rows * 1.7),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, rec in enumerate(shown):
+        ax_sent, ax_got = axes[i // cols, 2 * (i % cols)], axes[i // cols, 2 * (i % cols) + 1]
+        colour = "grey" if rec["lost"] else ("green" if rec["correct"] else "red")
+        _show(ax_sent, load_image, rec.get("path"), f"sent: {rec.get('class_name')}", "black")
+        got = "lost" if rec["lost"] else f"got: {rec.get('retrieved_class')}"
+        _show(ax_got, load_image, None if rec["lost"] else rec.get("retrieved_path"), got, colour)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _show(ax, load_image, source, label, colour):
+    ax.set_title(label[:18], fontsize=7, color=colour)
+    if source:
+        try:
+            ax.imshow(load_image(source))
+        except Exception:  # noqa: BLE001 - a missing picture must not lose the montage
+            pass
+    ax.axis("on")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_color(colour)
+        spine.set_linewidth(2)

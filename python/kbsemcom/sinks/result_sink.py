@@ -1,0 +1,68 @@
+"""Result sink: collects one record per image and appends it to a JSON lines file."""
+import json
+import threading
+
+import pmt
+from gnuradio import gr
+
+from ..core.results import make_record, summarize
+from ..pdus import parse_pdu
+
+
+class result_sink(gr.basic_block):
+    """Collect retrieval results and lost records.
+
+    Input 'in': PDU from kb_lookup (or any PDU whose metadata is a result or lost record).
+    Parameters:
+      path: JSON lines file, one record per image ('' = keep in memory only)
+      expected: number of images expected (0 = unknown); ``done()`` turns true when reached
+    From Python: ``records()``, ``summary()``, ``wait(timeout)``.
+    """
+
+    def __init__(self, path="", expected=0):
+        gr.basic_block.__init__(self, name="result_sink", in_sig=None, out_sig=None)
+        self.message_port_register_in(pmt.intern("in"))
+        self.set_msg_handler(pmt.intern("in"), self._handle)
+        self.path = path
+        self.expected = int(expected)
+        self._records = []
+        self._lock = threading.Condition()
+        self._file = open(path, "w") if path else None
+        self.log = gr.logger("kbsemcom.result_sink")
+
+    def _handle(self, msg):
+        try:
+            meta, _ = parse_pdu(msg)
+            rec = make_record(meta)
+        except Exception as err:  # noqa: BLE001
+            self.log.error(f"dropping a message that is not a result PDU: {err}")
+            return
+        with self._lock:
+            self._records.append(rec)
+            if self._file:
+                self._file.write(json.dumps(rec) + "\n")
+                self._file.flush()
+            self._lock.notify_all()
+
+    def records(self):
+        with self._lock:
+            return list(self._records)
+
+    def count(self):
+        return len(self._records)
+
+    def summary(self):
+        return summarize(self.records())
+
+    def done(self):
+        return self.expected > 0 and len(self._records) >= self.expected
+
+    def wait(self, timeout):
+        """Wait until ``expected`` records arrived or ``timeout`` seconds passed."""
+        with self._lock:
+            return self._lock.wait_for(self.done, timeout)
+
+    def stop(self):
+        if self._file:
+            self._file.flush()
+        return True

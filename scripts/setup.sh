@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Install everything gr-kbsemcom needs on Debian 12, idempotently: GNU Radio and the data
+# set from Debian, a venv that sees GNU Radio, the pinned Python requirements, the module.
+# A second run checks and installs nothing new. Usage: scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(gnuradio gnuradio-dev cmake make g++ pybind11-dev dataset-fashion-mnist)
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+# Debian's python3 has GNU Radio's bindings; the venv sees them through system site-packages.
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv (with system site-packages, for GNU Radio)"
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing Python requirements (first time: about a minute)"
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 \
+    | grep -v "^WARNING: Location" || true
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . \
+    2>&1 | grep -v "^WARNING: Location" || true
+  echo "$want" > "$stamp"
+fi
+
+if ! .venv/bin/python - <<'PY'
+import sys
+try:
+    import numpy
+    if int(numpy.__version__.split(".")[0]) >= 2:
+        sys.exit(f"numpy {numpy.__version__} is installed but GNU Radio 3.10 needs numpy < 2")
+    from gnuradio import gr, kbsemcom  # noqa: F401
+    import faiss, open_clip, torch  # noqa: F401,E401
+    from gnuradio.kbsemcom.core import extractors  # noqa: F401
+except Exception as err:  # noqa: BLE001
+    sys.exit(f"import check failed: {type(err).__name__}: {err}")
+PY
+then
+  echo "setup: FAILED. Remove .venv and run scripts/setup.sh again; see the message above." >&2
+  rm -f "$stamp"
+  exit 1
+fi
+echo "setup: OK (.venv/bin/kbsemcom, GNU Radio $(.venv/bin/python -c 'from gnuradio import gr; print(gr.version())'))"

@@ -1,0 +1,96 @@
+"""Shared fixtures: a private cache, real Fashion-MNIST images, the real EfficientNet-Lite0,
+a tiny real open_clip model, and a small trained world (KB + codec) for the block tests."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TESTS = Path(__file__).parent
+SHARED_DATA = TESTS.parent.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Every test session starts from an empty cache: nothing carries over between runs."""
+    path = tmp_path_factory.mktemp("kbsemcom-cache")
+    os.environ["KBSEMCOM_CACHE"] = str(path)
+    os.environ.setdefault("KBSEMCOM_THREADS", "2")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fmnist():
+    from gnuradio.kbsemcom.core import datasets
+    return datasets.fashion_mnist()
+
+
+@pytest.fixture(scope="session")
+def effnet():
+    from gnuradio.kbsemcom.core import extractors
+    return extractors.load_extractor("efficientnet-lite0")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip():
+    """A real open_clip model built from a tiny config (random weights)."""
+    import open_clip
+    from gnuradio.kbsemcom.core import extractors
+    open_clip.add_model_config(str(TESTS / "data" / "tiny-clip.json"))
+    return extractors.load_extractor("open_clip:tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def world(fmnist, effnet):
+    """A small real setup: Fashion-MNIST split, EfficientNet features, KB, trained codec."""
+    from gnuradio.kbsemcom.core import pipeline
+    split = pipeline.demo_split(fmnist, sent_per_class=6, kb_per_class=20, train_per_class=60,
+                                val_per_class=10)
+    kb = pipeline.build_kb(effnet, split.kb, fmnist.class_names)
+    codec, _, _ = pipeline.prepare_codec(effnet, split, fmnist.name, "1/48", "awgn", seed=0,
+                                         epochs=30, lr=1e-3)
+    return {"split": split, "kb": kb, "codec": codec, "extractor": effnet,
+            "class_names": fmnist.class_names}
+
+
+@pytest.fixture
+def image_folder(tmp_path, fmnist):
+    """A real image folder (PNG files, two classes) with the awkward cases of real folders:
+    a grayscale, an RGBA, a corrupt JPEG and a non-image file."""
+    from PIL import Image
+    root = tmp_path / "images"
+    items = [it for it in fmnist.items("test")[:200] if it.label in (1, 7)][:16]
+    for i, it in enumerate(items):
+        folder = root / it.class_name.replace("/", "-")
+        folder.mkdir(parents=True, exist_ok=True)
+        img = Image.fromarray(it.pixels)  # grayscale
+        if i % 3 == 1:
+            img = img.convert("RGBA")
+        elif i % 3 == 2:
+            img = img.convert("RGB")
+        img.save(folder / f"img_{i:03d}.png")
+    (root / "Trouser" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    (root / "Trouser" / "tmp").write_text("stray non-image file")
+    return root
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared data folder {SHARED_DATA} is not on this machine")
+    return SHARED_DATA
+
+
+def run_flowgraph(tb, sink, timeout=60):
+    """Run a flowgraph with a deadline; fail the test (not hang) if it misses it."""
+    from gnuradio.kbsemcom.flowgraphs import run_until_done
+    run_until_done(tb, sink, timeout)
+    assert sink.done(), f"only {sink.count()} of {sink.expected} records within {timeout} s"
+    return sink.records()
+
+
+def labels(items):
+    return np.array([it.label for it in items])
+
+
+__all__ = ["run_flowgraph", "labels"]
