@@ -1,6 +1,7 @@
 """Shared fixtures: a private cache, real Fashion-MNIST images, the real EfficientNet-Lite0,
 a tiny real open_clip model, and a small trained world (KB + codec) for the block tests."""
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ SHARED_DATA = TESTS.parent.parent / "shared" / "data"
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
-    """Every test session starts from an empty cache: nothing carries over between runs."""
-    path = tmp_path_factory.mktemp("kbsemcom-cache")
+    """Every test session starts from an empty cache: nothing carries over between runs
+    (a developer may point KBSEMCOM_TEST_CACHE at a folder to reuse features locally)."""
+    path = os.environ.get("KBSEMCOM_TEST_CACHE") or tmp_path_factory.mktemp("kbsemcom-cache")
     os.environ["KBSEMCOM_CACHE"] = str(path)
     os.environ.setdefault("KBSEMCOM_THREADS", "2")
     return path
@@ -89,8 +91,37 @@ def run_flowgraph(tb, sink, timeout=60):
     return sink.records()
 
 
+def push_pdus(block, pdus, timeout=30):
+    """Post (meta, payload) PDUs to a PDU block's 'in' port in a real flowgraph and return
+    the (meta, payload) PDUs it publishes on 'out'; fails if they do not all come out."""
+    import pmt
+    from gnuradio import blocks, gr
+    from gnuradio.kbsemcom.pdus import make_pdu, parse_pdu
+    class Feeder(gr.basic_block):
+        def __init__(self):
+            gr.basic_block.__init__(self, "feeder", None, None)
+            self.message_port_register_out(pmt.intern("out"))
+
+    tb = gr.top_block()
+    feeder, store = Feeder(), blocks.message_debug()
+    tb.msg_connect((feeder, "out"), (block, "in"))
+    tb.msg_connect((block, "out"), (store, "store"))
+    tb.start()
+    for meta, payload in pdus:
+        message = payload if isinstance(payload, pmt.pmt_base) else make_pdu(meta, payload)
+        feeder.message_port_pub(pmt.intern("out"), message)
+    deadline = time.monotonic() + timeout
+    while store.num_messages() < len(pdus) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    tb.stop()
+    tb.wait()
+    out = [parse_pdu(store.get_message(i)) for i in range(store.num_messages())]
+    assert len(out) == len(pdus), f"{len(pdus) - len(out)} PDUs never came out of {block}"
+    return out
+
+
 def labels(items):
     return np.array([it.label for it in items])
 
 
-__all__ = ["run_flowgraph", "labels"]
+__all__ = ["run_flowgraph", "push_pdus", "labels"]

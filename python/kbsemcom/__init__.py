@@ -15,6 +15,14 @@ _BLOCKS = {
     "semantic_decoder": "semantic_rx.semantic_decoder",
     "kb_lookup": "semantic_rx.kb_lookup",
     "result_sink": "sinks.result_sink",
+    "ofdm_tx": "phy.ofdm_tx",
+    "ofdm_rx": "phy.ofdm_rx",
+    "frame_annotator": "phy.manifest",
+    "hevc_image_encoder": "digital.hevc_image_encoder",
+    "digital_modulator": "digital.digital_modulator",
+    "coherent_channel": "digital.coherent_channel",
+    "digital_demodulator": "digital.digital_demodulator",
+    "hevc_image_decoder": "digital.hevc_image_decoder",
 }
 
 __all__ = sorted(_BLOCKS)

@@ -3,11 +3,15 @@
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+# GNU Radio logs to stdout by default; keep stdout for results (--json) and log to stderr.
+os.environ.setdefault("GR_CONF_LOG_LOG_FILE", "stderr")
 
 from ..core import datasets, extractors
 
-SUBCOMMANDS = ["demo", "tools"]
+SUBCOMMANDS = ["demo", "tools", "evaluate", "txrx"]
 
 
 def build_parser():

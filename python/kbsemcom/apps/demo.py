@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import datasets, extractors, pipeline, results
+from ..core import conventions, datasets, extractors, pipeline, results
 from ..core.codec import retrieval_accuracy
 from ..core.features import extract_features
 from .common import add_codec, add_common, add_split, machine, say
@@ -33,6 +33,7 @@ def register(sub):
 def run(args):
     from ..flowgraphs import run_until_done, semantic_loopback
     t0 = time.monotonic()
+    conventions.complex_symbols_for_cbr(args.cbr)  # a bad CBR fails now, not after training
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     extractor = extractors.load_extractor(args.extractor)
@@ -47,11 +48,12 @@ def run(args):
               f"KB, {len(split.train)} training images (disjoint)")
     kb = pipeline.build_kb(extractor, split.kb, dataset.class_names)
     kb.save(out / "kb")
-    codec, codec_path, cached = pipeline.prepare_codec(
+    codec, _, cached = pipeline.prepare_codec(
         extractor, split, dataset.name, args.cbr, args.channel, args.seed, args.epochs,
         lr=args.lr)
+    codec.save(out / "codec.pt", getattr(codec, "history", []))
     say(args, f"codec: CBR {codec.config.to_dict()['cbr']} = {codec.n_symbols} complex symbols, "
-              f"trained on {args.channel}{' (cached)' if cached else ''}: {codec_path}")
+              f"trained on {args.channel}{' (cached)' if cached else ''}: {out / 'codec.pt'}")
     sent_feats, sent_kept = extract_features(extractor, sent, desc="ceiling features")
     ceiling = retrieval_accuracy(sent_feats, pipeline.labels(sent_kept), kb.features(),
                                  np.array([e["label"] for e in kb.entries]))

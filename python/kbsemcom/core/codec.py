@@ -1,12 +1,27 @@
-"""The semantic codec: the paper's MLP encoder/decoder between a feature and k real channel
-values (k/2 complex symbols), its training with noise over several SNRs, and its file format.
+"""The semantic codec: an MLP encoder/decoder between a feature and k real channel values
+(k/2 complex symbols), its training with noise over several SNRs, and its file format.
 
-Encoder  Linear(D,384) -> ReLU -> Linear(384,k) -> BatchNorm1d(k) -> unit power per vector
-Decoder  Linear(k,384) -> ReLU -> Linear(384,D) -> BatchNorm1d(D)
+Two recipes share one class and one file format (``SemanticCodec.load`` reads both):
 
-Inputs and targets are scaled by sqrt(D): with L2-normalised targets (coordinates ~1/sqrt(D))
-the decoder's BatchNorm otherwise lets a near-constant output win the MSE and the model
-collapses to chance (measured in NOTES.md). Training draws one SNR per batch from ``snrs``.
+``kbsc`` (the paper's, kept exact)
+  Encoder  Linear(D,384) -> ReLU -> Linear(384,k) -> BatchNorm1d(k) -> unit power per vector
+  Decoder  Linear(k,384) -> ReLU -> Linear(384,D) -> BatchNorm1d(D)
+  MSE loss, Adam 1e-4, batch 128, <= 100 epochs, early stop after 20 epochs without
+  validation-accuracy gain, one SNR per batch from {-7,-4,0,4,7,10} dB.
+  Inputs and targets are scaled by sqrt(D): with L2-normalised targets (coordinates
+  ~1/sqrt(D)) the decoder's BatchNorm otherwise lets a near-constant output win the MSE and
+  the model collapses to chance (measured in NOTES.md).
+
+``kbsc-ret`` (ours, the default)
+  Encoder  Linear(D,h) -> ReLU -> Linear(h,k) -> BatchNorm1d(k) -> unit power per vector
+  Decoder  Linear(k,h) -> ReLU -> Linear(h,h) -> ReLU -> Linear(h,D) -> L2 normalisation
+  Trained for retrieval, not reconstruction: an InfoNCE loss makes the decoded feature pick
+  its own source feature among the batch's features (cosine, temperature tau), plus a
+  class-aware term (supervised contrastive over the batch's training labels) so that the
+  nearest neighbour has the right class. One SNR per *image* drawn uniformly from
+  ``train_snr_range``, so one model serves every SNR; Adam with a cosine-decayed learning
+  rate. Labels are used only as a training signal; they are never transmitted, and the
+  transmitter never sees the receiver's KB.
 """
 import copy
 import logging
@@ -48,6 +63,10 @@ class CodecConfig:
     lr: float = 1e-4
     seed: int = 0
     training_data: dict = field(default_factory=dict)
+    # kbsc-ret only (ignored by the paper's recipe)
+    train_snr_range: tuple = (-8.0, 12.0)
+    temperature: float = 0.05
+    class_weight: float = 0.5
 
     @property
     def dim(self):
@@ -60,6 +79,7 @@ class CodecConfig:
     def to_dict(self):
         d = asdict(self)
         d["train_snrs"] = list(self.train_snrs)
+        d["train_snr_range"] = list(self.train_snr_range)
         d["cbr"] = conventions.format_cbr(self.cbr)
         d["n_symbols"] = self.n_symbols
         d["dim"] = self.dim
@@ -74,10 +94,18 @@ class SemanticCodec(nn.Module):
         self.config = config
         d, k, h = config.dim, 2 * config.n_symbols, config.hidden
         self.scale = math.sqrt(d)
+        self.retrieval = config.recipe == "kbsc-ret"
+        if config.recipe not in RECIPES:
+            raise CodecError(f"unknown codec recipe {config.recipe!r}; known: "
+                             f"{', '.join(RECIPES)}")
         self.encoder = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, k),
                                      nn.BatchNorm1d(k))
-        self.decoder = nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, d),
-                                     nn.BatchNorm1d(d))
+        if self.retrieval:
+            self.decoder = nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
+                                         nn.Linear(h, d))
+        else:
+            self.decoder = nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, d),
+                                         nn.BatchNorm1d(d))
 
     @property
     def n_symbols(self):
@@ -87,6 +115,8 @@ class SemanticCodec(nn.Module):
         return power_normalize(self.encoder(features * self.scale))
 
     def decode_real(self, received):
+        if self.retrieval:  # unit norm, like the KB's features: L2 search = cosine search
+            return nn.functional.normalize(self.decoder(received), dim=-1)
         return self.decoder(received) / self.scale
 
     def forward(self, features, channel, snr_db, generator=None):
@@ -154,6 +184,8 @@ class SemanticCodec(nn.Module):
         cfg.pop("n_symbols", None)
         cfg.pop("dim", None)
         cfg["train_snrs"] = tuple(cfg["train_snrs"])
+        if "train_snr_range" in cfg:
+            cfg["train_snr_range"] = tuple(cfg["train_snr_range"])
         codec = cls(CodecConfig(**cfg))
         codec.load_state_dict(blob["state_dict"])
         codec.history = blob.get("history", [])
@@ -173,12 +205,40 @@ def retrieval_accuracy(decoded, labels, kb_features, kb_labels):
     return float(np.mean(np.asarray(kb_labels)[nearest[:, 0]] == np.asarray(labels)))
 
 
-def train_codec(config, train_features, validation, progress=True):
-    """Train a codec on features [N, D].
+RECIPES = {
+    "kbsc": {},
+    "kbsc-ret": {"hidden": 1024, "epochs": 60, "patience": 15, "batch_size": 512, "lr": 1e-3},
+}
+
+
+def recipe_config(recipe, extractor, cbr, train_channel="awgn", seed=0, **overrides):
+    """The CodecConfig of a named recipe (its defaults, then ``overrides``)."""
+    if recipe not in RECIPES:
+        raise CodecError(f"unknown codec recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    kw = dict(RECIPES[recipe], **overrides)
+    return CodecConfig(extractor=dict(extractor), cbr=conventions.format_cbr(cbr), recipe=recipe,
+                       train_channel=check_channel(train_channel), seed=seed, **kw)
+
+
+def _retrieval_loss(decoded, target, labels, config):
+    """InfoNCE (own source among the batch) + class_weight x supervised contrastive."""
+    logits = decoded @ nn.functional.normalize(target, dim=-1).T / config.temperature
+    loss = nn.functional.cross_entropy(logits, torch.arange(len(decoded)))
+    if labels is not None and config.class_weight > 0:
+        same = (labels[:, None] == labels[None, :]).float()
+        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        loss = loss + config.class_weight * torch.mean(
+            -(same * log_prob).sum(1) / same.sum(1))
+    return loss
+
+
+def train_codec(config, train_features, validation, progress=True, train_labels=None):
+    """Train a codec on features [N, D] with its recipe (config.recipe).
 
     validation: dict with sent_features, sent_labels, kb_features, kb_labels (a held-out
-    sent/KB pair); the epoch with the best mean semantic accuracy over the training SNRs is
+    sent/KB pair); the epoch with the best mean semantic accuracy over the paper's SNRs is
     kept (early stop after ``patience`` epochs without improvement).
+    train_labels: [N] class labels, used by kbsc-ret's class-aware loss term only.
     Returns (codec, history: list of per-epoch dicts).
     """
     set_threads()
@@ -188,24 +248,38 @@ def train_codec(config, train_features, validation, progress=True):
     codec = SemanticCodec(config)
     opt = torch.optim.Adam(codec.parameters(), lr=config.lr)
     data = torch.from_numpy(np.asarray(train_features, dtype=np.float32))
+    if len(data) < 2:
+        raise CodecError(f"the codec needs at least 2 training features, got {len(data)}")
+    lab = None if train_labels is None else torch.as_tensor(np.asarray(train_labels))
+    steps = config.epochs * max(1, -(-len(data) // config.batch_size))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if codec.retrieval else None
     snrs = torch.tensor(config.train_snrs, dtype=torch.float32)
+    lo, hi = config.train_snr_range
     best, best_state, history, stale = -1.0, None, [], 0
-    bar = tqdm(range(config.epochs), desc=f"train codec CBR {config.cbr}", unit="epoch",
-               disable=not progress, leave=False)
+    bar = tqdm(range(config.epochs), desc=f"train {config.recipe} CBR {config.cbr} "
+               f"{config.train_channel}", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         codec.train()
         perm = torch.randperm(len(data), generator=gen)
         losses = []
         for i in range(0, len(data), config.batch_size):
-            batch = data[perm[i:i + config.batch_size]]
+            idx = perm[i:i + config.batch_size]
+            batch = data[idx]
             if len(batch) < 2:  # BatchNorm needs two samples
                 continue
-            snr = snrs[torch.randint(len(snrs), (1,), generator=gen)].item()
-            out = codec(batch, config.train_channel, snr, gen)
-            loss = torch.mean((out - batch) ** 2) * codec.config.dim  # MSE on sqrt(D)-scaled
+            if codec.retrieval:  # one SNR per image over the whole range
+                snr = lo + (hi - lo) * torch.rand(len(batch), generator=gen)
+                out = codec(batch, config.train_channel, snr, gen)
+                loss = _retrieval_loss(out, batch, None if lab is None else lab[idx], config)
+            else:  # the paper: one SNR per batch, MSE on sqrt(D)-scaled features
+                snr = snrs[torch.randint(len(snrs), (1,), generator=gen)].item()
+                out = codec(batch, config.train_channel, snr, gen)
+                loss = torch.mean((out - batch) ** 2) * codec.config.dim
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             losses.append(loss.item())
         acc = validation_accuracy(codec, validation, config)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_accuracy": acc})
@@ -222,13 +296,17 @@ def train_codec(config, train_features, validation, progress=True):
     return codec, history
 
 
+@torch.no_grad()
 def validation_accuracy(codec, validation, config):
-    """Mean semantic accuracy over the training SNRs on the validation sent/KB pair."""
-    accs = [retrieval_accuracy(codec.transmit(validation["sent_features"], config.train_channel,
-                                              snr, seed=1000 + i),
-                               validation["sent_labels"], validation["kb_features"],
-                               validation["kb_labels"])
-            for i, snr in enumerate(config.train_snrs)]
+    """Mean semantic accuracy over the paper's SNRs on the validation sent/KB pair (seeded
+    batched channel, the same model as the vector-by-vector one of ``transmit``)."""
+    codec.eval()
+    feats = torch.from_numpy(np.asarray(validation["sent_features"], dtype=np.float32))
+    x = codec.encode_real(feats)
+    accs = []
+    for i, snr in enumerate(PAPER_TRAIN_SNRS):
+        gen = torch.Generator().manual_seed(1000 + i)
+        decoded = codec.decode_real(apply_channel(x, config.train_channel, snr, gen)).numpy()
+        accs.append(retrieval_accuracy(decoded, validation["sent_labels"],
+                                       validation["kb_features"], validation["kb_labels"]))
     return float(np.mean(accs))
-
-

@@ -197,7 +197,10 @@ def _extract_archive(archive, marker):
         tmp = dest.with_suffix(".tmp")
         tmp.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
+            try:
+                tar.extractall(tmp, filter="data")
+            except TypeError:  # Python < 3.11.4 (Debian 12) has no extraction filters
+                tar.extractall(tmp)
         if not dest.exists():
             tmp.rename(dest)
     return dest

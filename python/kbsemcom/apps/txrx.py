@@ -1,0 +1,364 @@
+"""``kbsemcom tx`` and ``kbsemcom rx``: transmitter and receiver as two programs (two radios).
+
+TX: images -> feature_extractor -> semantic_encoder -> ofdm_tx -> ZMQ PUSH | SigMF file | SDR.
+RX: ZMQ PULL | SigMF file | SDR -> ofdm_rx -> frame_annotator -> semantic_decoder ->
+kb_lookup -> result_sink. TX writes a sent manifest (seq -> image, label) that RX reads to
+score accuracy and to write an explicit lost record for every image it never received.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..core import datasets, extractors, pipeline, results
+from ..core.codec import SemanticCodec
+from ..core.kb import KnowledgeBase
+from .common import add_codec, add_common, add_split, machine, say
+
+RADIO_HELP = ("zmq: ZMQ PUSH/PULL on --address (two processes, no radio); file: a SigMF "
+              "recording (--file BASE -> BASE.sigmf-data + BASE.sigmf-meta); uhd: a USRP; "
+              "soapy: a SoapySDR device, HackRF by default")
+
+
+def register(sub):
+    p = sub.add_parser("tx", help="transmitter: images -> semantic symbols -> OFDM -> ZMQ, "
+                       "SigMF file or SDR", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_shared(p)
+    p.add_argument("--sink", default="zmq", choices=("zmq", "file", "uhd", "soapy"),
+                   help=RADIO_HELP)
+    p.add_argument("--images", type=int, default=50, help="images to transmit")
+    p.add_argument("--interval", type=float, default=0.0, help="seconds between images")
+    p.add_argument("--amplitude", type=float, default=None,
+                   help="baseband scale (default 1.0 for zmq/file, 0.3 for an SDR's DAC)")
+    p.add_argument("--linger", type=float, default=1.0,
+                   help="seconds to keep the link open after the last frame")
+    p.add_argument("--timeout", type=float, default=600.0, help="give up (exit 4) when the "
+                   "link has not taken every frame by then (a ZMQ PUSH waits for a receiver)")
+    p.set_defaults(func=run_tx)
+
+    p = sub.add_parser("rx", help="receiver: ZMQ, SigMF file or SDR -> OFDM -> decoder -> KB "
+                       "lookup -> results", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_shared(p)
+    p.add_argument("--source", default="zmq", choices=("zmq", "file", "uhd", "soapy"),
+                   help=RADIO_HELP)
+    p.add_argument("--kb", default="", help="KB folder (kbsemcom build-kb); default: built "
+                   "from the data set like the demo (cached)")
+    p.add_argument("--threshold", type=float, default=0.3,
+                   help="Schmidl & Cox detection threshold (lower finds weaker frames)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds the receiver runs at "
+                   "most; images not received by then are lost records")
+    p.add_argument("--idle-timeout", type=float, default=10.0, help="stop this many seconds "
+                   "after the last frame when the manifest's images are not all in")
+    p.add_argument("--out", default="runs/rx", help="output folder (results.jsonl, "
+                   "summary.json, montage.png, stream.jsonl)")
+    p.set_defaults(func=run_rx)
+
+
+def _add_shared(p):
+    add_common(p)
+    add_split(p)
+    add_codec(p)
+    p.add_argument("--codec", default="", help="codec file (kbsemcom train-codec); default: "
+                   "trained on the data set like the demo (cached), equal at TX and RX")
+    p.add_argument("--manifest", default="runs/txrx/manifest.json",
+                   help="sent manifest: written by tx, read by rx ('' = none)")
+    p.add_argument("--address", default="tcp://127.0.0.1:5555", help="ZMQ address")
+    p.add_argument("--file", default="runs/txrx/capture", help="SigMF recording base name")
+    p.add_argument("--samp-rate", type=float, default=1e6, help="sample rate (Hz)")
+    p.add_argument("--freq", type=float, default=915e6, help="SDR centre frequency (Hz)")
+    p.add_argument("--gain", type=float, default=30.0, help="SDR gain (dB)")
+    p.add_argument("--device-args", default="", help="UHD device args ('type=b200') or "
+                   "SoapySDR args (default 'driver=hackrf')")
+    p.add_argument("--antenna", default="", help="SDR antenna port ('' = default)")
+
+
+def _radio_opts(args):
+    return {"address": args.address, "path": args.file, "samp_rate": args.samp_rate,
+            "freq": args.freq, "gain": args.gain, "device_args": args.device_args,
+            "antenna": args.antenna}
+
+
+def _sent_items(args, dataset):
+    per_class = max(1, -(-args.images // len(dataset.class_names)))
+    return pipeline.demo_split(dataset, per_class, args.kb_per_class, args.train_per_class,
+                               args.val_per_class)
+
+
+def _codec(args, extractor_spec, split, dataset):
+    """The codec file given, or the demo's cached one (trained on first use)."""
+    if args.codec:
+        return SemanticCodec.load(args.codec), args.codec
+    extractor = extractors.load_extractor(extractor_spec)
+    codec, path, _ = pipeline.prepare_codec(extractor, split, dataset.name, args.cbr,
+                                            args.channel, args.seed, args.epochs, lr=args.lr)
+    return codec, str(path)
+
+
+def run_tx(args):
+    from gnuradio import gr
+
+    from ..phy.manifest import write_manifest
+    from ..phy.ofdm_tx import ofdm_tx
+    from ..phy.radio import RadioError, make_sink, write_sigmf_meta
+    from ..semantic_tx.feature_extractor import feature_extractor
+    from ..semantic_tx.semantic_encoder import semantic_encoder
+    from ..sources.image_source import image_source
+
+    sdr = args.sink in ("uhd", "soapy")
+    try:  # the radio first: without a device, fail before any slow preparation
+        sink = make_sink(args.sink, **_radio_opts(args))
+    except RadioError as err:
+        print(f"kbsemcom tx: error: {err}", file=sys.stderr)
+        return 3
+    dataset = datasets.open_dataset(args.dataset)
+    split = _sent_items(args, dataset)
+    sent = split.sent[:args.images]
+    if len(sent) > 1 << 16:
+        raise ValueError("at most 65536 images per run (the header's seq has 16 bits)")
+    codec, codec_path = _codec(args, args.extractor, split, dataset)
+    extractor = extractors.load_extractor(args.extractor)
+    if not extractors.same_extractor(extractor.identity, codec.config.extractor):
+        raise ValueError(f"the codec {codec_path} was trained on {codec.config.extractor['name']}"
+                         f" features; pass --extractor {codec.config.extractor['name']}")
+    info = {"dataset": dataset.name, "extractor": extractor.name, "codec": codec_path,
+            "cbr": codec.config.to_dict()["cbr"], "n_symbols": codec.n_symbols,
+            "seed": args.seed, "sink": args.sink, "samp_rate": args.samp_rate}
+    if args.manifest:
+        write_manifest(args.manifest, sent, **info)
+    say(args, f"tx: {len(sent)} {dataset.name} images, {extractor.name}, CBR {info['cbr']} "
+              f"({codec.n_symbols} symbols) -> {args.sink}; manifest {args.manifest or '-'}")
+
+    tb = gr.top_block("kbsemcom_tx")
+    tb.source = image_source(items=sent, interval=args.interval)
+    tb.extractor = feature_extractor(extractor)
+    tb.encoder = semantic_encoder(codec)
+    amplitude = args.amplitude if args.amplitude is not None else (0.3 if sdr else 1.0)
+    tb.phy = ofdm_tx(amplitude=amplitude)
+    tb.sink = sink
+    tb.msg_connect((tb.source, "out"), (tb.extractor, "in"))
+    tb.msg_connect((tb.extractor, "out"), (tb.encoder, "in"))
+    tb.msg_connect((tb.encoder, "out"), (tb.phy, "in"))
+    tb.connect(tb.phy, tb.sink)
+    framer = tb.phy.framer
+    t0 = time.monotonic()
+    deadline = t0 + args.timeout
+    timed_out = False
+    tb.start()
+    try:
+        last = -1
+        while framer.handled() < len(sent) and time.monotonic() < deadline:
+            if framer.handled() != last:
+                last = framer.handled()
+                say(args, f"tx: {framer.frames} frames sent, {framer.skipped} images lost "
+                          "before the PHY")
+            time.sleep(0.2)
+        # every frame is in the stream; let the sink take it before closing the link
+        while tb.sink.nitems_read(0) < framer.samples and time.monotonic() < deadline:
+            time.sleep(0.05)
+        timed_out = time.monotonic() >= deadline
+        if not timed_out:
+            time.sleep(args.linger)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        tb.stop()
+        tb.wait()
+    seconds = time.monotonic() - t0
+    if timed_out:
+        print(f"kbsemcom tx: error: after {args.timeout:.0f} s the {args.sink} link had taken "
+              f"{tb.sink.nitems_read(0)} of {framer.samples} samples ({framer.frames} of "
+              f"{len(sent)} frames made); is a receiver running (kbsemcom rx --address "
+              f"{args.address})?", file=sys.stderr)
+        return 4
+    if args.sink == "file":
+        write_sigmf_meta(args.file, args.samp_rate, None,
+                         description=f"kbsemcom OFDM frames of {len(sent)} images",
+                         annotations=framer.annotations, extra=dict(info,
+                                                                    manifest=args.manifest))
+    summary = dict(info, images=len(sent), frames=framer.frames, lost_before_phy=framer.skipped,
+                   samples=framer.samples, seconds=seconds, machine=machine(),
+                   manifest=args.manifest, file=args.file if args.sink == "file" else None)
+    print(json.dumps(summary) if args.json else
+          f"tx: {framer.frames} frames ({framer.samples} samples) of {len(sent)} images in "
+          f"{seconds:.1f} s; {framer.skipped} lost before the PHY")
+    return 0
+
+
+def _best(records):
+    """One record per seq: a received one over a lost one, then the best SNR estimate."""
+    best = {}
+    for r in records:
+        key = r["seq"]
+        score = (not r["lost"], r.get("snr_db") if r.get("snr_db") is not None else -99)
+        if key not in best or score > best[key][0]:
+            best[key] = (score, r)
+    return {k: v[1] for k, v in best.items()}
+
+
+def run_rx(args):
+    from gnuradio import gr
+    from tqdm import tqdm
+
+    from ..phy.manifest import frame_annotator, read_manifest
+    from ..phy.ofdm_rx import ofdm_rx
+    from ..phy.radio import RadioError, make_source, read_sigmf_meta
+    from ..semantic_rx.kb_lookup import kb_lookup
+    from ..semantic_rx.semantic_decoder import semantic_decoder
+    from ..sinks.result_sink import result_sink
+
+    try:
+        source = make_source(args.source, **_radio_opts(args))
+    except RadioError as err:
+        print(f"kbsemcom rx: error: {err}", file=sys.stderr)
+        return 3
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = None
+    if not (args.codec and args.kb):
+        dataset = datasets.open_dataset(args.dataset)
+        split = _sent_items(args, dataset)
+    codec, _ = (SemanticCodec.load(args.codec), args.codec) if args.codec else \
+        _codec(args, args.extractor, split, dataset)
+    if args.kb:
+        kb = KnowledgeBase.load(args.kb)
+    else:
+        extractor = extractors.load_extractor(args.extractor)
+        kb = pipeline.build_kb(extractor, split.kb, dataset.class_names)
+        kb.save(out / "kb")
+    kb.check_extractor(codec.config.extractor)
+    samp_rate = args.samp_rate
+    file_samples = None
+    if args.source == "file":
+        data_path, meta = read_sigmf_meta(args.file)
+        samp_rate = meta.get("global", {}).get("core:sample_rate", samp_rate)
+        file_samples = data_path.stat().st_size // 8
+
+    tb = gr.top_block("kbsemcom_rx")
+    tb.src = source
+    tb.phy = ofdm_rx(threshold=args.threshold, samp_rate=samp_rate)
+    tb.annotate = frame_annotator(args.manifest)
+    tb.decoder = semantic_decoder(codec)
+    tb.lookup = kb_lookup(kb)
+    tb.sink = result_sink(str(out / "stream.jsonl"))
+    tb.connect(tb.src, tb.phy)
+    chain = [tb.phy, tb.annotate, tb.decoder, tb.lookup, tb.sink]
+    for a, b in zip(chain, chain[1:]):
+        tb.msg_connect((a, "out"), (b, "in"))
+    say(args, f"rx: {args.source} -> OFDM -> {codec.config.extractor['name']} codec "
+              f"({codec.n_symbols} symbols) -> KB of {len(kb)}; results in {out}")
+
+    def expected():
+        m = read_manifest(args.manifest) if args.manifest else None
+        return m
+    t0 = time.monotonic()
+    last_frame, n_frames, reason = t0, 0, "timeout"
+    tb.start()
+    try:
+        with tqdm(desc="rx images", unit="img", disable=args.json, leave=False) as bar:
+            while True:
+                time.sleep(0.25)
+                now = time.monotonic()
+                st = tb.phy.stats()
+                if st["frames"] != n_frames:
+                    n_frames, last_frame = st["frames"], now
+                recs = _best(tb.sink.records())
+                manifest = expected()
+                total = len(manifest["images"]) if manifest else None
+                bar.total = total
+                bar.n = len(recs)
+                bar.set_postfix(frames=st["frames"], bad_hdr=st["bad_header"],
+                                dup=tb.annotate.duplicates, snr=round(st["last"].get(
+                                    "snr_db", float("nan")), 1), refresh=False)
+                bar.refresh()
+                if total is not None and all(e["seq"] in recs for e in manifest["images"]):
+                    reason = "all images received"
+                    break
+                if file_samples is not None and tb.phy.deframer.nitems_read(0) >= \
+                        file_samples and now - last_frame > 1.0 and \
+                        tb.sink.count() >= st["frames"]:
+                    reason = "end of recording"
+                    break
+                if n_frames and now - last_frame > args.idle_timeout:
+                    reason = f"no frame for {args.idle_timeout:.0f} s"
+                    break
+                if now - t0 > args.timeout:
+                    break
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    finally:
+        time.sleep(0.3)  # let the last decoded frame reach the sink
+        tb.stop()
+        tb.wait()
+    seconds = time.monotonic() - t0
+    manifest = expected()
+    records = _finish(tb, manifest, reason)
+    st = tb.phy.stats()
+    summary = dict(results.summarize(records), stop_reason=reason, frames=st["frames"],
+                   bad_headers=st["bad_header"], triggers=st["triggers"],
+                   duplicates=tb.annotate.duplicates,
+                   mean_snr_db=_mean([r.get("snr_db") for r in records if not r["lost"]]),
+                   extractor=codec.config.extractor["name"], cbr=codec.config.to_dict()["cbr"],
+                   n_symbols=codec.n_symbols, source=args.source, seconds=seconds,
+                   machine=machine(), labels_known=bool(manifest),
+                   results=str(out / "results.jsonl"), montage=str(out / "montage.png"))
+    if manifest:
+        summary["dataset"] = manifest.get("dataset")
+    else:  # no labels: retrievals only
+        summary["accuracy"] = summary["n_correct"] = None
+    results.write_jsonl(records, out / "results.jsonl")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    try:
+        results.montage(records, _image_loader(summary.get("dataset") or args.dataset),
+                        out / "montage.png",
+                        title=f"rx {args.source} | {summary['extractor']} | CBR {summary['cbr']}"
+                              + (f" | accuracy {summary['accuracy']:.1%}" if manifest else ""))
+    except Exception as err:  # noqa: BLE001 - the numbers matter more than the picture
+        print(f"kbsemcom rx: no montage: {err}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        acc = (f"semantic accuracy {summary['accuracy']:.1%} ({summary['n_correct']}/"
+               f"{summary['n_sent']})" if manifest else "accuracy unknown (no manifest)")
+        print(f"rx: {reason}; {st['frames']} frames, {summary['n_received']} images received, "
+              f"{summary['n_lost']} lost, {summary['duplicates']} duplicates; {acc}; mean "
+              f"post-EQ SNR {summary['mean_snr_db']} dB\nresults: {out / 'results.jsonl'}\n"
+              f"montage: {out / 'montage.png'}\nsummary: {out / 'summary.json'}")
+    return 0
+
+
+def _finish(tb, manifest, reason):
+    """Best record per seq with its PHY estimates, plus a lost record for every manifest
+    image that never arrived."""
+    best = _best(tb.sink.records())
+    done = []
+    for seq, rec in best.items():
+        phy = tb.annotate.frames.get(seq, {})
+        done.append(dict(rec, **{k: v for k, v in phy.items() if k != "snr_db"}))
+    if manifest:
+        for e in manifest["images"]:
+            if e["seq"] not in best:
+                done.append(results.lost_record(
+                    e, "phy", f"no frame with this seq was received ({reason})"))
+    return sorted(done, key=lambda r: r["seq"] if r["seq"] is not None else -1)
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def _image_loader(dataset_name):
+    """Montage images by source: data set items (array-backed ids) or image files."""
+    cache = {}
+
+    def load(source):
+        if not source:
+            raise FileNotFoundError("no image")
+        if Path(source).is_file():
+            return datasets.decode_image(Path(source).read_bytes(), source)
+        if "items" not in cache:
+            ds = datasets.open_dataset(dataset_name)
+            cache["items"] = {it.source: it for it in ds.items("all")}
+        return cache["items"][source].load()
+    return load

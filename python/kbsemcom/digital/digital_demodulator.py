@@ -1,0 +1,44 @@
+"""Digital demodulator block: received symbol PDU in, link bitstream PDU out."""
+import numpy as np
+
+from ..core.baselines import digital
+from ..core.baselines.ldpc import DEFAULT_CODE
+from ..pdus import PduBlock
+
+
+class digital_demodulator(PduBlock):
+    """Soft-demap QPSK / 16-QAM symbols to LLRs and LDPC-decode them (belief propagation).
+
+    Input 'in': PDU, payload = complex64 received symbols. Metadata used when present:
+    ``snr_db`` (set by the channel blocks; else the parameter), ``csi`` (per-symbol fading
+    amplitude |h| from coherent_channel or a channel estimator; else 1), ``stream_bytes``
+    (bytes sent; else all whole codewords are returned).
+    Output 'out': PDU, payload = uint8 bitstream; a failed parity check on any codeword makes
+    the image a lost record ("LDPC decoding failed ...").
+    Parameters:
+      snr_db: the receiver's noise level Es/N0 in dB when the metadata has none
+      modulation: 'qpsk' or '16qam'; code: the gr-fec LDPC matrix name (as the modulator)
+    """
+
+    def __init__(self, snr_db=10.0, modulation="qpsk", code=DEFAULT_CODE):
+        PduBlock.__init__(self, "digital_demodulator")
+        self.snr_db = float(snr_db)
+        self.link = digital.DigitalLink(modulation, code)
+
+    def set_snr_db(self, snr_db):
+        self.snr_db = float(snr_db)
+
+    def process(self, meta, data):
+        snr = meta.get("snr_db")
+        snr = self.snr_db if snr is None else float(snr)
+        gain = meta.get("csi")
+        received = np.asarray(data, np.complex64)
+        if gain is not None:
+            gain = np.asarray(gain, np.float32)
+            if gain.shape != received.shape:
+                raise ValueError(f"csi has {gain.size} values for {received.size} symbols")
+        data, reason = self.link.decode(received, snr, gain, meta.get("stream_bytes"))
+        if data is None:
+            raise ValueError(reason)
+        meta = {k: v for k, v in meta.items() if k != "csi"}  # not needed downstream
+        return meta, np.frombuffer(data, np.uint8)

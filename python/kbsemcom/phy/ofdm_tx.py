@@ -1,0 +1,97 @@
+"""OFDM transmitter for analog semantic symbols: PDU in, complex baseband stream out."""
+import threading
+
+import numpy as np
+import pmt
+from gnuradio import blocks, gr, pdu
+
+from ..pdus import make_pdu, parse_pdu
+from .framing import OfdmParams, build_frame
+
+
+class ofdm_framer(gr.basic_block):
+    """Turn each symbol PDU into the samples of one OFDM frame (see phy.framing).
+
+    Input 'in': PDU, payload = complex64 symbols (any length up to 65535), metadata ``seq``
+    (image sequence number, 0..65535) travels in the frame header.
+    Output 'out': PDU, payload = complex64 baseband samples of the frame, metadata + seq,
+    packet_number, payload_len.
+    Lost records (``lost: True``) cannot be sent: they are counted (``skipped``) and not
+    framed, so the transmitter's own log (manifest) is the place that records them.
+    Parameters: params (OfdmParams).
+    """
+
+    def __init__(self, params=None):
+        gr.basic_block.__init__(self, name="ofdm_framer", in_sig=None, out_sig=None)
+        self.message_port_register_in(pmt.intern("in"))
+        self.message_port_register_out(pmt.intern("out"))
+        self.set_msg_handler(pmt.intern("in"), self._handle)
+        self.params = params or OfdmParams()
+        self.log = gr.logger("kbsemcom.ofdm_framer")
+        self.packet_number = 0
+        self.frames = 0
+        self.skipped = 0
+        self.samples = 0
+        self.annotations = []  # (first sample, samples, label) per frame, for SigMF
+        self._lock = threading.Lock()
+
+    def _handle(self, msg):
+        try:
+            meta, data = parse_pdu(msg)
+            if meta.get("lost"):
+                with self._lock:
+                    self.skipped += 1
+                return
+            seq = int(meta.get("seq", self.packet_number))
+            frame = build_frame(self.params, np.asarray(data, np.complex64),
+                                self.packet_number, seq)
+        except Exception as err:  # noqa: BLE001 - never kill the flowgraph
+            self.log.warning(f"cannot frame image {err}")
+            with self._lock:
+                self.skipped += 1
+            return
+        meta = dict(meta, packet_number=self.packet_number % (1 << 16), payload_len=len(data))
+        with self._lock:
+            self.packet_number += 1
+            self.frames += 1
+            label = f"seq {seq} packet {meta['packet_number']} image {meta.get('image_id')}"
+            self.annotations.append((self.samples, len(frame), label))
+            self.samples += len(frame)
+        self.message_port_pub(pmt.intern("out"), make_pdu(meta, frame))
+
+    def handled(self):
+        """Frames sent plus PDUs skipped so far."""
+        with self._lock:
+            return self.frames + self.skipped
+
+
+class ofdm_tx(gr.hier_block2):
+    """OFDM transmitter for continuous-valued (analog) symbols.
+
+    Input 'in' (message): PDU, payload = complex64 unit-power symbols (e.g. from
+    semantic_encoder), metadata ``seq`` = image sequence number sent in the header.
+    Output 0 (stream): complex baseband, bursts of one frame each (Schmidl & Cox preamble,
+    two long training symbols, a repeated header with packet number / seq / payload length
+    / CRC-16, the payload on 48 data carriers with 4 pilots, then ``guard_len`` zeros).
+    Nothing is produced between bursts (a file or ZMQ link needs no fill; an SDR sink sees
+    an underrun between images, which is harmless).
+    Parameters:
+      fft_len (64), cp_len (16), header_symbols (6): frame layout, equal at TX and RX
+      guard_len: zero samples after each frame (lets the receiver finish it)
+      amplitude: scale of the unit-power output (keep < 0.5 for an SDR's DAC: OFDM peaks)
+    """
+
+    def __init__(self, fft_len=64, cp_len=16, header_symbols=6, guard_len=160, amplitude=1.0):
+        gr.hier_block2.__init__(self, "ofdm_tx", gr.io_signature(0, 0, 0),
+                                gr.io_signature(1, 1, gr.sizeof_gr_complex))
+        self.message_port_register_hier_in("in")
+        self.params = OfdmParams(fft_len, cp_len, header_symbols, guard_len)
+        self.framer = ofdm_framer(self.params)
+        self.to_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, "packet_len")
+        self.gain = blocks.multiply_const_cc(complex(amplitude))
+        self.msg_connect(self, "in", self.framer, "in")
+        self.msg_connect(self.framer, "out", self.to_stream, "pdus")
+        self.connect(self.to_stream, self.gain, self)
+
+    def set_amplitude(self, amplitude):
+        self.gain.set_k(complex(amplitude))

@@ -1,0 +1,64 @@
+"""The PHY over a simulated radio channel: ofdm_tx -> channels.channel_model -> ofdm_rx,
+for the tests and the SNR table. The channel has noise (per-sample SNR of the unit-power
+OFDM signal), carrier-frequency offset, sampling-rate offset and a multipath profile."""
+import threading
+import time
+
+import numpy as np
+import pmt
+from gnuradio import channels, gr
+
+from ..core import conventions
+from ..pdus import make_pdu, parse_pdu
+from .ofdm_rx import ofdm_rx
+from .ofdm_tx import ofdm_tx
+
+# three paths within the 16-sample cyclic prefix (normalised to unit power when used)
+MULTIPATH = (1.0, 0.0, 0.35j, 0.0, -0.15)
+
+
+class pdu_collector(gr.basic_block):
+    """Keeps every PDU it receives: ``got`` = [(metadata, payload), ...]."""
+
+    def __init__(self):
+        gr.basic_block.__init__(self, "pdu_collector", None, None)
+        self.message_port_register_in(pmt.intern("in"))
+        self.set_msg_handler(pmt.intern("in"), self._handle)
+        self.got = []
+        self._lock = threading.Lock()
+
+    def _handle(self, msg):
+        with self._lock:
+            self.got.append(parse_pdu(msg))
+
+
+def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, timeout=60,
+                 threshold=0.3):
+    """Send complex64 payloads (seq = index) through the PHY and a channel_model.
+    Returns (received PDUs [(meta, symbols)], receiver stats). Never hangs: it stops when
+    every frame is out, when the receiver stops taking samples, or at ``timeout``."""
+    tb = gr.top_block()
+    tx, rx, col = ofdm_tx(), ofdm_rx(threshold=threshold), pdu_collector()
+    taps = np.asarray(taps, complex)
+    taps = taps / np.sqrt(np.sum(np.abs(taps) ** 2))
+    chan = channels.channel_model(noise_voltage=conventions.gnuradio_noise_voltage(snr_db),
+                                  frequency_offset=cfo, epsilon=1.0 + sro_ppm * 1e-6,
+                                  taps=list(taps), noise_seed=int(seed) + 1)
+    tb.connect(tx, chan, rx)
+    tb.msg_connect(rx, "out", col, "in")
+    tb.start()
+    try:
+        for seq, pay in enumerate(payloads):
+            tx.framer._handle(make_pdu({"seq": seq}, np.asarray(pay, np.complex64)))
+        deadline = time.monotonic() + timeout
+        seen, still = -1, 0
+        while rx.stats()["frames"] < len(payloads) and still < 6 and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = rx.deframer.nitems_read(0)
+            still = still + 1 if now == seen else 0
+            seen = now
+    finally:
+        tb.stop()
+        tb.wait()
+    return list(col.got), rx.stats()

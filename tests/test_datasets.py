@@ -1,0 +1,82 @@
+"""Data sets and image folders, including the awkward files of real folders."""
+import logging
+
+import numpy as np
+import pytest
+
+from gnuradio.kbsemcom.core import datasets
+from gnuradio.kbsemcom.core.features import extract_features
+
+
+def test_image_folder_skips_non_images_with_a_warning(image_folder, caplog):
+    with caplog.at_level(logging.WARNING):
+        ds = datasets.scan_image_folder(image_folder)
+    assert ds.class_names == ["Sneaker", "Trouser"]
+    assert not any(it.path.endswith("/tmp") for it in ds.items())
+    assert "not an image file" in caplog.text and "tmp" in caplog.text
+
+
+def test_corrupt_image_gives_a_clear_error(image_folder):
+    ds = datasets.scan_image_folder(image_folder)
+    broken = [it for it in ds.items() if it.path.endswith("broken.jpg")][0]
+    with pytest.raises(datasets.ImageLoadError, match="corrupt or not an image"):
+        broken.load()
+
+
+def test_grayscale_and_rgba_load_as_rgb(image_folder):
+    ds = datasets.scan_image_folder(image_folder)
+    good = [it for it in ds.items() if not it.path.endswith("broken.jpg")]
+    modes = {it.load().mode for it in good}
+    assert modes == {"RGB"}
+
+
+def test_feature_extraction_skips_corrupt_images_and_caches(image_folder, tiny_clip, caplog):
+    items = datasets.scan_image_folder(image_folder).items()
+    with caplog.at_level(logging.WARNING):
+        feats, kept = extract_features(tiny_clip, items)
+    assert len(kept) == len(items) - 1 and feats.shape == (len(kept), 32)
+    assert "broken.jpg" in caplog.text
+    again, kept_again = extract_features(tiny_clip, items)
+    np.testing.assert_array_equal(again, feats)
+    assert [it.image_id for it in kept_again] == [it.image_id for it in kept]
+
+
+def test_feature_cache_is_invalidated_when_an_image_changes(image_folder, tiny_clip):
+    from PIL import Image
+    items = [it for it in datasets.scan_image_folder(image_folder).items()
+             if not it.path.endswith("broken.jpg")]
+    before, _ = extract_features(tiny_clip, items)
+    target = items[0].path
+    Image.new("RGB", (28, 28), (255, 0, 0)).save(target)
+    import os
+    os.utime(target, (1, 1))  # a different mtime even within the same second
+    after, _ = extract_features(tiny_clip, items)
+    assert not np.allclose(after[0], before[0])
+    np.testing.assert_allclose(after[1:], before[1:], atol=1e-6)
+
+
+def test_fashion_mnist_is_real_and_labelled(fmnist):
+    assert len(fmnist.items("train")) == 60000 and len(fmnist.items("test")) == 10000
+    assert fmnist.class_names[0] == "T-shirt/top"
+    counts = np.bincount([it.label for it in fmnist.items("test")])
+    assert counts.tolist() == [1000] * 10
+
+
+def test_take_per_class_is_balanced_and_offsets_keep_sets_apart(fmnist):
+    test = fmnist.items("test")
+    kb = datasets.take_per_class(test, 5)
+    sent = datasets.take_per_class(test, 3, 5)
+    assert np.bincount([it.label for it in kb]).tolist() == [5] * 10
+    assert not {it.image_id for it in kb} & {it.image_id for it in sent}
+
+
+def test_unknown_dataset_says_what_to_give():
+    with pytest.raises(datasets.DatasetError, match="sub-folder"):
+        datasets.open_dataset("/no/such/folder")
+
+
+def test_shared_cifar10_archive(shared_data, monkeypatch):
+    monkeypatch.setenv("KBSEMCOM_DATA_DIR", str(shared_data))
+    ds = datasets.cifar10()
+    assert len(ds.class_names) == 10 and len(ds.items("test")) == 10000
+    assert ds.items("test")[0].load().size == (32, 32)

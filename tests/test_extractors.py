@@ -1,0 +1,67 @@
+"""Feature extractors: the real open_clip loading code (tiny config), EfficientNet-Lite0."""
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gnuradio.kbsemcom.core import extractors
+
+
+def images(n=3, size=(40, 30)):
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def test_open_clip_tiny_model_embeds_unit_vectors(tiny_clip):
+    feats = tiny_clip.embed(images())
+    assert feats.shape == (3, 32) and feats.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, rtol=1e-5)
+    assert tiny_clip.identity["kind"] == "open_clip" and tiny_clip.identity["weights"] == "random"
+
+
+def test_open_clip_loads_a_local_checkpoint(tiny_clip, tmp_path):
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(tiny_clip.model.state_dict(), ckpt)
+    loaded = extractors.load_extractor(f"open_clip:tiny-clip:{ckpt}")
+    np.testing.assert_allclose(loaded.embed(images()), tiny_clip.embed(images()), atol=1e-5)
+    assert loaded.identity["weights"] == str(ckpt)
+    assert loaded.name != tiny_clip.name  # other weights, other feature space
+
+
+def test_pretrained_weights_not_on_disk_fail_fast_and_clearly():
+    start = time.monotonic()
+    with pytest.raises(extractors.ExtractorError, match="not available offline"):
+        extractors.load_extractor("open_clip:ViT-B-32:openai")
+    assert time.monotonic() - start < 60
+
+
+def test_unknown_pretrained_tag_is_a_clear_error(tiny_clip):
+    with pytest.raises(extractors.ExtractorError, match="not a known tag or valid file path"):
+        extractors.load_extractor("open_clip:tiny-clip:no-such-tag")
+
+
+def test_unknown_extractor_is_a_clear_error():
+    with pytest.raises(extractors.ExtractorError, match="unknown extractor"):
+        extractors.load_extractor("resnet-9000")
+
+
+def test_auto_says_which_extractor_ran_and_why():
+    ext = extractors.load_extractor("auto")
+    assert ext.reason, "auto must record why it chose its extractor"
+    assert ext.name in ("efficientnet-lite0", "open_clip:ViT-B-32:openai")
+
+
+def test_efficientnet_lite0_is_pretrained_and_handles_any_image_mode(effnet, fmnist):
+    gray = fmnist.items("test")[0].load().convert("L")
+    rgba = fmnist.items("test")[0].load().convert("RGBA")
+    feats = effnet.embed([gray.convert("RGB"), rgba.convert("RGB")])
+    assert feats.shape == (2, 1280)
+    np.testing.assert_allclose(feats[0], feats[1], atol=1e-5)
+    # pretrained: two images of one class are closer than images of different classes
+    test = fmnist.items("test")
+    trousers = [it for it in test[:300] if it.label == 1][:2]
+    bags = [it for it in test[:300] if it.label == 8][:1]
+    f = effnet.embed([it.load() for it in trousers + bags])
+    assert f[0] @ f[1] > f[0] @ f[2]
