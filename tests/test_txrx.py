@@ -93,9 +93,10 @@ def test_two_processes_over_zmq(link, tmp_path, first):
     second = "tx" if first == "rx" else "rx"
     procs = {first: start(cmds[first], tmp_path / f"{first}.log")}
     # the second starts once the first is up: TX has written its manifest and is about to
-    # bind, or RX has printed its chain and is about to connect
+    # bind, or RX has built its flowgraph (its result sink opened stream.jsonl) and is
+    # about to connect
     ready = {"tx": lambda: (tmp_path / "manifest.json").exists(),
-             "rx": lambda: "rx: zmq -> OFDM" in (tmp_path / "rx.log").read_text()}[first]
+             "rx": lambda: (tmp_path / "rx" / "stream.jsonl").exists()}[first]
     deadline = time.monotonic() + 120
     while not ready() and time.monotonic() < deadline:
         assert procs[first].poll() is None, (tmp_path / f"{first}.log").read_text()

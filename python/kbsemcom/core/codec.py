@@ -17,8 +17,8 @@ Two recipes share one class and one file format (``SemanticCodec.load`` reads bo
   Decoder  Linear(k,h) -> ReLU -> Linear(h,h) -> ReLU -> Linear(h,D) -> L2 normalisation
   Trained for retrieval, not reconstruction: an InfoNCE loss makes the decoded feature pick
   its own source feature among the batch's features (cosine, temperature tau), plus a
-  class-aware term (supervised contrastive over the batch's training labels) so that the
-  nearest neighbour has the right class. One SNR per *image* drawn uniformly from
+  class-aware soft nearest-neighbour (NCA) loss against a bank of *training* features (a
+  stand-in KB from the training split) so that the nearest neighbour has the right class. One SNR per *image* drawn uniformly from
   ``train_snr_range``, so one model serves every SNR; Adam with a cosine-decayed learning
   rate. Labels are used only as a training signal; they are never transmitted, and the
   transmitter never sees the receiver's KB.
@@ -67,6 +67,8 @@ class CodecConfig:
     train_snr_range: tuple = (-8.0, 12.0)
     temperature: float = 0.05
     class_weight: float = 0.5
+    instance_weight: float = 1.0
+    bank_size: int = 1024
 
     @property
     def dim(self):
@@ -220,15 +222,31 @@ def recipe_config(recipe, extractor, cbr, train_channel="awgn", seed=0, **overri
                        train_channel=check_channel(train_channel), seed=seed, **kw)
 
 
-def _retrieval_loss(decoded, target, labels, config):
-    """InfoNCE (own source among the batch) + class_weight x supervised contrastive."""
-    logits = decoded @ nn.functional.normalize(target, dim=-1).T / config.temperature
-    loss = nn.functional.cross_entropy(logits, torch.arange(len(decoded)))
+def _retrieval_loss(decoded, idx, data, labels, config, gen):
+    """The retrieval objective of kbsc-ret on unit-norm decoded features [b, D]:
+
+    instance_weight x InfoNCE: the decoded feature must pick its own source among the batch's
+      source features (cosine / temperature);
+    class_weight x soft nearest-neighbour (NCA) loss against a bank of training features (a
+      stand-in KB drawn from the training split, never the receiver's): the probability mass
+      of the bank entries of the image's own class, its own feature excluded.
+    """
+    target = data[idx]
+    logits = decoded @ target.T / config.temperature
+    loss = config.instance_weight * nn.functional.cross_entropy(logits, torch.arange(len(idx)))
     if labels is not None and config.class_weight > 0:
-        same = (labels[:, None] == labels[None, :]).float()
-        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-        loss = loss + config.class_weight * torch.mean(
-            -(same * log_prob).sum(1) / same.sum(1))
+        n = len(data)
+        bank = torch.randperm(n, generator=gen)[:config.bank_size] if n > config.bank_size \
+            else torch.arange(n)
+        sim = decoded @ data[bank].T / config.temperature
+        own = bank[None, :] == idx[:, None]
+        sim = sim.masked_fill(own, -1e9)  # not its own source
+        same = (labels[bank][None, :] == labels[idx][:, None]) & ~own
+        has = same.any(1)
+        if has.any():
+            pos = torch.logsumexp(sim.masked_fill(~same, -1e9), dim=1)
+            nca = torch.logsumexp(sim, dim=1) - pos
+            loss = loss + config.class_weight * nca[has].mean()
     return loss
 
 
@@ -270,7 +288,7 @@ def train_codec(config, train_features, validation, progress=True, train_labels=
             if codec.retrieval:  # one SNR per image over the whole range
                 snr = lo + (hi - lo) * torch.rand(len(batch), generator=gen)
                 out = codec(batch, config.train_channel, snr, gen)
-                loss = _retrieval_loss(out, batch, None if lab is None else lab[idx], config)
+                loss = _retrieval_loss(out, idx, data, lab, config, gen)
             else:  # the paper: one SNR per batch, MSE on sqrt(D)-scaled features
                 snr = snrs[torch.randint(len(snrs), (1,), generator=gen)].item()
                 out = codec(batch, config.train_channel, snr, gen)

@@ -3,7 +3,7 @@ import threading
 
 import numpy as np
 import pmt
-from gnuradio import blocks, digital, gr
+from gnuradio import blocks, digital, filter, gr
 
 from ..pdus import make_pdu
 from .framing import Demodulator, OfdmParams
@@ -123,7 +123,7 @@ class ofdm_rx(gr.hier_block2):
     Output 'out' (message): one PDU per frame found: payload = complex64 equalised symbols,
     metadata packet_number, seq (image sequence number), payload_len, snr_db (estimated
     post-equalisation SNR, dB), payload_pilot_snr_db, cfo (cycles/sample), cfo_hz, frame_start.
-    Chain: stock Schmidl & Cox detector (digital.ofdm_sync_sc_cfb, C++) -> ofdm_deframer
+    Chain: DC blocker (optional) -> stock Schmidl & Cox detector (digital.ofdm_sync_sc_cfb, C++) -> ofdm_deframer
     (fractional + integer CFO, fine timing on the long training symbols, smoothed
     zero-forcing channel estimate, pilot common-phase derotation, header soft-combining and
     CRC, SNR from the known header and pilots). No constellation is assumed for the payload.
@@ -132,10 +132,15 @@ class ofdm_rx(gr.hier_block2):
       threshold: S&C detection threshold (0.9 is GNU Radio's default and misses frames
         below ~12 dB; lower finds weaker frames, false alarms are rejected by the CRC)
       samp_rate: sample rate in Hz (only to report the CFO in Hz)
+      dc_block: remove a DC offset first (filter.dc_blocker_cc, 64-sample long form; on by
+        default). A zero-IF SDR's DC spike is periodic at every lag and holds the S&C
+        metric high: with a DC offset as strong as the signal, 3 of 20 frames were found
+        without it, 20 of 20 with it. The DC carrier is unused and the channel estimate
+        absorbs most of the notch: no loss at <= 10 dB, 1-2 dB post-EQ SNR at 15-20 dB.
     """
 
     def __init__(self, fft_len=64, cp_len=16, header_symbols=6, guard_len=160, threshold=0.3,
-                 samp_rate=0.0):
+                 samp_rate=0.0, dc_block=True):
         gr.hier_block2.__init__(self, "ofdm_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.message_port_register_hier_out("out")
@@ -143,8 +148,13 @@ class ofdm_rx(gr.hier_block2):
         self.sync = digital.ofdm_sync_sc_cfb(fft_len, cp_len, True, float(threshold))
         self.deframer = ofdm_deframer(self.params, samp_rate)
         self.null = blocks.null_sink(gr.sizeof_float)
-        self.connect(self, self.sync)
-        self.connect(self, (self.deframer, 0))
+        head = self
+        if dc_block:
+            self.dc = filter.dc_blocker_cc(64, True)
+            self.connect(self, self.dc)
+            head = self.dc
+        self.connect(head, self.sync)
+        self.connect(head, (self.deframer, 0))
         self.connect((self.sync, 1), (self.deframer, 1))
         self.connect((self.sync, 0), self.null)
         self.msg_connect(self.deframer, "out", self, "out")
