@@ -15,7 +15,7 @@ start=$(date +%s)
 for ds in cifar10 caltech100; do
   t=$(date +%s)
   $PY -m gnuradio.kbsemcom.apps.cli evaluate --dataset "$ds" --extractor efficientnet-lite0 \
-    --codecs kbsc,kbsc-ret --raw --channels awgn,rayleigh --seeds 0,1,2 --out "$OUT/$ds"
+    --codecs kbsc,kbsc-ret --raw --channels awgn,rayleigh --snrs=-7,-4,0,4,7,10 --seeds 0,1,2 --out "$OUT/$ds"
   echo "$ds: $(( $(date +%s) - t )) s"
 done
 echo "total: $(( $(date +%s) - start )) s on $(hostname) $(nproc) cores"

@@ -143,14 +143,14 @@ def test_registry_engine_and_lost_records(fmnist, effnet, tmp_path):
 
 
 def test_quick_mode_end_to_end(fmnist, tmp_path):
-    """`kbsemcom evaluate --quick` on real Fashion-MNIST images (smaller than the CI-sized
-    quick mode on CIFAR-10 only in the per-class counts and the channel list)."""
+    """`kbsemcom evaluate --quick` on real Fashion-MNIST images (smaller than the quick mode
+    on CIFAR-10 in the per-class counts, the channel list and a 25-epoch training cap)."""
     from gnuradio.kbsemcom.apps.cli import main
     out = tmp_path / "eval"
     rc = main(["evaluate", "--quick", "--dataset", "fashion-mnist", "--extractor",
                "efficientnet-lite0", "--sent-per-class", "20", "--kb-per-class", "20",
                "--train-per-class", "100", "--val-per-class", "10", "--channels", "awgn",
-               "--raw", "--out", str(out), "--json"])
+               "--epochs", "25", "--raw", "--out", str(out), "--json"])
     assert rc == 0
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     keys = set(evaluation.RECORD_KEYS)
@@ -164,7 +164,7 @@ def test_quick_mode_end_to_end(fmnist, tmp_path):
     # neither recipe collapses to chance (10%); ours is near the ceiling at 10 dB
     for codec in ("kbsc", "kbsc-ret"):
         best = max(r["accuracy"] for r in recs if r["codec"] == codec and r["snr_db"] == 10)
-        assert best > 0.3, f"{codec} collapsed: {best}"
+        assert best > 0.25, f"{codec} collapsed towards chance: {best}"
     ret = [r for r in recs if r["codec"] == "kbsc-ret" and r["snr_db"] == 10]
     assert min(r["accuracy"] for r in ret) > ceiling - 0.1
     assert (out / "results.csv").exists() and (out / "results.md").read_text().count("|") > 20

@@ -106,10 +106,19 @@ def run(args):
     methods = _names(args.codecs) + (["raw"] if args.raw and "raw" not in args.codecs else [])
     for m in methods:
         evaluation.get_method(m)  # unknown names fail before any work
-    if args.epochs:
-        from ..core import codec as codec_mod
-        for recipe in codec_mod.RECIPES.values():
-            recipe["epochs"] = args.epochs
+    from ..core import codec as codec_mod
+    saved = {k: dict(v) for k, v in codec_mod.RECIPES.items()}
+    try:
+        if args.epochs:
+            for recipe in codec_mod.RECIPES.values():
+                recipe["epochs"] = args.epochs
+        return _run(args, t0, cmd, kb_sizes, methods)
+    finally:  # the cap is for this run only
+        codec_mod.RECIPES.clear()
+        codec_mod.RECIPES.update(saved)
+
+
+def _run(args, t0, cmd, kb_sizes, methods):
     extractor = extractors.load_extractor(args.extractor)
     say(args, f"extractor: {extractor.describe()}")
     proto = protocols.make_protocol(args.dataset, args.sent_per_class, max(kb_sizes)
