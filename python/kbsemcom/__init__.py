@@ -1,8 +1,7 @@
 """gr-kbsemcom: knowledge-base assisted semantic image transmission for GNU Radio.
 
-Blocks (imported on first use, so ``gnuradio.kbsemcom.core``, the ML core, needs no GNU
-Radio): image_source, feature_extractor, semantic_encoder, semantic_channel, stream_awgn_channel,
-semantic_decoder, kb_lookup, result_sink.
+The blocks below (``_BLOCKS``: name -> module) are imported on first use, so that
+``gnuradio.kbsemcom.core``, the ML core, loads without GNU Radio.
 """
 import importlib
 

@@ -39,7 +39,6 @@ import csv
 import hashlib
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +46,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import conventions, datasets
+from . import conventions
 from .channel import apply_channel, check_channel, power_normalize
 from .features import extract_features
 from .kb import KnowledgeBase
@@ -322,32 +321,18 @@ register_method(RawFeatures())
 DEFAULT_CODEC = "kbsc-ret"
 
 
-def codec_for(setup, recipe, cbr, train_channel, seed=0, use_cache=True, progress=True):
+def codec_for(setup, recipe, cbr, train_channel, seed=0, progress=True):
     """Train (or load from the cache) the codec of a recipe for a CBR and training channel on
     the setup's codec-training split."""
-    from .codec import SemanticCodec, recipe_config, train_codec
+    from .codec import recipe_config
+    from .pipeline import train_or_load_codec
     cp = setup.codec_protocol
     config = recipe_config(recipe, setup.extractor.identity, cbr, train_channel, seed)
     config.training_data = {"dataset": cp.dataset, "protocol": cp.name,
                             "n_train": len(setup.kept["train"]),
                             "n_val_sent": len(setup.kept["val_sent"]),
                             "n_val_kb": len(setup.kept["val_kb"])}
-    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
-    for role in ("train", "val_sent", "val_kb"):
-        for it in setup.kept[role]:
-            h.update(it.fingerprint().encode())
-    path = datasets.cache_dir() / "codecs" / f"{recipe}-{h.hexdigest()[:16]}.pt"
-    if use_cache and path.exists():
-        return SemanticCodec.load(path)
-    validation = {"sent_features": setup.features["val_sent"],
-                  "sent_labels": setup.labels("val_sent"),
-                  "kb_features": setup.features["val_kb"], "kb_labels": setup.labels("val_kb")}
-    t0 = time.monotonic()
-    codec, history = train_codec(config, setup.features["train"], validation, progress=progress,
-                                 train_labels=setup.labels("train"))
-    codec.training_seconds = time.monotonic() - t0
-    codec.save(path, history)
-    return codec
+    return train_or_load_codec(config, setup.features, setup.kept, progress)[0]
 
 
 # --------------------------------------------------------------------------- the grid
@@ -500,13 +485,7 @@ def plot_results(records, out, fixed_snrs=(-4.0, 0.0, 10.0)):
         ax.set_ylabel("semantic accuracy (%)")
         ax.set_title(f"{ds} ({rs[0]['extractor']}), {ch}" + (f", KB {kbpc}/class" if kbpc else ""),
                      fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, ncol=2)
-        fig.tight_layout()
-        p = Path(out) / f"accuracy_vs_snr_{tag}.png"
-        fig.savefig(p, dpi=80)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save_plot(fig, ax, Path(out) / f"accuracy_vs_snr_{tag}.png"))
         # accuracy vs CBR at fixed SNRs (methods with a CBR axis, matched training)
         cbr_pts = [r for r in rs if r["snr_db"] in fixed_snrs and r["train_channel"] in (ch, None)
                    and r["codec"] != "raw"]
@@ -529,11 +508,16 @@ def plot_results(records, out, fixed_snrs=(-4.0, 0.0, 10.0)):
         ax.set_xlabel("CBR (complex symbols / 3072)")
         ax.set_ylabel("semantic accuracy (%)")
         ax.set_title(f"{ds}, {ch}: accuracy vs CBR", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, ncol=2)
-        fig.tight_layout()
-        p = Path(out) / f"accuracy_vs_cbr_{tag}.png"
-        fig.savefig(p, dpi=80)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save_plot(fig, ax, Path(out) / f"accuracy_vs_cbr_{tag}.png"))
     return paths
+
+
+def _save_plot(fig, ax, path):
+    """Grid, legend, tight layout, PNG; returns the path."""
+    import matplotlib.pyplot as plt
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

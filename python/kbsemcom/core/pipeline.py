@@ -59,30 +59,38 @@ def build_kb(extractor, items, class_names, progress_desc="KB features"):
     return KnowledgeBase.from_items(feats, kept, class_names, extractor.identity)
 
 
-def _digest(obj):
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def train_or_load_codec(config, features, kept, progress=True):
+    """The codec of ``config`` trained on the "train" role and selected on the "val_sent" /
+    "val_kb" pair, or loaded from the cache when the same config and images were trained
+    before. features / kept: role -> feature array / kept items.
+    Returns (codec, cache path, whether it came from the cache)."""
+    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+    for role in ("train", "val_sent", "val_kb"):
+        for it in kept[role]:
+            h.update(it.fingerprint().encode())
+    path = datasets.cache_dir() / "codecs" / f"{config.recipe}-{h.hexdigest()[:16]}.pt"
+    if path.exists():
+        return SemanticCodec.load(path), path, True
+    validation = {"sent_features": features["val_sent"], "sent_labels": labels(kept["val_sent"]),
+                  "kb_features": features["val_kb"], "kb_labels": labels(kept["val_kb"])}
+    codec, history = train_codec(config, features["train"], validation, progress=progress,
+                                 train_labels=labels(kept["train"]))
+    codec.save(path, history)
+    return codec, path, False
 
 
 def prepare_codec(extractor, split, dataset_name, cbr, channel, seed, epochs=100,
-                  recipe="kbsc", lr=1e-4, use_cache=True):
-    """Train the codec for a CBR and channel on the split's training images, or load it from
-    the cache when the same data, extractor and settings were trained before.
+                  recipe="kbsc", lr=1e-4):
+    """Train the codec for a CBR and channel on the split's training images (validation on
+    its val_sent / val_kb pair), or load it from the cache.
     Returns (codec, cache path, whether it came from the cache)."""
-    train_feats, train_kept = extract_features(extractor, split.train, desc="training features")
-    vs_feats, vs_kept = extract_features(extractor, split.val_sent, desc="validation features")
-    vk_feats, vk_kept = extract_features(extractor, split.val_kb, desc="validation KB features")
+    features, kept = {}, {}
+    for role, desc in (("train", "training features"), ("val_sent", "validation features"),
+                       ("val_kb", "validation KB features")):
+        features[role], kept[role] = extract_features(extractor, getattr(split, role), desc=desc)
     config = CodecConfig(extractor=extractor.identity, cbr=cbr, recipe=recipe,
                          train_channel=channel, epochs=epochs, lr=lr, seed=seed,
-                         training_data={"dataset": dataset_name, "n_train": len(train_kept),
-                                        "n_val_sent": len(vs_kept), "n_val_kb": len(vk_kept)})
-    key = _digest({"config": config.to_dict(),
-                   "train": [it.fingerprint() for it in train_kept],
-                   "val": [it.fingerprint() for it in vs_kept + vk_kept]})
-    path = datasets.cache_dir() / "codecs" / f"codec-{key}.pt"
-    if use_cache and path.exists():
-        return SemanticCodec.load(path), path, True
-    validation = {"sent_features": vs_feats, "sent_labels": labels(vs_kept),
-                  "kb_features": vk_feats, "kb_labels": labels(vk_kept)}
-    codec, history = train_codec(config, train_feats, validation)
-    codec.save(path, history)
-    return codec, path, False
+                         training_data={"dataset": dataset_name, "n_train": len(kept["train"]),
+                                        "n_val_sent": len(kept["val_sent"]),
+                                        "n_val_kb": len(kept["val_kb"])})
+    return train_or_load_codec(config, features, kept)
