@@ -85,18 +85,24 @@ def _per_class_counts(items):
     return counts
 
 
-def _test_halves(dataset, name, protocol, sent, kb, train, val, desc):
-    """Sent then KB from the test split per class; validation pair then training from train."""
-    test, trainset = dataset.items("test"), dataset.items("train")
+def _layout(dataset, name, protocol, source, pool, sent, kb, train, val, desc):
+    """Per class: sent, then KB, from ``source``; the validation sent / KB pair, then
+    training, from ``pool``."""
     return Protocol(
         protocol, name, list(dataset.class_names),
-        sent=datasets.take_per_class(test, sent),
-        kb=datasets.take_per_class(test, kb, sent),
-        val_sent=datasets.take_per_class(trainset, val),
-        val_kb=datasets.take_per_class(trainset, val, val),
-        train=datasets.take_per_class(trainset, train, 2 * val),
+        sent=datasets.take_per_class(source, sent),
+        kb=datasets.take_per_class(source, kb, sent),
+        val_sent=datasets.take_per_class(pool, val),
+        val_kb=datasets.take_per_class(pool, val, val),
+        train=datasets.take_per_class(pool, train, 2 * val),
         params={"sent_per_class": sent, "kb_per_class": kb, "train_per_class": train,
                 "val_per_class": val}, description=desc)
+
+
+def _test_halves(dataset, name, protocol, sent, kb, train, val, desc):
+    """Sent then KB from the test split per class; validation pair then training from train."""
+    return _layout(dataset, name, protocol, dataset.items("test"), dataset.items("train"),
+                   sent, kb, train, val, desc)
 
 
 def _one_split(dataset, name, protocol, sent, kb, train, val, desc):
@@ -104,15 +110,7 @@ def _one_split(dataset, name, protocol, sent, kb, train, val, desc):
     from the start of the rest and training takes what follows."""
     items = dataset.items("all")
     rest = datasets.take_per_class(items, 10 ** 9, sent + kb)
-    return Protocol(
-        protocol, name, list(dataset.class_names),
-        sent=datasets.take_per_class(items, sent),
-        kb=datasets.take_per_class(items, kb, sent),
-        val_sent=datasets.take_per_class(rest, val),
-        val_kb=datasets.take_per_class(rest, val, val),
-        train=datasets.take_per_class(rest, train, 2 * val),
-        params={"sent_per_class": sent, "kb_per_class": kb, "train_per_class": train,
-                "val_per_class": val}, description=desc)
+    return _layout(dataset, name, protocol, items, rest, sent, kb, train, val, desc)
 
 
 def cifar100(root=None):
