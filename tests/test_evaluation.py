@@ -123,7 +123,7 @@ def test_registry_engine_and_lost_records(fmnist, effnet, tmp_path):
     evaluation.register_method("test-half-lost", half_lost, replace=True)
     with pytest.raises(ValueError, match="already registered"):
         evaluation.register_method("test-half-lost", half_lost)
-    assert {"kbsc", "kbsc-ret", "raw", "test-half-lost"} <= set(evaluation.method_names())
+    assert {"kbsc", "kbsc-kb", "kbsc-ret", "raw", "test-half-lost"} <= set(evaluation.method_names())
     recs = evaluation.run_evaluation(setup, ["test-half-lost", "raw"], ["1/48"], [0.0],
                                      ["awgn"], seeds=[0, 1], progress=False)
     lost = [r for r in recs if r["codec"] == "test-half-lost"]
@@ -162,10 +162,11 @@ def test_quick_mode_end_to_end(fmnist, tmp_path):
     ceiling = recs[0]["ceiling"]
     assert 0.4 < ceiling <= 1.0
     # neither recipe collapses to chance (10%); ours is near the ceiling at 10 dB
-    for codec in ("kbsc", "kbsc-ret"):
+    ours = evaluation.DEFAULT_CODEC
+    for codec in ("kbsc", ours):
         best = max(r["accuracy"] for r in recs if r["codec"] == codec and r["snr_db"] == 10)
         assert best > 0.25, f"{codec} collapsed towards chance: {best}"
-    ret = [r for r in recs if r["codec"] == "kbsc-ret" and r["snr_db"] == 10]
+    ret = [r for r in recs if r["codec"] == ours and r["snr_db"] == 10]
     assert min(r["accuracy"] for r in ret) > ceiling - 0.1
     assert (out / "results.csv").exists() and (out / "results.md").read_text().count("|") > 20
     assert list(out.glob("accuracy_vs_snr_*.png")) and list(out.glob("accuracy_vs_cbr_*.png"))

@@ -36,7 +36,7 @@ class semantic_loopback(gr.top_block):
         else:
             self.channel = semantic_channel(channel, snr_db, seed)
         self.decoder = semantic_decoder(codec)
-        self.lookup = kb_lookup(kb)
+        self.lookup = kb_lookup(kb, codec)
         self.sink = result_sink(results_path, expected=len(items))
         chain = [self.source, self.extractor, self.encoder, self.channel, self.decoder,
                  self.lookup, self.sink]

@@ -4,6 +4,7 @@ import platform
 
 from ..core import extractors
 from ..core.channel import CHANNELS
+from ..core.codec import RECIPES
 
 
 def add_common(p):
@@ -29,8 +30,13 @@ def add_codec(p):
     p.add_argument("--cbr", default="1/48",
                    help="channel bandwidth ratio; symbols = CBR x 3072 (1/48 -> 64)")
     p.add_argument("--channel", default="awgn", choices=CHANNELS)
-    p.add_argument("--epochs", type=int, default=100, help="at most this many epochs")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (the paper's)")
+    p.add_argument("--recipe", default="kbsc", choices=sorted(RECIPES),
+                   help="codec recipe: kbsc (the paper's), kbsc-kb (ours, decodes against the "
+                        "KB: give kb_lookup the codec too), kbsc-ret (ours, MLP)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="at most this many epochs; unset: the recipe's own (kbsc: 100)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate; unset: the recipe's own (kbsc: the paper's 1e-4)")
 
 
 def machine():

@@ -50,9 +50,10 @@ def run(args):
     kb.save(out / "kb")
     codec, _, cached = pipeline.prepare_codec(
         extractor, split, dataset.name, args.cbr, args.channel, args.seed, args.epochs,
-        lr=args.lr)
+        recipe=args.recipe, lr=args.lr)
     codec.save(out / "codec.pt", getattr(codec, "history", []))
-    say(args, f"codec: CBR {codec.config.to_dict()['cbr']} = {codec.n_symbols} complex symbols, "
+    say(args, f"codec: {codec.config.recipe}, CBR {codec.config.to_dict()['cbr']} = "
+              f"{codec.n_symbols} complex symbols, "
               f"trained on {args.channel}{' (cached)' if cached else ''}: {out / 'codec.pt'}")
     sent_feats, sent_kept = extract_features(extractor, sent, desc="ceiling features")
     ceiling = retrieval_accuracy(sent_feats, pipeline.labels(sent_kept), kb.features(),
@@ -62,7 +63,8 @@ def run(args):
     seconds = run_until_done(tb, tb.sink, args.timeout, progress=not args.json)
     records = _complete(tb.sink.records(), sent, args, codec)
     summary = dict(results.summarize(records), dataset=dataset.name, extractor=extractor.name,
-                   extractor_reason=extractor.reason, cbr=codec.config.to_dict()["cbr"],
+                   extractor_reason=extractor.reason, codec=codec.config.recipe,
+                   cbr=codec.config.to_dict()["cbr"],
                    n_symbols=codec.n_symbols, channel=args.channel, snr_db=args.snr,
                    channel_impl=args.channel_impl, seed=args.seed, ceiling=ceiling,
                    flowgraph_seconds=seconds, images_per_second=len(records) / seconds,

@@ -41,9 +41,10 @@ def register(sub):
                         "paper's, downloaded by torchvision), fashion-mnist, or an image folder")
     p.add_argument("--extractor", default=extractors.DEFAULT_EXTRACTOR,
                    help="auto, efficientnet-lite0, or open_clip:MODEL[:PRETRAINED]")
-    p.add_argument("--codecs", default="kbsc,kbsc-ret",
-                   help="comma-separated methods: kbsc (the paper's recipe), kbsc-ret (ours), "
-                        "raw (features without codec) or any registered method")
+    p.add_argument("--codecs", default=f"kbsc,{evaluation.DEFAULT_CODEC}",
+                   help="comma-separated methods: kbsc (the paper's recipe), kbsc-kb (ours: "
+                        "decodes against the KB), kbsc-ret (ours: retrieval-trained MLP), raw "
+                        "(features without codec) or any registered method")
     p.add_argument("--raw", action="store_true", help="also evaluate raw features (no codec)")
     p.add_argument("--cbrs", default=None, help="CBRs, e.g. 1/48,1/12 (default: the paper's "
                    f"{','.join(conventions.PAPER_CBRS)})")

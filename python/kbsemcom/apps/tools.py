@@ -56,7 +56,7 @@ def cmd_train_codec(args):
     split = pipeline.demo_split(dataset, 0, 0, args.train_per_class, args.val_per_class)
     codec, path, cached = pipeline.prepare_codec(extractor, split, dataset.name, args.cbr,
                                                  args.channel, args.seed, args.epochs,
-                                                 lr=args.lr)
+                                                 recipe=args.recipe, lr=args.lr)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     codec.save(args.out, getattr(codec, "history", []))
     info = dict(codec.config.to_dict(), path=str(args.out), cached=cached,

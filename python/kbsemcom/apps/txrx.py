@@ -94,7 +94,8 @@ def _codec(args, extractor_spec, split, dataset):
         return SemanticCodec.load(args.codec), args.codec
     extractor = extractors.load_extractor(extractor_spec)
     codec, path, _ = pipeline.prepare_codec(extractor, split, dataset.name, args.cbr,
-                                            args.channel, args.seed, args.epochs, lr=args.lr)
+                                            args.channel, args.seed, args.epochs,
+                                            recipe=args.recipe, lr=args.lr)
     return codec, str(path)
 
 
@@ -244,7 +245,7 @@ def run_rx(args):
                          args.dc_block == "auto" and args.source in ("uhd", "soapy")))
     tb.annotate = frame_annotator(args.manifest)
     tb.decoder = semantic_decoder(codec)
-    tb.lookup = kb_lookup(kb)
+    tb.lookup = kb_lookup(kb, codec)
     tb.sink = result_sink(str(out / "stream.jsonl"))
     tb.connect(tb.src, tb.phy)
     chain = [tb.phy, tb.annotate, tb.decoder, tb.lookup, tb.sink]

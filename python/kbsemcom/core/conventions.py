@@ -57,6 +57,12 @@ def noise_power(snr_db):
     return 10.0 ** (-np.asarray(snr_db, dtype=np.float64) / 10.0)
 
 
+def noise_power_torch(snr_db):
+    """noise_power for a torch tensor of SNRs (training losses)."""
+    import torch
+    return 10.0 ** (-torch.as_tensor(snr_db, dtype=torch.float32) / 10.0)
+
+
 def noise_std_per_real(snr_db):
     """Noise standard deviation per real dimension: sqrt(N0 / 2)."""
     return np.sqrt(noise_power(snr_db) / 2.0)

@@ -30,8 +30,9 @@ arrived; a lost image always counts as wrong). ``retrieval_outcome(ctx, decoded)
 features into an Outcome. Methods that ignore the CBR report the symbols they used in
 ``Outcome.complex_symbols``. Labels are never an input of the transmitter.
 
-Built-in methods: ``kbsc`` (the paper's recipe), ``kbsc-ret`` (our retrieval-trained codec, the
-default) and ``raw`` (the raw feature as D/2 complex symbols, no codec).
+Built-in methods: ``kbsc`` (the paper's recipe), ``kbsc-kb`` (ours, the default: decodes
+against the KB), ``kbsc-ret`` (ours, retrieval-trained MLP) and ``raw`` (the raw feature as
+D/2 complex symbols, no codec).
 
 Records (one per evaluated point) carry RECORD_KEYS; see :func:`run_evaluation`.
 """
@@ -264,9 +265,11 @@ def retrieval_outcome_kb(kb, kb_labels, decoded, sent_labels, lost=None):
     return Outcome(np.asarray(kb_labels)[nearest[:, 0]] == np.asarray(sent_labels), lost)
 
 
-def retrieval_outcome(ctx, decoded, lost=None, complex_symbols=None):
-    """Outcome of decoded features [m, D] against the context's KB."""
-    out = retrieval_outcome_kb(ctx.kb, ctx.kb_labels, decoded, ctx.sent_labels, lost)
+def retrieval_outcome(ctx, decoded, lost=None, complex_symbols=None, kb=None):
+    """Outcome of decoded features [m, D] against the context's KB (or ``kb``, a view of it
+    such as a codec's ``searchable_kb``)."""
+    out = retrieval_outcome_kb(ctx.kb if kb is None else kb, ctx.kb_labels, decoded,
+                               ctx.sent_labels, lost)
     out.complex_symbols = complex_symbols
     return out
 
@@ -296,7 +299,8 @@ class CodecMethod(Method):
         with torch.no_grad():
             x = codec.encode_real(torch.from_numpy(ctx.sent_features))
             decoded = codec.decode_real(through_channel(ctx, x)).numpy()
-        return retrieval_outcome(ctx, decoded, complex_symbols=codec.n_symbols)
+        return retrieval_outcome(ctx, decoded, complex_symbols=codec.n_symbols,
+                                 kb=codec.searchable_kb(ctx.kb))
 
 
 class RawFeatures(Method):
@@ -309,16 +313,20 @@ class RawFeatures(Method):
         feats = torch.from_numpy(ctx.sent_features)
         if feats.shape[1] % 2:
             feats = torch.nn.functional.pad(feats, (0, 1))
-        received = through_channel(ctx, power_normalize(feats)).numpy()[:, :ctx.sent_features.shape[1]]
+        dim = ctx.sent_features.shape[1]
+        received = through_channel(ctx, power_normalize(feats)).numpy()[:, :dim]
         return retrieval_outcome(ctx, received, complex_symbols=feats.shape[1] // 2)
 
 
 register_method(CodecMethod("kbsc", "the paper's recipe: MLP 384, MSE, Adam 1e-4, batch 128, "
                             "SNR per batch from {-7,-4,0,4,7,10}"))
+register_method(CodecMethod("kbsc-kb", "ours, the default: linear code trained on the channel's "
+                            "class posterior; the receiver decodes against the KB in symbol "
+                            "space (maximum likelihood on AWGN)"))
 register_method(CodecMethod("kbsc-ret", "ours: retrieval-trained MLP (contrastive loss on the "
                             "decoded feature, per-image SNR), unit-norm output"))
 register_method(RawFeatures())
-DEFAULT_CODEC = "kbsc-ret"
+DEFAULT_CODEC = "kbsc-kb"
 
 
 def codec_for(setup, recipe, cbr, train_channel, seed=0, progress=True):

@@ -4,6 +4,7 @@ On disk a KB is a folder with ``index.faiss`` (IndexFlatL2 over L2-normalised fe
 ``manifest.json``: the extractor identity and feature dimension, the build time, the class
 names and one entry per image (id, path, label, class name), in index order.
 """
+import copy
 import json
 import time
 from pathlib import Path
@@ -54,6 +55,17 @@ class KnowledgeBase:
 
     def features(self):
         return self.index.reconstruct_n(0, self.index.ntotal)
+
+    def projected(self, keys):
+        """This KB searched by other vectors, one per entry in index order (the same
+        entries, manifest and extractor): how a codec that decodes against the KB sees it."""
+        keys = np.ascontiguousarray(keys, dtype=np.float32)
+        if keys.ndim != 2 or len(keys) != len(self):
+            raise ValueError(f"{len(keys)} keys for a KB of {len(self)} entries")
+        view = copy.copy(self)
+        view.index = faiss.IndexFlatL2(keys.shape[1])
+        view.index.add(keys)
+        return view
 
     def search(self, queries, k=1):
         """Nearest KB entries: (distances [m, k] squared L2, indices [m, k])."""

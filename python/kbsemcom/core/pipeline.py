@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import datasets
-from .codec import CodecConfig, SemanticCodec, train_codec
+from .codec import SemanticCodec, recipe_config, train_codec
 from .features import extract_features
 from .kb import KnowledgeBase
 
@@ -79,18 +79,17 @@ def train_or_load_codec(config, features, kept, progress=True):
     return codec, path, False
 
 
-def prepare_codec(extractor, split, dataset_name, cbr, channel, seed, epochs=100,
-                  recipe="kbsc", lr=1e-4):
-    """Train the codec for a CBR and channel on the split's training images (validation on
-    its val_sent / val_kb pair), or load it from the cache.
-    Returns (codec, cache path, whether it came from the cache)."""
+def prepare_codec(extractor, split, dataset_name, cbr, channel, seed, epochs=None,
+                  recipe="kbsc", lr=None):
+    """Train the codec of a recipe for a CBR and channel on the split's training images
+    (validation on its val_sent / val_kb pair), or load it from the cache. epochs / lr: None
+    keeps the recipe's own. Returns (codec, cache path, whether it came from the cache)."""
     features, kept = {}, {}
     for role, desc in (("train", "training features"), ("val_sent", "validation features"),
                        ("val_kb", "validation KB features")):
         features[role], kept[role] = extract_features(extractor, getattr(split, role), desc=desc)
-    config = CodecConfig(extractor=extractor.identity, cbr=cbr, recipe=recipe,
-                         train_channel=channel, epochs=epochs, lr=lr, seed=seed,
-                         training_data={"dataset": dataset_name, "n_train": len(kept["train"]),
-                                        "n_val_sent": len(kept["val_sent"]),
-                                        "n_val_kb": len(kept["val_kb"])})
+    overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
+    config = recipe_config(recipe, extractor.identity, cbr, channel, seed, **overrides)
+    config.training_data = {"dataset": dataset_name, "n_train": len(kept["train"]),
+                            "n_val_sent": len(kept["val_sent"]), "n_val_kb": len(kept["val_kb"])}
     return train_or_load_codec(config, features, kept)

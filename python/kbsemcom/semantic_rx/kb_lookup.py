@@ -1,6 +1,7 @@
 """KB lookup block: estimated feature in, retrieval result out."""
 import numpy as np
 
+from ..core.codec import SemanticCodec
 from ..core.kb import KBMismatchError, KnowledgeBase
 from ..pdus import PduBlock
 
@@ -8,24 +9,38 @@ from ..pdus import PduBlock
 class kb_lookup(PduBlock):
     """Find the nearest knowledge-base image (FAISS, L2) for a decoded feature.
 
-    Input 'in': PDU, payload = float32 feature [dim]; metadata ``extractor`` is checked
-    against the KB's extractor when present.
+    Input 'in': PDU, payload = float32 vector from semantic_decoder: a feature [dim], or for a
+    codec that decodes against the KB (kbsc-kb) the received symbols [2n]; metadata
+    ``extractor`` is checked against the KB's extractor when present.
     Output 'out': PDU, payload = float32 [1] distance; metadata + retrieved_id,
     retrieved_path, retrieved_label, retrieved_class, kb_index, distance and ``correct``
     (retrieved label == sent label) when the sent label is known.
     Parameters:
       kb: folder of a knowledge base (kbsemcom build-kb), or a KnowledgeBase
+      codec: the codec file (or SemanticCodec) of the semantic_decoder upstream; needed for a
+        codec that decodes against the KB, whose KB features are then encoded once at start
+        (optional for the others, where it only checks the extractor)
     """
 
-    def __init__(self, kb):
+    def __init__(self, kb, codec=""):
         PduBlock.__init__(self, "kb_lookup")
         self.kb = KnowledgeBase.load(kb) if isinstance(kb, str) else kb
+        self.search_kb = self.kb
+        if codec:
+            codec = SemanticCodec.load(codec) if isinstance(codec, str) else codec
+            self.kb.check_extractor(codec.config.extractor)
+            self.search_kb = codec.searchable_kb(self.kb)
 
     def process(self, meta, data):
         if meta.get("extractor") and meta["extractor"] != self.kb.extractor["name"]:
             raise KBMismatchError(f"feature of {meta['extractor']} but the KB holds features "
                                   f"of {self.kb.extractor['name']}")
-        hit = self.kb.retrieve(np.asarray(data, np.float32))
+        data = np.asarray(data, np.float32)
+        if self.search_kb is self.kb and data.shape[-1] != self.kb.dim:
+            raise KBMismatchError(f"a {data.shape[-1]}-d vector for a KB of {self.kb.dim}-d "
+                                  "features: a codec that decodes against the KB (kbsc-kb) "
+                                  "needs the codec parameter of kb_lookup as well")
+        hit = self.search_kb.retrieve(data)
         out = dict(meta, retrieved_id=hit["image_id"], retrieved_path=hit["path"],
                    retrieved_label=hit["label"], retrieved_class=hit["class_name"],
                    kb_index=hit["kb_index"], distance=hit["distance"])

@@ -7,7 +7,9 @@ class semantic_decoder(PduBlock):
     """Decode received symbols back into a feature vector (MLP decoder).
 
     Input 'in': PDU, payload = complex64 symbols [n], n = the codec's symbol count.
-    Output 'out': PDU, payload = float32 feature [dim]; metadata + ``extractor`` (the
+    Output 'out': PDU, payload = float32 feature [dim] (a kbsc-kb codec decodes against the
+    KB: the received symbols in real layout [2n], which kb_lookup searches with the codec);
+    metadata + ``extractor`` (the
     codec's extractor name, so the KB lookup can refuse a KB of another extractor).
     Parameters:
       codec: path of a trained codec file, or a SemanticCodec
