@@ -21,7 +21,7 @@ from gnuradio.kbsemcom.apps import cli
 DEFAULTS = {
     "--dataset": "cifar10",
     "--extractor": "efficientnet-lite0",
-    "--codecs": "kbsc-ret,digital,digital-bound",
+    "--codecs": "kbsc-kb,digital,digital-bound",
     "--cbrs": "1/48,1/12,1/3",
     "--snrs": "-5,0,5,10",
     "--channels": "awgn,rayleigh",

@@ -88,3 +88,11 @@ def test_lookup_without_the_codec_says_what_is_missing(kb_world):
     lookup = kbsemcom.kb_lookup(kb_world["kb"])
     (meta, payload), = push_pdus(lookup, [({"image_id": "x"}, np.zeros(128, np.float32))])
     assert meta["lost"] and "codec" in meta["reason"] and not len(payload)
+
+
+def test_an_empty_validation_pair_is_refused(kb_world):
+    config = recipe_config("kbsc-kb", kb_world["extractor"].identity, "1/48")
+    empty = dict(kb_world["validation"], sent_features=kb_world["validation"]["sent_features"][:0])
+    with pytest.raises(CodecError, match="val-per-class"):
+        train_codec(config, kb_world["train"][0], empty, progress=False,
+                    train_labels=labels(kb_world["train"][1]))

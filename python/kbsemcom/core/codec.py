@@ -376,6 +376,10 @@ def train_codec(config, train_features, validation, progress=True, train_labels=
     if len(data) < 2:
         raise CodecError(f"the codec needs at least 2 training features, got {len(data)}")
     lab = None if train_labels is None else torch.as_tensor(np.asarray(train_labels))
+    if not (len(validation["sent_features"]) and len(validation["kb_features"])):
+        raise CodecError("training selects the codec on a validation sent/KB pair, which is "
+                         "empty; give at least one validation image per class "
+                         "(--val-per-class)")
     if config.recipe == "kbsc-kb":
         if lab is None:
             raise CodecError("the kbsc-kb recipe trains a classifier on the class labels of "
