@@ -42,7 +42,7 @@ def apply_channel(x, channel, snr_db, generator=None):
     snr = torch.as_tensor(snr_db, dtype=x.dtype, device=x.device)
     if snr.dim() == 1:
         snr = snr.unsqueeze(-1)
-    std = torch.sqrt(conventions.noise_power_torch(snr).to(x.dtype) / 2.0)
+    std = torch.sqrt(conventions.noise_power(snr) / 2.0)
     if channel == "rayleigh":
         h = torch.randn(*x.shape[:-1], 2, n, generator=generator, dtype=x.dtype, device=x.device)
         amplitude = torch.sqrt(0.5 * (h[..., 0, :] ** 2 + h[..., 1, :] ** 2))

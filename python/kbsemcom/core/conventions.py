@@ -53,14 +53,11 @@ def cbr_for_complex_symbols(n_symbols, source_dim=REFERENCE_SOURCE_DIM):
 
 
 def noise_power(snr_db):
-    """Complex noise power N0 for unit-power symbols at SNR = Es/N0 in dB."""
-    return 10.0 ** (-np.asarray(snr_db, dtype=np.float64) / 10.0)
-
-
-def noise_power_torch(snr_db):
-    """noise_power for a torch tensor of SNRs (training losses)."""
-    import torch
-    return 10.0 ** (-torch.as_tensor(snr_db, dtype=torch.float32) / 10.0)
+    """Complex noise power N0 for unit-power symbols at SNR = Es/N0 in dB. A torch tensor
+    stays a tensor of its dtype (the channel model); anything else becomes float64 numpy."""
+    if not hasattr(snr_db, "dtype") or isinstance(snr_db, (np.ndarray, np.generic)):
+        snr_db = np.asarray(snr_db, dtype=np.float64)
+    return 10.0 ** (-snr_db / 10.0)
 
 
 def noise_std_per_real(snr_db):
