@@ -2,10 +2,16 @@
 # Install everything gr-kbsemcom needs on Debian 12, idempotently: GNU Radio and the data
 # set from Debian, a venv that sees GNU Radio, the pinned Python requirements, the module.
 # A second run checks and installs nothing new. Usage: scripts/setup.sh
+# It also installs what GNU Radio Companion's GUI needs (Debian's gnuradio package, installed
+# without recommends, lacks it: "Namespace Gtk not available") and a virtual X server with a
+# screen grabber, which the tests and scripts/screenshot_grc.sh use: `kbsemcom grc` then opens
+# GRC under the venv's interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(gnuradio gnuradio-dev cmake make g++ pybind11-dev dataset-fashion-mnist)
+APT_PACKAGES=(gnuradio gnuradio-dev cmake make g++ pybind11-dev dataset-fashion-mnist
+              gir1.2-gtk-3.0 librsvg2-common adwaita-icon-theme   # GRC's GUI
+              xvfb x11-utils imagemagick)                         # Xvfb, xwininfo, import
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 missing=()
@@ -16,7 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
+    "${missing[@]}" 2>&1 >/dev/null | { grep -v "^debconf: delaying package configuration" || true; } >&2
 fi
 
 # Debian's python3 has GNU Radio's bindings; the venv sees them through system site-packages.
@@ -44,6 +50,9 @@ try:
     from gnuradio import gr, kbsemcom  # noqa: F401
     import faiss, open_clip, torch  # noqa: F401,E401
     from gnuradio.kbsemcom.core import extractors  # noqa: F401
+    import gi  # GNU Radio Companion's GUI (kbsemcom grc)
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import Gtk  # noqa: F401
 except Exception as err:  # noqa: BLE001
     sys.exit(f"import check failed: {type(err).__name__}: {err}")
 PY

@@ -120,8 +120,28 @@ def push_pdus(block, pdus, timeout=30):
     return out
 
 
+def compile_grc(grc, out_dir):
+    """Generate a flowgraph's Python with grcc and the repository's block YAML, as GNU Radio
+    Companion does on Execute when `kbsemcom grc` started it: under this interpreter, which
+    imports the module (GRC evaluates a KB Bundle's fields while it generates). Returns the
+    script's path. Skips where grcc is missing."""
+    import shutil
+    import subprocess
+    import sys
+    grcc = shutil.which("grcc")
+    if not grcc:
+        pytest.skip("grcc is not installed (apt-get install gnuradio)")
+    env = dict(os.environ, GRC_BLOCKS_PATH=str(TESTS.parent / "grc"))
+    proc = subprocess.run([sys.executable, grcc, "-o", str(out_dir), str(grc)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import yaml
+    flow_id = yaml.safe_load(Path(grc).read_text())["options"]["parameters"]["id"]
+    return Path(out_dir) / f"{flow_id}.py"
+
+
 def labels(items):
     return np.array([it.label for it in items])
 
 
-__all__ = ["run_flowgraph", "push_pdus", "labels"]
+__all__ = ["run_flowgraph", "push_pdus", "compile_grc", "labels"]

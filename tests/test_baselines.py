@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_flowgraph
+from conftest import compile_grc, run_flowgraph
 
 
 @pytest.fixture(scope="module")
@@ -255,22 +255,11 @@ def test_digital_blocks_compile_in_grc_and_run(tmp_path, small_setup):
     """The GRC YAML of the digital blocks: grcc compiles a flowgraph of them, and the generated
     top block runs to the end (10 Fashion-MNIST images, Rayleigh 15 dB) within a deadline."""
     import importlib.util
-    import os
-    import shutil
-    import subprocess
-    from pathlib import Path
-    grcc = shutil.which("grcc")
-    if grcc is None:
-        pytest.skip("grcc (GNU Radio Companion) is not installed")
-    grc_dir = Path(__file__).resolve().parents[1] / "grc"
     (tmp_path / "digital.grc").write_text(DIGITAL_GRC)
-    env = dict(os.environ, GRC_BLOCKS_PATH=str(grc_dir))
-    run = subprocess.run([grcc, "-o", str(tmp_path), str(tmp_path / "digital.grc")], env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    script = tmp_path / "digital_loopback_test.py"
+    script = compile_grc(tmp_path / "digital.grc", tmp_path)
     code = script.read_text()
-    assert "kbsemcom.hevc_image_encoder('1', \"qpsk\", \"n_0512_k_0130_gap_21\")" in code
+    assert ('kbsemcom.hevc_image_encoder(cbr=\'1\', modulation="qpsk", '
+            'code="n_0512_k_0130_gap_21")') in code
     small_setup.kb.save(tmp_path / "kb")
     spec = importlib.util.spec_from_file_location("digital_loopback_test", script)
     module = importlib.util.module_from_spec(spec)

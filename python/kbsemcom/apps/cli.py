@@ -9,9 +9,9 @@ import sys
 # GNU Radio logs to stdout by default; keep stdout for results (--json) and log to stderr.
 os.environ.setdefault("GR_CONF_LOG_LOG_FILE", "stderr")
 
-from ..core import datasets, extractors
+from ..core.errors import UserError
 
-SUBCOMMANDS = ["demo", "tools", "evaluate", "txrx"]
+SUBCOMMANDS = ["demo", "tools", "evaluate", "txrx", "grc"]
 
 
 def build_parser():
@@ -30,8 +30,7 @@ def main(argv=None):
     logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (datasets.DatasetError, extractors.ExtractorError, ValueError,
-            FileNotFoundError) as err:
+    except (UserError, ValueError, FileNotFoundError) as err:
         print(f"kbsemcom {args.command}: error: {err}", file=sys.stderr)
         return 2
 

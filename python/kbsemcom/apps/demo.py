@@ -46,11 +46,10 @@ def run(args):
     sent = split.sent[:args.images]
     say(args, f"data: {dataset.name}, {n_classes} classes; {len(sent)} sent, {len(split.kb)} "
               f"KB, {len(split.train)} training images (disjoint)")
-    kb = pipeline.build_kb(extractor, split.kb, dataset.class_names)
+    link = pipeline.prepare_link(extractor, dataset, split, args.cbr, args.channel, args.seed,
+                                 args.epochs, recipe=args.recipe, lr=args.lr)
+    kb, codec, cached = link.kb, link.codec, link.codec_cached
     kb.save(out / "kb")
-    codec, _, cached = pipeline.prepare_codec(
-        extractor, split, dataset.name, args.cbr, args.channel, args.seed, args.epochs,
-        recipe=args.recipe, lr=args.lr)
     codec.save(out / "codec.pt", getattr(codec, "history", []))
     say(args, f"codec: {codec.config.recipe}, CBR {codec.config.to_dict()['cbr']} = "
               f"{codec.n_symbols} complex symbols, "
@@ -72,7 +71,7 @@ def run(args):
                    results=str(out / "results.jsonl"), montage=str(out / "montage.png"))
     results.write_jsonl(records, out / "results.jsonl")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    results.montage(records, _image_loader(sent + split.kb), out / "montage.png",
+    results.montage(records, out / "montage.png",
                     title=f"{dataset.name} | {extractor.name} | CBR {summary['cbr']} | "
                           f"{args.channel} {args.snr} dB | accuracy {summary['accuracy']:.1%}")
     if args.json:
@@ -102,15 +101,3 @@ def _complete(records, sent, args, codec):
                  "class_name": it.class_name, "path": it.source}, "flowgraph",
                 f"no result within the {args.timeout:.0f} s timeout", **run))
     return sorted(done, key=lambda r: r["seq"] if r["seq"] is not None else -1)
-
-
-def _image_loader(items):
-    by_source = {it.source: it for it in items}
-
-    def load(source):
-        if source in by_source:
-            return by_source[source].load()
-        return datasets.decode_image(Path(source).read_bytes(), source)
-    return load
-
-

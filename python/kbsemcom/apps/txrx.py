@@ -315,8 +315,7 @@ def run_rx(args):
     results.write_jsonl(records, out / "results.jsonl")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     try:
-        results.montage(records, _image_loader(summary.get("dataset") or args.dataset),
-                        out / "montage.png",
+        results.montage(records, out / "montage.png",
                         title=f"rx {args.source} | {summary['extractor']} | CBR {summary['cbr']}"
                               + (f" | accuracy {summary['accuracy']:.1%}" if manifest else ""))
     except Exception as err:  # noqa: BLE001 - the numbers matter more than the picture
@@ -352,19 +351,3 @@ def _finish(tb, manifest, reason):
 def _mean(values):
     values = [v for v in values if v is not None]
     return round(sum(values) / len(values), 2) if values else None
-
-
-def _image_loader(dataset_name):
-    """Montage images by source: data set items (array-backed ids) or image files."""
-    cache = {}
-
-    def load(source):
-        if not source:
-            raise FileNotFoundError("no image")
-        if Path(source).is_file():
-            return datasets.decode_image(Path(source).read_bytes(), source)
-        if "items" not in cache:
-            ds = datasets.open_dataset(dataset_name)
-            cache["items"] = {it.source: it for it in ds.items("all")}
-        return cache["items"][source].load()
-    return load

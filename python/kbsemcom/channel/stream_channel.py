@@ -5,14 +5,26 @@ from ..core import conventions
 
 
 class stream_awgn_channel(gr.hier_block2):
-    """AWGN through stock GNU Radio blocks: PDU -> tagged stream -> + noise_source_c -> PDU.
+    """AWGN through stock GNU Radio blocks: PDU to tagged stream, plus Noise Source, back to PDU.
 
-    Gives the same channel as ``semantic_channel(channel='awgn')`` (noise power
-    10^(-snr_db/10) per unit-power complex symbol, noise_voltage = 10^(-snr_db/20)) and shows
-    how a stream-based channel or radio slots into the PDU chain.
-    Input 'in' / output 'out': PDU, payload complex64 symbols; metadata travels as tags.
-    Parameters: snr_db, seed.
-    The noise source never ends, so a flowgraph with this block is stopped by its caller.
+    The same channel as Semantic Channel with awgn (noise power 10^(-SNR/10) per unit-power
+    complex symbol, i.e. noise_voltage = 10^(-SNR/20)), built from PDU to Tagged Stream, Noise
+    Source, Add and Tagged Stream to PDU: it shows how a stream channel or a radio slots into
+    the PDU chain.
+
+    Input:
+      in: PDU; payload = c32 unit-power symbols.
+
+    Output:
+      out: PDU; payload = c32 received symbols; metadata travels as stream tags.
+
+    Parameters:
+      SNR (dB): Es/N0 in dB, -50 to 100; a variable changes it while the flowgraph runs.
+      Seed: seed of the noise source.
+
+    A lost record (an empty payload) makes no samples and does not come out: where every image
+    must end as a record, use Semantic Channel. The noise source never ends, so a flowgraph
+    with this block is stopped by its caller (the apps do).
     """
 
     def __init__(self, snr_db=10.0, seed=0):

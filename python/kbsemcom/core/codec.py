@@ -53,6 +53,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import conventions
+from .errors import UserError
 from .channel import Channel, apply_channel, check_channel, power_normalize
 from .extractors import set_threads
 
@@ -62,7 +63,7 @@ FORMAT = "kbsemcom-codec/1"
 PAPER_TRAIN_SNRS = (-7.0, -4.0, 0.0, 4.0, 7.0, 10.0)
 
 
-class CodecError(ValueError):
+class CodecError(UserError, ValueError):
     """A codec file that is missing, of another format, or does not fit the data."""
 
 

@@ -5,6 +5,7 @@ Every image is an :class:`ImageItem` with a stable id, a label, a class name and
 (a file path, or ``name:split:index`` for images stored in arrays). ``item.load()`` returns an
 RGB PIL image and raises :class:`ImageLoadError` with the reason when the file is unusable.
 """
+import functools
 import gzip
 import hashlib
 import io
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .errors import UserError
+
 log = logging.getLogger("kbsemcom.datasets")
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
@@ -27,11 +30,11 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
 CALTECH_DROPPED = ("BACKGROUND_Google", "Faces_easy")
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(UserError, ValueError):
     """An image file that cannot be decoded (corrupt, truncated or not an image)."""
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A data set that cannot be found or read."""
 
 
@@ -57,16 +60,21 @@ def encode_png(image):
 
 @dataclass
 class ImageItem:
-    """One labelled image. ``pixels`` holds array-backed images; ``path`` file-backed ones."""
+    """One labelled image. ``pixels`` holds array-backed images; ``path`` file-backed ones.
+    ``origin`` names the data set of an array-backed image, so that its ``source``
+    (``origin:image_id``) can be loaded again anywhere (:func:`load_source`)."""
     image_id: str
     label: int
     class_name: str
     path: str = ""
     pixels: np.ndarray = field(default=None, repr=False)
+    origin: str = ""
 
     @property
     def source(self):
-        return self.path or self.image_id
+        if self.path:
+            return self.path
+        return f"{self.origin}:{self.image_id}" if self.origin else self.image_id
 
     def read_bytes(self):
         """The encoded image: file bytes, or PNG bytes for array-backed images."""
@@ -165,7 +173,8 @@ def fashion_mnist(root=FASHION_MNIST_DIR):
         images = _read_idx(root / f"{prefix}-images-idx3-ubyte.gz")
         labels = _read_idx(root / f"{prefix}-labels-idx1-ubyte.gz")
         splits[split] = [ImageItem(f"{split}/{i:05d}", int(lab), FASHION_MNIST_CLASSES[lab],
-                                   pixels=images[i]) for i, lab in enumerate(labels)]
+                                   pixels=images[i], origin="fashion-mnist")
+                         for i, lab in enumerate(labels)]
     return Dataset("fashion-mnist", list(FASHION_MNIST_CLASSES), splits)
 
 
@@ -238,6 +247,27 @@ def open_dataset(spec):
         return scan_image_folder(spec)
     raise DatasetError(f"unknown data set {spec!r}: give one of {', '.join(DATASETS)} or a "
                        "folder with one sub-folder of images per class")
+
+
+@functools.lru_cache(maxsize=4)
+def _items_by_id(name):
+    return {it.image_id: it for it in open_dataset(name).items("all")}
+
+
+def load_source(source):
+    """The RGB image behind an item's ``source``: an image file path, or ``origin:image_id``
+    for an image of an array-backed data set (e.g. ``fashion-mnist:test/00042``)."""
+    name, _, image_id = str(source).partition(":")
+    if image_id and name in DATASETS and not Path(source).exists():
+        item = _items_by_id(name).get(image_id)
+        if item is None:
+            raise ImageLoadError(f"{source}: data set {name} has no image {image_id!r}")
+        return item.load()
+    try:
+        data = Path(source).read_bytes()
+    except OSError as err:
+        raise ImageLoadError(f"cannot read {source}: {err}") from err
+    return decode_image(data, source)
 
 
 def take_per_class(items, counts, start=0):

@@ -19,6 +19,8 @@ import os
 import numpy as np
 import torch
 
+from .errors import UserError
+
 log = logging.getLogger("kbsemcom.extractors")
 
 # Offline, nothing waits on the network: the model hubs are asked from the local cache only.
@@ -28,7 +30,7 @@ DEFAULT_EXTRACTOR = "auto"
 PAPER_EXTRACTOR = "open_clip:ViT-B-32:openai"
 
 
-class ExtractorError(RuntimeError):
+class ExtractorError(UserError, RuntimeError):
     """An extractor that cannot be built (unknown model, weights not available offline)."""
 
 
@@ -161,6 +163,12 @@ def _from_open_clip_spec(spec, reason):
     if not model_name:
         raise ExtractorError(f"extractor {spec!r} names no open_clip model")
     return OpenClip(model_name, parts[2] if len(parts) > 2 else None, reason=reason)
+
+
+def spec_of(extractor):
+    """The spec string that loads this very extractor again ('auto' resolved)."""
+    name = extractor.identity["name"]
+    return name[:-len(":random")] if name.endswith(":random") else name
 
 
 def same_extractor(a, b):

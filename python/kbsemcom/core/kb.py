@@ -12,14 +12,19 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from .errors import UserError
 from .extractors import same_extractor
 
 MANIFEST = "manifest.json"
 INDEX = "index.faiss"
 
 
-class KBMismatchError(ValueError):
+class KBMismatchError(UserError, ValueError):
     """A KB whose extractor or feature dimension differs from the codec's or the query's."""
+
+
+class KBMissingError(UserError, FileNotFoundError):
+    """A KB folder that does not exist or lacks its index or manifest."""
 
 
 class KnowledgeBase:
@@ -98,7 +103,7 @@ class KnowledgeBase:
     def load(cls, folder):
         folder = Path(folder)
         if not (folder / MANIFEST).exists() or not (folder / INDEX).exists():
-            raise FileNotFoundError(f"{folder} is not a knowledge base (needs {INDEX} and "
+            raise KBMissingError(f"{folder} is not a knowledge base (needs {INDEX} and "
                                     f"{MANIFEST}); build one with 'kbsemcom build-kb'")
         manifest = json.loads((folder / MANIFEST).read_text())
         index = faiss.read_index(str(folder / INDEX))

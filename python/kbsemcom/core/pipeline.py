@@ -79,8 +79,27 @@ def train_or_load_codec(config, features, kept, progress=True):
     return codec, path, False
 
 
+@dataclass
+class Link:
+    """What both ends of a link need: the split, the receiver's KB and the trained codec."""
+    split: Split
+    kb: KnowledgeBase
+    codec: SemanticCodec
+    codec_cached: bool
+
+
+def prepare_link(extractor, dataset, split, cbr, channel, seed, epochs=None, recipe="kbsc",
+                 lr=None, progress=True):
+    """The KB of the split's KB images and the codec trained on its training images (both
+    from the caches when they exist): the preparation of ``kbsemcom demo`` and of bundles."""
+    kb = build_kb(extractor, split.kb, dataset.class_names)
+    codec, _, cached = prepare_codec(extractor, split, dataset.name, cbr, channel, seed, epochs,
+                                     recipe=recipe, lr=lr, progress=progress)
+    return Link(split, kb, codec, cached)
+
+
 def prepare_codec(extractor, split, dataset_name, cbr, channel, seed, epochs=None,
-                  recipe="kbsc", lr=None):
+                  recipe="kbsc", lr=None, progress=True):
     """Train the codec of a recipe for a CBR and channel on the split's training images
     (validation on its val_sent / val_kb pair), or load it from the cache. epochs / lr: None
     keeps the recipe's own. Returns (codec, cache path, whether it came from the cache)."""
@@ -92,4 +111,4 @@ def prepare_codec(extractor, split, dataset_name, cbr, channel, seed, epochs=Non
     config = recipe_config(recipe, extractor.identity, cbr, channel, seed, **overrides)
     config.training_data = {"dataset": dataset_name, "n_train": len(kept["train"]),
                             "n_val_sent": len(kept["val_sent"]), "n_val_kb": len(kept["val_kb"])}
-    return train_or_load_codec(config, features, kept)
+    return train_or_load_codec(config, features, kept, progress=progress)

@@ -47,9 +47,12 @@ def read_jsonl(path):
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def montage(records, load_image, path, max_pairs=24, title=""):
+def montage(records, path, max_pairs=24, title="", load_image=None):
     """A PNG grid of sent | retrieved image pairs, green when the class matches, red when
-    not, grey when lost. ``load_image(path) -> PIL image`` reads either side."""
+    not, grey when lost. ``load_image(source) -> PIL image`` reads either side (default:
+    datasets.load_source)."""
+    from .datasets import load_source
+    load_image = load_image or load_source
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -8,15 +8,28 @@ from ..pdus import PduBlock
 
 
 class coherent_channel(PduBlock):
-    """Apply core.channel's AWGN or Rayleigh channel (the same draws as semantic_channel with
-    the same seed) and hand the receiver the per-symbol fading amplitude |h| (perfect channel
-    knowledge, as the paper's digital baseline assumes).
+    """Apply Semantic Channel's seeded channel and hand the receiver the fading it drew (CSI).
 
-    Input 'in': PDU, payload = complex64 unit-power symbols [n].
-    Output 'out': PDU, payload = complex64 received symbols [n]; metadata + channel, snr_db
-    and ``csi`` (float32 [n], |h|; all ones for AWGN).
+    The same draws as Semantic Channel with the same seed, plus perfect channel knowledge for a
+    coherent receiver, as the paper's digital baseline assumes. Over the air, a radio and a
+    channel estimator that writes csi (or none: AWGN-like) take its place.
+
+    Input:
+      in: PDU; payload = c32 unit-power symbols [n].
+
+    Output:
+      out: PDU; payload = c32 received symbols [n]; metadata + channel, snr_db (None for none)
+        and csi (f32 [n], the per-symbol fading amplitude |h|; all ones for awgn and none).
+
     Parameters:
-      channel: 'awgn', 'rayleigh' or 'none'; snr_db: Es/N0 in dB; seed: noise/fading seed
+      Channel: awgn (y = x + w), rayleigh (y = |h| x + w, |h| per symbol, E|h|^2 = 1) or none.
+        A string, so a QT GUI Chooser of strings switches it while the flowgraph runs.
+      SNR (dB): Es/N0 in dB, -50 to 100; a variable changes it while the flowgraph runs.
+      Seed: seed of the noise and fading draws.
+
+    Lost records pass through unchanged. An unknown channel name stops the flowgraph before it
+    starts; set while running, it is refused (the channel stays) with a message listing the
+    channels.
     """
 
     def __init__(self, channel="rayleigh", snr_db=10.0, seed=0):
@@ -27,6 +40,9 @@ class coherent_channel(PduBlock):
 
     def set_snr_db(self, snr_db):
         self.snr_db = float(snr_db)
+
+    def set_channel(self, channel):
+        self.channel = check_channel(channel)
 
     def process(self, meta, data):
         received, gain = digital.channel_with_gain(np.asarray(data, np.complex64)[None],

@@ -7,17 +7,27 @@ from ..pdus import PduBlock
 
 
 class digital_demodulator(PduBlock):
-    """Soft-demap QPSK / 16-QAM symbols to LLRs and LDPC-decode them (belief propagation).
+    """Soft-demap QPSK / 16-QAM symbols to exact LLRs and LDPC-decode them.
 
-    Input 'in': PDU, payload = complex64 received symbols. Metadata used when present:
-    ``snr_db`` (set by the channel blocks; else the parameter), ``csi`` (per-symbol fading
-    amplitude |h| from coherent_channel or a channel estimator; else 1), ``stream_bytes``
-    (bytes sent; else all whole codewords are returned).
-    Output 'out': PDU, payload = uint8 bitstream; a failed parity check on any codeword makes
-    the image a lost record ("LDPC decoding failed ...").
+    Decoding is product-sum belief propagation (the 'ldpc' library).
+
+    Input:
+      in: PDU; payload = c32 received symbols. Metadata used when present: snr_db (set by the
+        channel blocks; else the SNR parameter), csi (per-symbol fading amplitude |h| from the
+        Coherent Channel or a channel estimator; else 1), stream_bytes (bytes sent; else all
+        whole codewords are returned).
+
+    Output:
+      out: PDU; payload = u8 decoded bytes; metadata passed on, less csi.
+
     Parameters:
-      snr_db: the receiver's noise level Es/N0 in dB when the metadata has none
-      modulation: 'qpsk' or '16qam'; code: the gr-fec LDPC matrix name (as the modulator)
+      SNR (dB): the receiver's noise level Es/N0 in dB when the metadata carries none, -50 to
+        100; a variable changes it while the flowgraph runs.
+      Modulation, LDPC code: as at the Digital Modulator.
+
+    A codeword that fails its parity checks makes the image a lost record ("LDPC decoding
+    failed ..."), and so does a csi whose length is not the payload's; lost records pass
+    through unchanged.
     """
 
     def __init__(self, snr_db=10.0, modulation="qpsk", code=DEFAULT_CODE):

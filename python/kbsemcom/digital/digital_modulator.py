@@ -7,14 +7,22 @@ from ..pdus import PduBlock
 
 
 class digital_modulator(PduBlock):
-    """LDPC-encode a bitstream (whole codewords, zero-padded) and map it to QPSK or 16-QAM.
+    """LDPC-encode a byte PDU in whole codewords (zero-padded) and map it to QPSK or 16-QAM.
 
-    Input 'in': PDU, payload = uint8 bytes.
-    Output 'out': PDU, payload = complex64 unit-power symbols; metadata + stream_bytes,
-    modulation, ldpc_code, used_symbols.
+    Input:
+      in: PDU; payload = u8 bytes (e.g. from the HEVC Image Encoder).
+
+    Output:
+      out: PDU; payload = c32 symbols of unit average power; metadata + stream_bytes,
+        modulation, ldpc_code, used_symbols.
+
     Parameters:
-      modulation: 'qpsk' or '16qam' (Gray mapping, I bits then Q bits)
-      code: gr-fec LDPC matrix name (an alist file of /usr/share/gnuradio/fec/ldpc)
+      Modulation: QPSK (2 bits per symbol) or 16-QAM (4), Gray mapped; I bits first, then Q
+        bits.
+      LDPC code: a parity-check matrix shipped with gr-fec (its fec/ldpc alist files); n=512
+        k=130 is rate ~1/4, the paper's rate. The systematic generator is derived from it.
+
+    Lost records pass through unchanged.
     """
 
     def __init__(self, modulation="qpsk", code=DEFAULT_CODE):

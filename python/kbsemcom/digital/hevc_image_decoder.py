@@ -9,10 +9,20 @@ from ..pdus import PduBlock
 class hevc_image_decoder(PduBlock):
     """Rebuild the HEIF container around a received HEVC bitstream and decode the image.
 
-    Input 'in': PDU, payload = uint8 link bitstream (hevc_image_encoder's format).
-    Output 'out': PDU, payload = the decoded image as PNG bytes (uint8), ready for
-    feature_extractor; metadata + decoded_width, decoded_height.
-    No parameters. A corrupt bitstream becomes a lost record with the decoder's reason.
+    Decoding uses libde265 via pillow-heif.
+
+    Input:
+      in: PDU; payload = u8 link bitstream (the HEVC Image Encoder's format; trailing padding
+        allowed).
+
+    Output:
+      out: PDU; payload = the decoded image as PNG bytes (u8), ready for the Feature Extractor;
+        metadata + decoded_width, decoded_height.
+
+    Parameters: none.
+
+    A corrupt bitstream becomes a lost record with the decoder's reason; lost records pass
+    through unchanged.
     """
 
     def __init__(self):

@@ -8,18 +8,26 @@ from ..pdus import PduBlock
 
 
 class hevc_image_encoder(PduBlock):
-    """Code an image with HEVC intra (BPG's codec) at the best quality that fits the digital
-    link's channel budget for a CBR.
+    """Code an image with HEVC intra at the best quality that fits the digital link's budget.
 
-    Input 'in': PDU, payload = encoded image bytes (uint8: JPEG, PNG, ...).
-    Output 'out': PDU, payload = uint8 link bitstream (5-byte header + HEVC payload, the HEIF
-    container stripped); metadata + cbr, n_symbols (budget), quality, stream_bytes.
+    HEVC intra is the codec inside BPG (x265 via pillow-heif).
+
+    Input:
+      in: PDU; payload = encoded image bytes (u8: JPEG, PNG, ...).
+
+    Output:
+      out: PDU; payload = u8 link bitstream: a 5-byte header (payload length, width, height) and
+        the HEVC payload, without the ~420-byte HEIF container (the decoder rebuilds it);
+        metadata + cbr, n_symbols (the budget), quality, stream_bytes.
+
     Parameters:
-      cbr: channel bandwidth ratio, e.g. '1/3'; the budget is floor(CBR * width * height * 3)
-        complex symbols
-      modulation: 'qpsk' or '16qam' (with code: how many bytes the budget carries)
-      code: gr-fec LDPC matrix name (default the rate-1/4 n_0512_k_0130_gap_21)
-    An image whose lowest quality does not fit becomes a lost record saying so.
+      CBR: channel bandwidth ratio, e.g. 1/3; the budget is floor(CBR x width x height x 3)
+        complex symbols (1/3 of a 32x32 image = 1024).
+      Modulation, LDPC code: as at the Digital Modulator; with the budget they set how many
+        bytes fit.
+
+    An image whose lowest quality does not fit, or a payload that is not an image, becomes a
+    lost record saying so; lost records pass through unchanged.
     """
 
     def __init__(self, cbr="1/3", modulation="qpsk", code=DEFAULT_CODE):

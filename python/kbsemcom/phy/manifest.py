@@ -18,14 +18,18 @@ FIELDS = ("seq", "image_id", "label", "class_name", "path")
 def write_manifest(path, items, **info):
     """Write the manifest of ``items`` (core.datasets.ImageItem, sent with seq 0, 1, ...)
     atomically, with extra run information (dataset, extractor, cbr, ...)."""
-    entries = [{"seq": seq, "image_id": it.image_id, "label": int(it.label),
-                "class_name": it.class_name, "path": it.source} for seq, it in enumerate(items)]
+    entries = [_entry(seq, it) for seq, it in enumerate(items)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(dict(info, written_at=time.time(), images=entries), indent=1))
     tmp.replace(path)
     return path
+
+
+def _entry(seq, item):
+    return {"seq": seq, "image_id": item.image_id, "label": int(item.label),
+            "class_name": item.class_name, "path": item.source}
 
 
 def read_manifest(path):
@@ -42,21 +46,36 @@ def read_manifest(path):
 
 
 class frame_annotator(PduBlock):
-    """Give each received frame its image's identity, and pass each image once.
+    """Give each received frame its image's identity from the transmitter's sent manifest.
 
-    Input 'in': PDU from ofdm_rx (metadata seq, snr_db, ...).
-    Output 'out': the same PDU with image_id, label, class_name, path from the manifest
-    (re-read when a seq is not in it yet, so the transmitter may start after the receiver).
+    Input:
+      in: PDU from the OFDM RX (metadata seq, snr_db, ...).
+
+    Output:
+      out: the same PDU with image_id, label, class_name and path of the manifest's entry for
+        its seq, so that KB Lookup scores it (correct) and the Result Sink records the image.
+        A seq not in the manifest (yet) makes it read the file again, so the transmitter may
+        start after the receiver; a seq still missing gets image_id seq-N and no label.
+
+    Parameters:
+      Sent manifest: the JSON file 'kbsemcom tx' writes before its first frame (copy it to the
+        receiving machine: it holds only the list of images); '' for none: images are known by
+        seq only and not scored.
+      Images (list): instead of a manifest, the sent images themselves when TX and RX share a
+        process (e.g. a KB Bundle's bundle.sent): seq N is image N modulo the list's length.
+
     A seq seen before (a transmitter restarted and sent it again) is passed on as well and
-    counted in ``duplicates``; ``frames`` keeps the best frame's PHY estimates per seq, and
-    the application keeps the record of the frame with the best SNR estimate.
-    Parameters: manifest (path, '' = none: images are identified by seq only).
+    counted in duplicates; frames keeps the best frame's PHY estimates per seq. A PDU without
+    seq becomes a lost record; lost records pass through unchanged. A manifest that does not
+    exist yet is read when frames arrive; a file that is not a sent manifest stops the
+    flowgraph before it starts.
     """
 
-    def __init__(self, manifest=""):
+    def __init__(self, manifest="", items=None):
         PduBlock.__init__(self, "frame_annotator")
         self.manifest_path = manifest
         self._by_seq = {}
+        self._items = [_entry(seq, it) for seq, it in enumerate(items or ())]
         self._lock = threading.Lock()
         self.frames = {}  # seq -> PHY metadata of the best frame so far
         self.duplicates = 0
@@ -71,6 +90,8 @@ class frame_annotator(PduBlock):
 
     def process(self, meta, data):
         seq = int(meta["seq"])
+        if self._items:  # a source that repeats its list keeps counting seq
+            self._by_seq[seq] = self._items[seq % len(self._items)]
         if seq not in self._by_seq:
             self._reload()
         entry = self._by_seq.get(seq, {"image_id": f"seq-{seq}", "label": None,

@@ -117,26 +117,39 @@ class ofdm_deframer(gr.sync_block):
 
 
 class ofdm_rx(gr.hier_block2):
-    """OFDM receiver for continuous-valued (analog) symbols (the pair of ofdm_tx).
+    """OFDM receiver for continuous-valued (analog) symbols, the pair of OFDM TX.
 
-    Input 0 (stream): complex baseband.
-    Output 'out' (message): one PDU per frame found: payload = complex64 equalised symbols,
-    metadata packet_number, seq (image sequence number), payload_len, snr_db (estimated
-    post-equalisation SNR, dB), payload_pilot_snr_db, cfo (cycles/sample), cfo_hz, frame_start.
-    Chain: DC blocker (optional) -> stock Schmidl & Cox detector (digital.ofdm_sync_sc_cfb, C++) -> ofdm_deframer
-    (fractional + integer CFO, fine timing on the long training symbols, smoothed
-    zero-forcing channel estimate, pilot common-phase derotation, header soft-combining and
-    CRC, SNR from the known header and pilots). No constellation is assumed for the payload.
+    Input:
+      complex baseband stream (from a ZMQ PULL source, a file, a USRP or a HackRF).
+
+    Output:
+      out: one PDU per frame whose header passed its CRC; payload = c32 equalised symbols
+        [payload_len]; metadata packet_number, seq (image sequence number), payload_len, snr_db
+        (post-equalisation SNR estimate, dB), payload_pilot_snr_db, cfo (cycles/sample), cfo_hz
+        (when the sample rate is known), frame_start (sample index).
+
+    Chain: DC blocker (optional), the stock Schmidl & Cox detector (OFDM Sync SC, C++), then
+    fractional and integer CFO correction, fine timing on the long training symbols, smoothed
+    zero-forcing channel estimate, pilot common-phase derotation, soft-combined header with
+    CRC. No constellation is assumed for the payload; the SNR comes from the known header bits
+    and the pilots.
+
     Parameters:
-      fft_len, cp_len, header_symbols, guard_len: frame layout (equal to the transmitter's)
-      threshold: S&C detection threshold (0.9 is GNU Radio's default and misses frames
-        below ~12 dB; lower finds weaker frames, false alarms are rejected by the CRC)
-      samp_rate: sample rate in Hz (only to report the CFO in Hz)
-      dc_block: remove a DC offset first (filter.dc_blocker_cc, 64-sample long form; on by
-        default). A zero-IF SDR's DC spike is periodic at every lag and holds the S&C
-        metric high: with a DC offset as strong as the signal, 3 of 20 frames were found
-        without it, 20 of 20 with it. The DC carrier is unused and the channel estimate
-        absorbs most of the notch: no loss at <= 10 dB, 1-2 dB post-EQ SNR at 15-20 dB.
+      FFT length, Cyclic prefix, Header OFDM symbols, Guard zeros: as set at the transmitter.
+      Detection threshold: Schmidl & Cox metric threshold, between 0 and 1; 0.3 finds all frames
+        from about 6 dB per-sample SNR and 96% at 4 dB (docs/phy.md), GNU Radio's usual 0.9
+        misses frames below about 12 dB. False alarms are rejected by the header CRC.
+      Sample rate: in Hz, only used to report the CFO in Hz (0 = unknown).
+      DC blocker: removes a zero-IF radio's DC offset before detection (a 64-sample DC Blocker,
+        long form). A DC spike is periodic at every lag and holds the Schmidl & Cox metric high:
+        with a DC offset as strong as the signal, 3 of 20 frames were found without it, 20 of
+        20 with it. The DC carrier is unused and the channel estimate absorbs most of the
+        notch: no loss at <= 10 dB, 1-2 dB of post-EQ SNR at 15-20 dB. Turn it on for radios;
+        ZMQ and file links need none.
+
+    A frame whose header fails its CRC is counted (stats()), never published: without a header
+    nothing says which image it was ('kbsemcom rx' writes a lost record for every image of the
+    sent manifest that never arrived).
     """
 
     def __init__(self, fft_len=64, cp_len=16, header_symbols=6, guard_len=160, threshold=0.3,

@@ -66,19 +66,32 @@ class ofdm_framer(gr.basic_block):
 
 
 class ofdm_tx(gr.hier_block2):
-    """OFDM transmitter for continuous-valued (analog) symbols.
+    """OFDM transmitter for continuous-valued (analog) symbols: one burst per symbol PDU.
 
-    Input 'in' (message): PDU, payload = complex64 unit-power symbols (e.g. from
-    semantic_encoder), metadata ``seq`` = image sequence number sent in the header.
-    Output 0 (stream): complex baseband, bursts of one frame each (Schmidl & Cox preamble,
-    two long training symbols, a repeated header with packet number / seq / payload length
-    / CRC-16, the payload on 48 data carriers with 4 pilots, then ``guard_len`` zeros).
-    Nothing is produced between bursts (a file or ZMQ link needs no fill; an SDR sink sees
-    an underrun between images, which is harmless).
+    Input:
+      in: PDU; payload = c32 unit-power symbols (e.g. from the Semantic Encoder; at most 65535);
+        metadata seq = image sequence number (0..65535), sent in the header.
+
+    Output:
+      complex baseband stream: per frame a Schmidl & Cox symbol, two long training symbols, a
+      header (packet number, seq, payload length, CRC-16; BPSK, repeated over the header
+      symbols), the symbols as they are on 48 data carriers with 4 pilots, then guard zeros.
+      Unit average power per sample times Amplitude. Nothing between frames: a file or ZMQ link
+      needs no fill, an SDR sink sees a harmless underrun between images.
+
     Parameters:
-      fft_len (64), cp_len (16), header_symbols (6): frame layout, equal at TX and RX
-      guard_len: zero samples after each frame (lets the receiver finish it)
-      amplitude: scale of the unit-power output (keep < 0.5 for an SDR's DAC: OFDM peaks)
+      FFT length: 64, the only size laid out (52 used carriers, as in 802.11a).
+      Cyclic prefix: samples per OFDM symbol, 1 to FFT length - 1.
+      Header OFDM symbols: OFDM symbols that carry the 64 header bits (at least 2; 6 sends each
+        bit 4-5 times).
+      Guard zeros: zero samples after each frame (they let the receiver finish it).
+      Amplitude: output scale; keep about 0.3 for an SDR so OFDM peaks do not clip the DAC. A
+        variable changes it while the flowgraph runs.
+    The receiver must use the same FFT length, Cyclic prefix, Header OFDM symbols and Guard
+    zeros.
+
+    A lost record cannot be sent: it is counted and skipped (the transmitter's manifest records
+    it), and so is a PDU that cannot be framed (with a warning).
     """
 
     def __init__(self, fft_len=64, cp_len=16, header_symbols=6, guard_len=160, amplitude=1.0):

@@ -7,19 +7,28 @@ from ..pdus import PduBlock
 
 
 class kb_lookup(PduBlock):
-    """Find the nearest knowledge-base image (FAISS, L2) for a decoded feature.
+    """Find the nearest knowledge-base image (FAISS exact L2 search) for a decoded feature.
 
-    Input 'in': PDU, payload = float32 vector from semantic_decoder: a feature [dim], or for a
-    codec that decodes against the KB (kbsc-kb) the received symbols [2n]; metadata
-    ``extractor`` is checked against the KB's extractor when present.
-    Output 'out': PDU, payload = float32 [1] distance; metadata + retrieved_id,
-    retrieved_path, retrieved_label, retrieved_class, kb_index, distance and ``correct``
-    (retrieved label == sent label) when the sent label is known.
+    Input:
+      in: PDU; payload = f32 vector from the Semantic Decoder: a feature [dim], or for a codec
+        that decodes against the KB (kbsc-kb) the received symbols [2n]; metadata extractor is
+        checked against the KB's extractor when present.
+
+    Output:
+      out: PDU; payload = f32 [1] distance; metadata + retrieved_id, retrieved_path,
+        retrieved_label, retrieved_class, kb_index, distance, and correct (retrieved label ==
+        sent label) when the sent label is known.
+
     Parameters:
-      kb: folder of a knowledge base (kbsemcom build-kb), or a KnowledgeBase
-      codec: the codec file (or SemanticCodec) of the semantic_decoder upstream; needed for a
-        codec that decodes against the KB, whose KB features are then encoded once at start
-        (optional for the others, where it only checks the extractor)
+      KB folder: a knowledge base built by 'kbsemcom build-kb' (index.faiss + manifest.json), or
+        a KB Bundle's bundle.kb. From Python also a loaded core.kb.KnowledgeBase.
+      Codec file: the Semantic Decoder's codec, or '' for none. Needed for kbsc-kb codecs, which
+        search the KB in symbol space (the KB's features are encoded once at start); for the
+        other recipes it only checks that KB and codec share an extractor.
+
+    A vector of another extractor or dimension becomes a lost record that says which KB or codec
+    it needs; lost records pass through unchanged. A folder that is not a KB, or a KB and codec
+    of different extractors, stops the flowgraph before it starts, with a one-line error.
     """
 
     def __init__(self, kb, codec=""):

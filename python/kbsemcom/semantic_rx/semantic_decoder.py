@@ -4,16 +4,24 @@ from ..pdus import PduBlock
 
 
 class semantic_decoder(PduBlock):
-    """Decode received symbols back into a feature vector (MLP decoder).
+    """Decode received symbols back into a feature vector (the codec's decoder).
 
-    Input 'in': PDU, payload = complex64 symbols [n], n = the codec's symbol count.
-    Output 'out': PDU, payload = float32 feature [dim] (a kbsc-kb codec decodes against the
-    KB: the received symbols in real layout [2n], which kb_lookup searches with the codec);
-    metadata + ``extractor`` (the
-    codec's extractor name, so the KB lookup can refuse a KB of another extractor).
+    Input:
+      in: PDU; payload = c32 symbols [n], n = the codec's symbol count.
+
+    Output:
+      out: PDU; payload = f32 feature [dim] (for a kbsc-kb codec, which decodes against the KB:
+        the received symbols in real layout [2n], I half then Q half, which KB Lookup searches
+        with the codec); metadata + extractor (the codec's, so KB Lookup can refuse a KB of
+        another extractor).
+
     Parameters:
-      codec: path of a trained codec file, or a SemanticCodec
-    A PDU of the wrong length becomes a lost record that says the expected length.
+      Codec file: the same codec file as the transmitter's Semantic Encoder (e.g. a KB Bundle's
+        bundle.codec). From Python also a loaded core.codec.SemanticCodec.
+
+    A PDU of the wrong length becomes a lost record that says the expected length; lost records
+    pass through unchanged. A missing or unreadable codec file stops the flowgraph before it
+    starts, with a one-line error.
     """
 
     def __init__(self, codec):

@@ -8,13 +8,21 @@ from ..pdus import PduBlock
 class feature_extractor(PduBlock):
     """Turn an image into its L2-normalised feature vector (CLIP or EfficientNet-Lite0).
 
-    Input 'in': PDU, payload = encoded image bytes (uint8: JPEG, PNG, ...; grayscale and
-    RGBA are converted to RGB), metadata passed on.
-    Output 'out': PDU, payload = float32 feature [dim]; metadata + ``extractor`` (name).
+    Input:
+      in: PDU; payload = encoded image bytes (u8: JPEG, PNG, ...; grayscale and RGBA become RGB).
+
+    Output:
+      out: PDU; payload = f32 feature [dim]; metadata + extractor (its name).
+
     Parameters:
-      extractor: spec string ('auto', 'efficientnet-lite0', 'open_clip:MODEL:PRETRAINED')
-        or an already built core.extractors.Extractor
-    A corrupt or non-image payload becomes a lost record with the decoder's reason.
+      Extractor: auto (CLIP ViT-B-32 'openai' when its weights are on disk, else the offline
+        EfficientNet-Lite0), efficientnet-lite0, or open_clip:MODEL:PRETRAINED (a tag in the
+        local cache or a checkpoint file path); with a KB Bundle, bundle.extractor (the one its
+        KB was built with). From Python also a built core.extractors.Extractor.
+
+    A corrupt or non-image payload becomes a lost record with the decoder's reason; lost records
+    pass through unchanged. An unknown extractor stops the flowgraph before it starts, with a
+    one-line error.
     """
 
     def __init__(self, extractor="auto"):

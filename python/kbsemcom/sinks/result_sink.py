@@ -11,13 +11,23 @@ from ..pdus import parse_pdu
 
 
 class result_sink(gr.basic_block):
-    """Collect retrieval results and lost records.
+    """Collect one record per image, a retrieval result or a lost record, into a JSON lines file.
 
-    Input 'in': PDU from kb_lookup (or any PDU whose metadata is a result or lost record).
+    Input:
+      in: PDU from KB Lookup (or any PDU whose metadata is a result or a lost record).
+
     Parameters:
-      path: JSON lines file, one record per image ('' = keep in memory only)
-      expected: number of images expected (0 = unknown); ``done()`` turns true when reached
-    From Python: ``records()``, ``summary()``, ``wait(timeout)``.
+      JSON lines file: the file written, one record per line as each arrives (overwritten when
+        the flowgraph starts; its folder is created); '' keeps the records in memory only.
+      Expected images: how many images to expect (0 = unknown); done() turns true when all
+        arrived.
+
+    Record fields (core.results.RECORD_FIELDS): seq, image_id, label, class_name, path,
+    retrieved_id, retrieved_label, retrieved_class, retrieved_path, distance, correct, lost,
+    stage, reason, snr_db, channel, cbr, n_symbols, extractor. From Python: records(), count(),
+    summary(), wait(timeout).
+
+    A message that is not a PDU is logged and dropped.
     """
 
     def __init__(self, path="", expected=0):

@@ -1,0 +1,9 @@
+"""The base of the errors a user can fix: each message says what was wrong and how to fix it.
+
+Apps print them as one line (exit code 2), and a flowgraph script that imports the blocks
+prints an uncaught one as one line too, instead of a traceback (see ``kbsemcom.__init__``).
+"""
+
+
+class UserError(Exception):
+    """Bad input or a missing file; the message names the fix."""
