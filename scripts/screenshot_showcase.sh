@@ -12,7 +12,8 @@ images=${IMAGES:-24}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-GRC_BLOCKS_PATH="$PWD/grc" grcc -o "$tmp" examples/semantic_loopback.grc >/dev/null
+# grcc under the venv's python: GRC evaluates the KB Bundle block while it generates
+GRC_BLOCKS_PATH="$PWD/grc" .venv/bin/python "$(command -v grcc)" -o "$tmp" examples/semantic_loopback.grc >/dev/null
 cat > "$tmp/grab.sh" <<EOF
 set -u
 cd "$tmp"

@@ -272,6 +272,7 @@ class LiveDisplayWidget(QtWidgets.QWidget):
         self.on_applied = on_applied
         self.on_error = on_error
         self._applied = 0
+        self._fitted = False
         self._pairs = collections.deque(maxlen=self.history)  # (number, view, pixmaps)
         self.setStyleSheet(
             "QWidget#liveDisplay { background: #ffffff; }"
@@ -326,6 +327,27 @@ class LiveDisplayWidget(QtWidgets.QWidget):
         outer.addLayout(grid)
         outer.addStretch(1)
         self._incoming.connect(self._apply, QtCore.Qt.QueuedConnection)
+
+    def showEvent(self, event):  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if not self._fitted:
+            self._fitted = True
+            QtCore.QTimer.singleShot(0, self._fit_window)
+
+    def _fit_window(self):
+        """A GNU Radio Qt window opens at its scroll area's small default size: grow it once
+        (never shrink it, never beyond the screen) so that the flowgraph's widgets fit."""
+        area = self.parentWidget()
+        while area is not None and not isinstance(area, QtWidgets.QScrollArea):
+            area = area.parentWidget()
+        if area is None or area.widget() is None:
+            return
+        win = self.window()
+        chrome = win.size() - area.viewport().size()
+        need = area.widget().sizeHint() + chrome
+        screen = QtWidgets.QApplication.desktop().availableGeometry(win)
+        win.resize(max(win.width(), min(need.width(), screen.width())),
+                   max(win.height(), min(need.height(), screen.height())))
 
     def set_title(self, title):
         self.title_label.setText(title)
