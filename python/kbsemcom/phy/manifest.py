@@ -61,8 +61,9 @@ class frame_annotator(PduBlock):
       Sent manifest: the JSON file 'kbsemcom tx' writes before its first frame (copy it to the
         receiving machine: it holds only the list of images); '' for none: images are known by
         seq only and not scored.
-      Images (list): instead of a manifest, the sent images themselves when TX and RX share a
-        process (e.g. a KB Bundle's bundle.sent): seq N is image N modulo the list's length.
+      Images (list): without a manifest, the sent images themselves (e.g. a KB Bundle's
+        bundle.sent, when TX and RX use the same bundle): seq N is image N modulo the list's
+        length.
 
     A seq seen before (a transmitter restarted and sent it again) is passed on as well and
     counted in duplicates; frames keeps the best frame's PHY estimates per seq. A PDU without
@@ -90,7 +91,7 @@ class frame_annotator(PduBlock):
 
     def process(self, meta, data):
         seq = int(meta["seq"])
-        if self._items:  # a source that repeats its list keeps counting seq
+        if self._items and not self.manifest_path:  # a repeating source keeps counting seq
             self._by_seq[seq] = self._items[seq % len(self._items)]
         if seq not in self._by_seq:
             self._reload()
