@@ -95,9 +95,19 @@ class Bundle:
     def split(self):
         return _split(self)
 
+    def content_key(self):
+        """What changes when any of the bundle's images changes (added, removed, edited)."""
+        split, h = self.split(), hashlib.sha256()
+        for role in ("sent", "kb", "train", "val_sent", "val_kb"):
+            for it in getattr(split, role):
+                h.update(f"{role}:{it.fingerprint()}\0".encode())
+        return h.hexdigest()[:16]
+
     def ready(self):
-        return (self._info() is not None and Path(self.codec).is_file()
-                and (Path(self.kb) / "manifest.json").is_file())
+        """Whether the bundle is built, for the images the data set holds now."""
+        info = self._info()
+        return (info is not None and info.get("content") == self.content_key()
+                and Path(self.codec).is_file() and (Path(self.kb) / "manifest.json").is_file())
 
     def ensure(self, progress=True):
         """Build the KB and codec unless the bundle is complete; returns self."""
@@ -123,7 +133,7 @@ class Bundle:
         link.kb.save(self.kb)
         link.codec.save(self.codec, getattr(link.codec, "history", []))
         spec = extractors.spec_of(extractor)
-        info = dict(asdict(self), resolved_extractor=spec, extractor_identity=extractor.identity,
+        info = dict(asdict(self), content=self.content_key(), resolved_extractor=spec, extractor_identity=extractor.identity,
                     extractor_reason=extractor.reason, n_kb=len(link.kb),
                     n_sent=len(link.split.sent))
         tmp = self.folder / f"{BUNDLE_FILE}.tmp"
@@ -153,7 +163,7 @@ def kb_bundle(dataset="fashion-mnist", extractor="auto", cbr="1/48", recipe="kbs
     their settings, so that a flowgraph runs from any folder with no command first.
 
     The first run builds what is missing exactly as 'kbsemcom demo' does (progress in the
-    console); later runs load it in a moment. Use its fields in other blocks:
+    console); later runs load it in a moment, and it is rebuilt when its images change. Use its fields in other blocks:
       bundle.kb: the KB folder (KB Lookup)
       bundle.codec: the codec file (Semantic Encoder, Semantic Decoder, KB Lookup)
       bundle.extractor: the extractor the KB was built with (Feature Extractor)
@@ -170,11 +180,15 @@ def kb_bundle(dataset="fashion-mnist", extractor="auto", cbr="1/48", recipe="kbs
         kbsc-ret (ours: MLP trained for retrieval).
       Channel: the channel the codec is trained on (awgn or rayleigh).
       Seed: training seed.
-      KB images per class, Sent images per class: the split (per class, KB images first).
+      KB images per class, Sent images per class: how many of each class's images the KB
+        holds and how many are sent; the codec trains on the others.
 
     The folder is <cache>/bundles/<name> (the cache is ~/.cache/kbsemcom or $KBSEMCOM_CACHE).
     A data set that cannot be found or an unknown extractor stops the flowgraph with one line
     that says how to fix it.
     """
+    folder = Path(str(dataset)).expanduser()
+    if str(dataset) not in datasets.DATASETS and folder.is_dir():
+        dataset = folder.resolve()  # the same name must not mean two folders
     return Bundle(str(dataset), str(extractor), str(cbr), str(recipe), str(channel), int(seed),
                   int(kb_per_class), int(sent_per_class))
