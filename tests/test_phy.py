@@ -1,16 +1,19 @@
 """The OFDM PHY for analog symbols: the numpy frame, and GNU Radio loopbacks through
 channels.channel_model with noise, CFO, sampling-rate offset and multipath."""
+import time
+
 import numpy as np
 import pytest
 from gnuradio.kbsemcom.core import conventions
 from gnuradio.kbsemcom.phy.framing import (
+    MAX_PAYLOAD,
     Demodulator,
     OfdmParams,
     build_frame,
     header_bits,
     parse_header_bits,
 )
-from gnuradio.kbsemcom.phy.simulate import MULTIPATH, phy_loopback
+from gnuradio.kbsemcom.phy.simulate import MULTIPATH, pdu_collector, phy_loopback
 
 
 def unit_symbols(rng, n):
@@ -103,7 +106,7 @@ def test_losses_are_counted_at_low_snr():
     got, stats = _loopback(sent, -3, seed=5)
     assert len(got) < 15
     assert stats["triggers"] == (stats["frames"] + stats["bad_header"] + stats["inside_frame"]
-                                 + stats["too_long"] + stats["errors"])
+                                 + stats["too_long"] + stats["errors"] + stats["wrong_length"])
     for meta, sym in got:  # a published frame is a real one
         assert conventions.measured_snr_db(sent[meta["seq"]], sym) > -10
 
@@ -128,3 +131,85 @@ def test_semantic_accuracy_matches_the_estimated_snr(world):
                               labels[seqs], kb.features(), kb_labels) for s in range(5)]
     assert abs(acc_phy - np.mean(sim)) < 0.15, (acc_phy, sim, snr_est)
     assert acc_phy > 2 / len(world["class_names"])  # far above chance
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("n", [1024, 2048, 4096, MAX_PAYLOAD])
+def test_every_payload_length_passes(n):
+    """CBR 1/3 (1,024 symbols) and longer payloads, up to the longest the header can state,
+    go through ofdm_tx -> channel_model -> ofdm_rx: frames above 4,096 samples (2,048
+    symbols and up) used to stop the TX's PDU-to-stream block and hang the link."""
+    rng = np.random.default_rng(n)
+    sent = [unit_symbols(rng, n) for _ in range(3)]
+    t0 = time.monotonic()
+    # no sampling-rate offset: over 110,000 samples one would outgrow the pilots' common-phase
+    # tracking (docs/phy.md, Limits); this test is about lengths
+    got, stats = phy_loopback(sent, 25, cfo=0.004, seed=1, timeout=60)
+    assert time.monotonic() - t0 < 60
+    assert sorted(m["seq"] for m, _ in got) == [0, 1, 2], stats
+    for meta, sym in got:
+        assert meta["payload_len"] == n and len(sym) == n
+        assert conventions.measured_snr_db(sent[meta["seq"]], sym) > 12
+
+
+def _receive(samples, payload_len, timeout=60):
+    """Samples (25 dB AWGN added) into an ofdm_rx expecting ``payload_len`` symbols; returns
+    (PDUs, stats). Stops when the receiver has taken nearly every sample (the channel model
+    and the detector keep the last few) and is idle, or at the deadline."""
+    from gnuradio import blocks, channels, gr
+    from gnuradio.kbsemcom.phy.ofdm_rx import ofdm_rx
+    tb = gr.top_block()
+    src = blocks.vector_source_c(np.asarray(samples, np.complex64).tolist())
+    chan = channels.channel_model(noise_voltage=conventions.gnuradio_noise_voltage(25),
+                                  noise_seed=3)
+    rx, col = ofdm_rx(dc_block=False, payload_len=payload_len), pdu_collector()
+    tb.connect(src, chan, rx)
+    tb.msg_connect(rx, "out", col, "in")
+    tb.start()
+    try:
+        deadline, seen = time.monotonic() + timeout, -1
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            now = rx.deframer.nitems_read(0)
+            if now == seen and now > len(samples) - 100:
+                break
+            seen = now
+    finally:
+        tb.stop()
+        tb.wait()
+    return list(col.got), rx.stats()
+
+
+@pytest.mark.timeout(120)
+def test_header_of_another_length_is_a_lost_record():
+    """A header that passed its CRC but states another length than the receiver's codec:
+    one from a transmitter with another CBR (a whole 128-symbol frame) and one whose
+    "payload" is not there (a header stating 65535 symbols, as a false trigger's header that
+    passed the CRC by chance would). With the expected length, each is a lost record at
+    once, with its seq and the reason, and every frame after it comes through; without it,
+    the receiver waits for 110,000 samples and skips the frames inside them."""
+    p = OfdmParams()
+    rng = np.random.default_rng(7)
+    absurd = build_frame(p, unit_symbols(rng, MAX_PAYLOAD), 1, 1)
+    absurd = np.concatenate([absurd[:(p.preamble_symbols + p.header_symbols + 2) * p.sym_len],
+                             np.zeros(p.guard_len)])
+    frames = [build_frame(p, unit_symbols(rng, 64), 0, 0), absurd]
+    frames += [build_frame(p, unit_symbols(rng, 64), k, k) for k in range(2, 10)]
+    frames += [build_frame(p, unit_symbols(rng, 128), 10, 10)]
+    frames += [build_frame(p, unit_symbols(rng, 64), 11, 11)]
+    # zeros after, so that without the check the absurd header's payload is "complete"
+    stream = np.concatenate([np.zeros(500)] + frames + [np.zeros(p.frame_len(MAX_PAYLOAD))])
+    got, stats = _receive(stream, payload_len=64)
+    ok = sorted(m["seq"] for m, _ in got if not m.get("lost"))
+    lost = {m["seq"]: m for m, _ in got if m.get("lost")}
+    assert ok == [0, *range(2, 10), 11], stats
+    assert sorted(lost) == [1, 10] and stats["wrong_length"] == 2, stats
+    assert stats["inside_frame"] == 0, stats
+    for seq, n in ((1, MAX_PAYLOAD), (10, 128)):
+        assert lost[seq]["stage"] == "phy" and lost[seq]["payload_len"] == n
+        assert f"states {n} payload symbols" in lost[seq]["reason"]
+        assert "expects 64" in lost[seq]["reason"]
+    # what the check saves: accepting any length, the frames inside the absurd one are lost
+    got_any, stats_any = _receive(stream, payload_len=0)
+    assert stats_any["inside_frame"] >= 8, stats_any
+    assert 2 not in {m["seq"] for m, _ in got_any}

@@ -1,6 +1,6 @@
 """kbsemcom tx and kbsemcom rx as separate processes: ZMQ on 127.0.0.1 in either start order,
-a transmitter restart mid-run, a SigMF record-and-replay round trip, and clear failures
-without an SDR."""
+a transmitter restart mid-run, a SigMF record-and-replay round trip, a transmitter without a
+receiver, and clear failures without an SDR."""
 import json
 import os
 import signal
@@ -171,6 +171,23 @@ def test_rx_without_transmitter_reports_every_image_lost(link, tmp_path):
     summary, records = rx_results(tmp_path)
     assert summary["n_lost"] == summary["n_sent"] == 3
     assert all(r["lost"] and r["stage"] == "phy" for r in records)
+
+
+def test_tx_without_receiver_gives_up(link, tmp_path):
+    """No receiver on the ZMQ link (say, it crashed at start): TX does not wait for ever; it
+    gives up --timeout seconds after the link stopped taking samples, with one line and
+    every image counted as not delivered."""
+    t0 = time.monotonic()
+    proc = subprocess.run(tx_cmd(link, tmp_path, free_port(), "--timeout", 3, "--json"),
+                          check=False, capture_output=True, text=True, timeout=120, env=env())
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    error = [x for x in proc.stderr.splitlines() if x.startswith("kbsemcom tx: error:")]
+    assert len(error) == 1 and f"{IMAGES} not delivered" in error[0], proc.stderr
+    assert "kbsemcom rx --address" in error[0]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["not_delivered"] == IMAGES and summary["frames_out"] == 0, summary
+    assert summary["stop_reason"] == "link timeout"
+    assert time.monotonic() - t0 < 100
 
 
 def link_items(link):

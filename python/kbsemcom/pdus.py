@@ -39,9 +39,13 @@ def lost_meta(meta, stage, reason):
 class PduBlock(gr.basic_block):
     """Base of the PDU-in ('in') / PDU-out ('out') blocks.
 
-    Subclasses implement ``process(meta, data) -> (meta, data)``. Lost records pass through;
-    an exception in ``process`` is logged and turns the PDU into a lost record.
+    Subclasses implement ``process(meta, data) -> (meta, data)``. Lost records pass through
+    untouched, unless the subclass sets ``process_lost = True`` (a block that only adds
+    identity, such as the frame annotator, names lost images too); an exception in
+    ``process`` is logged and turns the PDU into a lost record.
     """
+
+    process_lost = False
 
     def __init__(self, name):
         gr.basic_block.__init__(self, name=name, in_sig=None, out_sig=None)
@@ -57,7 +61,7 @@ class PduBlock(gr.basic_block):
         except Exception as err:  # noqa: BLE001 - a stray message must not kill the graph
             self.log.error(f"dropping a message that is not a PDU: {err}")
             return
-        if not meta.get("lost"):
+        if self.process_lost or not meta.get("lost"):
             try:
                 meta, data = self.process(meta, data)
             except Exception as err:  # noqa: BLE001 - log, record the loss, keep running

@@ -33,8 +33,9 @@ def register(sub):
                    help="baseband scale (default 1.0 for zmq/file, 0.3 for an SDR's DAC)")
     p.add_argument("--linger", type=float, default=1.0,
                    help="seconds to keep the link open after the last frame")
-    p.add_argument("--timeout", type=float, default=600.0, help="give up (exit 4) when the "
-                   "link has not taken every frame by then (a ZMQ PUSH waits for a receiver)")
+    p.add_argument("--timeout", type=float, default=120.0, help="give up (exit 4) when frames "
+                   "wait and the link has taken no sample for this many seconds: a ZMQ PUSH "
+                   "waits for a receiver, which never came or went away")
     p.set_defaults(func=run_tx)
 
     p = sub.add_parser("rx", help="receiver: ZMQ, SigMF file or SDR -> OFDM -> decoder -> KB "
@@ -42,6 +43,9 @@ def register(sub):
     _add_shared(p)
     p.add_argument("--source", default="zmq", choices=("zmq", "file", "uhd", "soapy"),
                    help=RADIO_HELP)
+    p.add_argument("--images", type=int, default=50, help="the transmitter's --images: without "
+                   "--codec and --kb, RX splits the data set like TX (a data set with one "
+                   "split, e.g. an image folder, puts the KB after the sent images)")
     p.add_argument("--kb", default="", help="KB folder (kbsemcom build-kb); default: built "
                    "from the data set like the demo (cached)")
     p.add_argument("--threshold", type=float, default=0.3,
@@ -146,21 +150,10 @@ def run_tx(args):
     tb.connect(tb.phy, tb.sink)
     framer = tb.phy.framer
     t0 = time.monotonic()
-    deadline = t0 + args.timeout
     timed_out = False
     tb.start()
     try:
-        last = -1
-        while framer.handled() < len(sent) and time.monotonic() < deadline:
-            if framer.handled() != last:
-                last = framer.handled()
-                say(args, f"tx: {framer.frames} frames sent, {framer.skipped} images lost "
-                          "before the PHY")
-            time.sleep(0.2)
-        # every frame is in the stream; let the sink take it before closing the link
-        while tb.sink.nitems_read(0) < framer.samples and time.monotonic() < deadline:
-            time.sleep(0.05)
-        timed_out = time.monotonic() >= deadline
+        timed_out = _send(args, tb, framer, len(sent))
         if not timed_out:
             time.sleep(args.linger)
     except KeyboardInterrupt:
@@ -169,11 +162,17 @@ def run_tx(args):
         tb.stop()
         tb.wait()
     seconds = time.monotonic() - t0
+    out = _frames_out(framer, tb.sink.nitems_read(0))
+    info.update(frames_out=out, not_delivered=len(sent) - framer.skipped - out)
     if timed_out:
-        print(f"kbsemcom tx: error: after {args.timeout:.0f} s the {args.sink} link had taken "
-              f"{tb.sink.nitems_read(0)} of {framer.samples} samples ({framer.frames} of "
-              f"{len(sent)} frames made); is a receiver running (kbsemcom rx --address "
-              f"{args.address})?", file=sys.stderr)
+        print(f"kbsemcom tx: error: the {args.sink} link took no sample for {args.timeout:.0f} "
+              f"s; {out} of {len(sent)} images went out, {info['not_delivered']} not delivered"
+              + (f" (is 'kbsemcom rx --address {args.address}' running?)"
+                 if args.sink == "zmq" else ""), file=sys.stderr)
+        if args.json:
+            print(json.dumps(dict(info, images=len(sent), frames=framer.frames,
+                                  lost_before_phy=framer.skipped, seconds=seconds,
+                                  stop_reason="link timeout")))
         return 4
     if args.sink == "file":
         write_sigmf_meta(args.file, args.samp_rate, None,
@@ -187,6 +186,37 @@ def run_tx(args):
           f"tx: {framer.frames} frames ({framer.samples} samples) of {len(sent)} images in "
           f"{seconds:.1f} s; {framer.skipped} lost before the PHY")
     return 0
+
+
+def _send(args, tb, framer, n_images):
+    """Wait until every image is framed and the sink has taken every sample. Returns True
+    when frames waited and the sink took no sample for ``args.timeout`` seconds: a ZMQ PUSH
+    without a receiver (none came, or it went away) takes nothing and would wait forever;
+    time spent extracting images is not counted."""
+    last_report, taken, moved_at, waiting_said = -1, -1, time.monotonic(), False
+    while True:
+        now, samples, handled = time.monotonic(), framer.samples, framer.handled()
+        if handled != last_report:
+            last_report = handled
+            say(args, f"tx: {framer.frames} frames sent, {framer.skipped} images lost "
+                      "before the PHY")
+        before, taken = taken, tb.sink.nitems_read(0)
+        if taken != before or taken >= samples:  # the link moved, or nothing waits for it
+            moved_at, waiting_said = now, False
+        if handled >= n_images and taken >= samples:
+            return False
+        if now - moved_at > args.timeout:
+            return True
+        if now - moved_at > 2 and not waiting_said and args.sink == "zmq":
+            say(args, f"tx: waiting for a receiver on {args.address} (giving up after "
+                      f"{args.timeout:.0f} s without one)")
+            waiting_said = True
+        time.sleep(0.05)
+
+
+def _frames_out(framer, taken):
+    """Frames whose every sample the sink has taken."""
+    return sum(1 for start, n, _ in list(framer.annotations) if start + n <= taken)
 
 
 def _best(records):
@@ -240,9 +270,13 @@ def run_rx(args):
 
     tb = gr.top_block("kbsemcom_rx")
     tb.src = source
+    # payload_len: a header stating another length is a lost record at once, so a
+    # transmitter with another codec, or a header that passed its CRC by chance, costs one
+    # header instead of a wait for (and a skip over) up to 110,000 samples
     tb.phy = ofdm_rx(threshold=args.threshold, samp_rate=samp_rate,
                      dc_block=args.dc_block == "on" or (
-                         args.dc_block == "auto" and args.source in ("uhd", "soapy")))
+                         args.dc_block == "auto" and args.source in ("uhd", "soapy")),
+                     payload_len=codec.n_symbols)
     tb.annotate = frame_annotator(args.manifest)
     tb.decoder = semantic_decoder(codec)
     tb.lookup = kb_lookup(kb, codec)
@@ -266,9 +300,9 @@ def run_rx(args):
                 time.sleep(0.25)
                 now = time.monotonic()
                 st = tb.phy.stats()
-                if st["frames"] != n_frames:
-                    n_frames, last_frame = st["frames"], now
-                recs = _best(tb.sink.records())
+                if st["frames"] + st["wrong_length"] != n_frames:  # any header is activity
+                    n_frames, last_frame = st["frames"] + st["wrong_length"], now
+                recs = {seq: r for seq, r in _best(tb.sink.records()).items() if not r["lost"]}
                 manifest = expected()
                 total = len(manifest["images"]) if manifest else None
                 bar.total = total
@@ -282,7 +316,7 @@ def run_rx(args):
                     break
                 if file_samples is not None and tb.phy.deframer.nitems_read(0) >= \
                         file_samples and now - last_frame > 1.0 and \
-                        tb.sink.count() >= st["frames"]:
+                        tb.sink.count() >= st["frames"] + st["wrong_length"]:
                     reason = "end of recording"
                     break
                 if n_frames and now - last_frame > args.idle_timeout:
@@ -302,6 +336,7 @@ def run_rx(args):
     st = tb.phy.stats()
     summary = dict(results.summarize(records), stop_reason=reason, frames=st["frames"],
                    bad_headers=st["bad_header"], triggers=st["triggers"],
+                   wrong_length=st["wrong_length"],
                    duplicates=tb.annotate.duplicates,
                    mean_snr_db=_mean([r.get("snr_db") for r in records if not r["lost"]]),
                    extractor=codec.config.extractor["name"], cbr=codec.config.to_dict()["cbr"],
@@ -334,8 +369,13 @@ def run_rx(args):
 
 def _finish(tb, manifest, reason):
     """Best record per seq with its PHY estimates, plus a lost record for every manifest
-    image that never arrived."""
+    image that never arrived. With a manifest, a lost record for a seq it does not hold (a
+    header that passed its CRC by chance) is no image: it stays in stream.jsonl only."""
     best = _best(tb.sink.records())
+    if manifest:
+        sent = {e["seq"] for e in manifest["images"]}
+        best = {seq: r for seq, r in best.items()
+                if seq is None or seq in sent or not r["lost"]}
     done = []
     for seq, rec in best.items():
         phy = tb.annotate.frames.get(seq, {})

@@ -44,6 +44,7 @@ Three recipes share one class and one file format (``SemanticCodec.load`` reads 
 import copy
 import logging
 import math
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -216,7 +217,7 @@ class SemanticCodec(nn.Module):
     def save(self, path, history=None):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".tmp{os.getpid()}")  # per process: no two writers share it
         torch.save({"format": FORMAT, "config": self.config.to_dict(),
                     "history": history or [], "state_dict": self.state_dict()}, tmp)
         tmp.rename(path)

@@ -6,6 +6,7 @@ mtime or array id), so it is rebuilt when an image or the extractor changes.
 import hashlib
 import json
 import logging
+import os
 
 import numpy as np
 from tqdm import tqdm
@@ -51,7 +52,7 @@ def extract_features(extractor, items, use_cache=True, desc="features", chunk=64
     features = np.concatenate(feats) if feats else np.zeros((0, extractor.dim), np.float32)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")  # per process: no shared writer
         np.savez(tmp, features=features, kept=np.asarray(kept_idx, dtype=np.int64))
         tmp.rename(path)
     return features, [items[i] for i in kept_idx]

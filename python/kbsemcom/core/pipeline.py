@@ -1,6 +1,8 @@
 """The preparation steps the apps share: split a data set into sent / KB / training images,
 build (or reuse) the KB, train (or reuse) the codec. Everything is cached by content.
 """
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -102,13 +104,36 @@ def prepare_codec(extractor, split, dataset_name, cbr, channel, seed, epochs=Non
                   recipe="kbsc", lr=None, progress=True):
     """Train the codec of a recipe for a CBR and channel on the split's training images
     (validation on its val_sent / val_kb pair), or load it from the cache. epochs / lr: None
-    keeps the recipe's own. Returns (codec, cache path, whether it came from the cache)."""
-    features, kept = {}, {}
-    for role, desc in (("train", "training features"), ("val_sent", "validation features"),
-                       ("val_kb", "validation KB features")):
-        features[role], kept[role] = extract_features(extractor, getattr(split, role), desc=desc)
+    keeps the recipe's own. Returns (codec, cache path, whether it came from the cache).
+    Two processes that prepare the same codec at once (``kbsemcom rx &`` and ``kbsemcom tx``
+    on a cold cache) do it once: the second waits, then reads the caches."""
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
     config = recipe_config(recipe, extractor.identity, cbr, channel, seed, **overrides)
-    config.training_data = {"dataset": dataset_name, "n_train": len(kept["train"]),
-                            "n_val_sent": len(kept["val_sent"]), "n_val_kb": len(kept["val_kb"])}
-    return train_or_load_codec(config, features, kept, progress=progress)
+    key = json.dumps([dataset_name, config.to_dict()], sort_keys=True, default=str)
+    with _cache_lock("codec-" + hashlib.sha256(key.encode()).hexdigest()[:16]):
+        features, kept = {}, {}
+        for role, desc in (("train", "training features"), ("val_sent", "validation features"),
+                           ("val_kb", "validation KB features")):
+            features[role], kept[role] = extract_features(extractor, getattr(split, role),
+                                                          desc=desc)
+        config.training_data = {"dataset": dataset_name, "n_train": len(kept["train"]),
+                                "n_val_sent": len(kept["val_sent"]),
+                                "n_val_kb": len(kept["val_kb"])}
+        return train_or_load_codec(config, features, kept, progress=progress)
+
+
+@contextlib.contextmanager
+def _cache_lock(name):
+    """Hold the exclusive lock ``name`` (a file under the cache's locks/ folder, released when
+    the process ends, even killed) while preparing something that other processes may be
+    preparing at the same moment."""
+    path = datasets.cache_dir() / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another process is preparing the same codec; waiting for it (%s)",
+                        path)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield

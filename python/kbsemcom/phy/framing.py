@@ -31,6 +31,7 @@ import numpy as np
 
 HEADER_BITS = 64
 FIELDS = ("packet_number", "seq", "payload_len")  # 16 bits each, then CRC-16
+MAX_PAYLOAD = (1 << 16) - 1  # complex symbols: the most the 16-bit length field can state
 
 
 class FrameError(ValueError):
@@ -178,13 +179,22 @@ class Demodulator:
     ``demodulate(buf, coarse)``: ``coarse`` is an estimate (within about +-cp_len) of where
     the S&C symbol's body starts in ``buf``. Returns (status, result): status 'need' (more
     samples are needed: result = samples needed from ``coarse``), 'bad' (no valid header:
-    result = reason) or 'ok' (result = dict of fields, the equalised payload symbols and the
+    result = reason), 'wrong_length' (the header passed its CRC but states another payload
+    length than ``payload_len``: result = dict of fields, reason, cfo, start, end = end of
+    the header) or 'ok' (result = dict of fields, the equalised payload symbols and the
     estimates: snr_db, cfo (cycles per sample), start (sample index of the frame's first
     sample in ``buf``), end).
+
+    ``payload_len``: the payload length (complex symbols) every frame must state, e.g. the
+    codec's; 0 accepts any. Known, it lets a header that disagrees (another codec at the
+    transmitter, or a false trigger whose header passed the CRC by chance, 1 in 65,536) cost
+    one header instead of waiting for, and then skipping, up to 110,000 samples of a payload
+    that the decoder would refuse anyway.
     """
 
-    def __init__(self, p, backoff=3, search=None):
+    def __init__(self, p, backoff=3, search=None, payload_len=0):
         self.p = p
+        self.payload_len = int(payload_len)
         self.backoff = int(backoff)  # FFT window this far into the CP: robust to multipath
         self.search = int(search if search is not None else p.cp_len + 8)
         n = p.fft_len
@@ -258,6 +268,13 @@ class Demodulator:
         n_sym = fields["payload_len"]
         if n_sym == 0:
             return "bad", "header says empty payload"
+        if self.payload_len and n_sym != self.payload_len:
+            # decided from the header alone: nothing waits for (or skips) its payload
+            return "wrong_length", dict(
+                fields, reason=f"the header states {n_sym} payload symbols, the receiver "
+                f"expects {self.payload_len} (another codec or CBR at the transmitter, or a "
+                "header that passed its CRC by chance)", cfo=float(cfo), start=int(first),
+                end=int(first + (p.preamble_symbols + p.header_symbols) * sl))
         n_pay = p.payload_symbols(n_sym)
         end = first + p.frame_len(n_sym)
         need = first + (p.preamble_symbols + p.header_symbols + n_pay) * sl - self.backoff

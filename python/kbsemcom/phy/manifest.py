@@ -67,10 +67,13 @@ class frame_annotator(PduBlock):
 
     A seq seen before (a transmitter restarted and sent it again) is passed on as well and
     counted in duplicates; frames keeps the best frame's PHY estimates per seq. A PDU without
-    seq becomes a lost record; lost records pass through unchanged. A manifest that does not
-    exist yet is read when frames arrive; a file that is not a sent manifest stops the
-    flowgraph before it starts.
+    seq becomes a lost record; a lost record with a seq (the OFDM RX refused its payload
+    length) is named like a frame but not counted as one; other lost records pass through
+    unchanged. A manifest that does not exist yet is read when frames arrive; a file that is
+    not a sent manifest stops the flowgraph before it starts.
     """
+
+    process_lost = True  # a lost frame whose header named its seq is still that image's
 
     def __init__(self, manifest="", items=None):
         PduBlock.__init__(self, "frame_annotator")
@@ -90,6 +93,8 @@ class frame_annotator(PduBlock):
             self._by_seq = {e["seq"]: e for e in data["images"]}
 
     def process(self, meta, data):
+        if meta.get("lost") and meta.get("seq") is None:
+            return meta, data  # nothing names its image: passed on as it is
         seq = int(meta["seq"])
         if self._items and not self.manifest_path:  # a repeating source keeps counting seq
             self._by_seq[seq] = self._items[seq % len(self._items)]
@@ -97,6 +102,8 @@ class frame_annotator(PduBlock):
             self._reload()
         entry = self._by_seq.get(seq, {"image_id": f"seq-{seq}", "label": None,
                                        "class_name": None, "path": None})
+        if meta.get("lost"):  # named, so that the loss is this image's; no PHY estimates
+            return dict(meta, **{k: entry.get(k) for k in FIELDS[1:]}, seq=seq), data
         phy = {k: meta.get(k) for k in ("packet_number", "snr_db", "payload_pilot_snr_db",
                                         "cfo", "cfo_hz", "frame_start")}
         with self._lock:

@@ -22,18 +22,22 @@ class ofdm_deframer(gr.sync_block):
     equalised symbols [payload_len]; metadata packet_number, seq, payload_len, snr_db
     (post-equalisation SNR estimate), payload_pilot_snr_db, cfo (cycles/sample), cfo_hz
     (when samp_rate > 0), frame_start (sample index).
+    A header that passed its CRC but states another length than ``payload_len`` is published
+    at once as a lost record (lost, stage 'phy', reason; header fields; empty payload), and
+    only its header is skipped.
     Triggers whose header fails are counted (``stats()``), never published: without a header
     nothing says which image it was; the application counts the images that never arrived.
     Parameters: params (OfdmParams), samp_rate (Hz, for cfo_hz; 0 = unknown),
-    max_buffer (samples kept while a frame is incomplete).
+    max_buffer (samples kept while a frame is incomplete), payload_len (the symbols every
+    frame must carry, e.g. the codec's; 0 = any).
     """
 
-    def __init__(self, params=None, samp_rate=0.0, max_buffer=1 << 21):
+    def __init__(self, params=None, samp_rate=0.0, max_buffer=1 << 21, payload_len=0):
         gr.sync_block.__init__(self, name="ofdm_deframer",
                                in_sig=[np.complex64, np.int8], out_sig=None)
         self.message_port_register_out(pmt.intern("out"))
         self.params = params or OfdmParams()
-        self.demod = Demodulator(self.params)
+        self.demod = Demodulator(self.params, payload_len=payload_len)
         self.samp_rate = float(samp_rate)
         self.max_buffer = int(max_buffer)
         self.log = gr.logger("kbsemcom.ofdm_deframer")
@@ -45,12 +49,14 @@ class ofdm_deframer(gr.sync_block):
         self._last_end = -self._keep
         self._lock = threading.Lock()
         self._stats = {"triggers": 0, "frames": 0, "bad_header": 0, "inside_frame": 0,
-                       "too_long": 0, "errors": 0}
+                       "too_long": 0, "errors": 0, "wrong_length": 0}
         self._last = {}
 
     def stats(self):
         """Counts: triggers, frames (decoded), bad_header, inside_frame (triggers within an
-        already decoded frame), too_long, errors; plus the last frame's estimates."""
+        already decoded frame), too_long, errors, wrong_length (headers stating another
+        payload length than expected: published as lost records); plus the last frame's
+        estimates."""
         with self._lock:
             return dict(self._stats, last=dict(self._last))
 
@@ -101,7 +107,21 @@ class ofdm_deframer(gr.sync_block):
             if status == "bad":
                 self._count("bad_header")
                 continue
+            if status == "wrong_length":
+                self._publish_lost(res)
+                continue
             self._publish(res)
+
+    def _publish_lost(self, res):
+        """A lost record for a header whose length the receiver refuses; triggers inside
+        that header are skipped, the samples after it are searched as usual."""
+        start = self._base + res.pop("start")
+        self._last_end = self._base + res.pop("end")
+        meta = dict(res, lost=True, stage="phy", frame_start=int(start))
+        if self.samp_rate > 0:
+            meta["cfo_hz"] = res["cfo"] * self.samp_rate
+        self._count("wrong_length")
+        self.message_port_pub(pmt.intern("out"), make_pdu(meta, np.zeros(0, np.complex64)))
 
     def _publish(self, res):
         symbols = res.pop("symbols")
@@ -126,7 +146,9 @@ class ofdm_rx(gr.hier_block2):
       out: one PDU per frame whose header passed its CRC; payload = c32 equalised symbols
         [payload_len]; metadata packet_number, seq (image sequence number), payload_len, snr_db
         (post-equalisation SNR estimate, dB), payload_pilot_snr_db, cfo (cycles/sample), cfo_hz
-        (when the sample rate is known), frame_start (sample index).
+        (when the sample rate is known), frame_start (sample index). A header that states
+        another length than Payload symbols becomes a lost record at once: lost, stage 'phy',
+        reason, packet_number, seq, payload_len; empty payload.
 
     Chain: DC blocker (optional), the stock Schmidl & Cox detector (OFDM Sync SC, C++), then
     fractional and integer CFO correction, fine timing on the long training symbols, smoothed
@@ -146,6 +168,11 @@ class ofdm_rx(gr.hier_block2):
         20 with it. The DC carrier is unused and the channel estimate absorbs most of the
         notch: no loss at <= 10 dB, 1-2 dB of post-EQ SNR at 15-20 dB. Turn it on for radios;
         ZMQ and file links need none.
+      Payload symbols: the complex symbols every frame carries, the codec's symbol count (e.g.
+        a KB Bundle's bundle.codec.n_symbols); then a header that states another length costs
+        one header (a lost record), not a wait for a payload the decoder would refuse. 0
+        accepts any length up to 65535; a false header that passes its CRC by chance (1 in
+        65,536) can then hold up to 110,000 samples and the frames inside them.
 
     A frame whose header fails its CRC is counted (stats()), never published: without a header
     nothing says which image it was ('kbsemcom rx' writes a lost record for every image of the
@@ -153,13 +180,13 @@ class ofdm_rx(gr.hier_block2):
     """
 
     def __init__(self, fft_len=64, cp_len=16, header_symbols=6, guard_len=160, threshold=0.3,
-                 samp_rate=0.0, dc_block=True):
+                 samp_rate=0.0, dc_block=True, payload_len=0):
         gr.hier_block2.__init__(self, "ofdm_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.message_port_register_hier_out("out")
         self.params = OfdmParams(fft_len, cp_len, header_symbols, guard_len)
         self.sync = digital.ofdm_sync_sc_cfb(fft_len, cp_len, True, float(threshold))
-        self.deframer = ofdm_deframer(self.params, samp_rate)
+        self.deframer = ofdm_deframer(self.params, samp_rate, payload_len=payload_len)
         self.null = blocks.null_sink(gr.sizeof_float)
         head = self
         if dc_block:

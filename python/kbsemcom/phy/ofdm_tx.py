@@ -6,7 +6,7 @@ import pmt
 from gnuradio import blocks, gr, pdu
 
 from ..pdus import make_pdu, parse_pdu
-from .framing import OfdmParams, build_frame
+from .framing import MAX_PAYLOAD, OfdmParams, build_frame
 
 
 class ofdm_framer(gr.basic_block):
@@ -101,6 +101,12 @@ class ofdm_tx(gr.hier_block2):
         self.params = OfdmParams(fft_len, cp_len, header_symbols, guard_len)
         self.framer = ofdm_framer(self.params)
         self.to_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, "packet_len")
+        # it writes a whole frame in one call, and the scheduler lets a block write at most
+        # half its output buffer per call: with the default buffer (8,192 complex samples) a
+        # frame above 4,096 samples (payloads above about 1,900 symbols) stops its thread
+        # with "Buffer too small for min_noutput_items" and the link hangs. Room for the
+        # longest frame the header can state (65535 symbols: 110,160 samples), twice: 1.8 MB.
+        self.to_stream.set_min_output_buffer(2 * self.params.frame_len(MAX_PAYLOAD))
         self.gain = blocks.multiply_const_cc(complex(amplitude))
         self.msg_connect(self, "in", self.framer, "in")
         self.msg_connect(self.framer, "out", self.to_stream, "pdus")
