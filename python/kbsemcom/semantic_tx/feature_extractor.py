@@ -15,10 +15,12 @@ class feature_extractor(PduBlock):
       out: PDU; payload = f32 feature [dim]; metadata + extractor (its name).
 
     Parameters:
-      Extractor: auto (CLIP ViT-B-32 'openai' when its weights are on disk, else the offline
-        EfficientNet-Lite0), efficientnet-lite0, or open_clip:MODEL:PRETRAINED (a tag in the
-        local cache or a checkpoint file path); with a KB Bundle, bundle.extractor (the one its
-        KB was built with). From Python also a built core.extractors.Extractor.
+      Extractor: auto (CLIP ViT-B-32 'openai' when its weights are in the local cache, else
+        the offline EfficientNet-Lite0), efficientnet-lite0, open_clip:MODEL:TAG (any tag open_clip
+        lists, downloaded into the cache on first use: see 'kbsemcom models'),
+        open_clip:hf-hub:ORG/REPO, or open_clip:MODEL:/path/to/checkpoint; with a KB Bundle,
+        bundle.extractor (the one its KB was built with). From Python also a built
+        core.extractors.Extractor.
 
     A corrupt or non-image payload becomes a lost record with the decoder's reason; lost records
     pass through unchanged. An unknown extractor stops the flowgraph before it starts, with a
