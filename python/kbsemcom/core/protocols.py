@@ -9,7 +9,7 @@ Protocols (``make_protocol(name, ...)``; sizes are per class and configurable):
               half (50) in the KB; the train set (500 per class) split 80/10/10 into codec
               training (400), validation sent (50) and validation KB (50). Comes through
               torchvision's download (network needed once; a clear error offline).
-``cifar10``   CIFAR-10 from ../shared/data: per class 500 sent / 500 KB from the test images
+``cifar10``   CIFAR-10 from $KBSEMCOM_DATA_DIR: per class 500 sent / 500 KB from the test images
               (first half sent); validation sent / KB pair (50 / 50) and ``train_per_class``
               training images (default 500) from the train images.
 ``caltech100`` Caltech-101 less BACKGROUND_Google and Faces_easy (100 classes): per class the
