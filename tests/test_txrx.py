@@ -140,17 +140,26 @@ def test_sigmf_record_and_replay(link, world, tmp_path):
     tx = start(tx_cmd(link, tmp_path, free_port(), "--sink", "file", "--file", base,
                       "--samp-rate", 2e6), tmp_path / "tx.log")
     finish(tx, 150, tmp_path / "tx.log")
-    meta = json.loads((tmp_path / "capture.sigmf-meta").read_text())
-    assert meta["global"]["core:datatype"] == "cf32_le"
-    assert meta["global"]["core:sample_rate"] == 2e6
-    assert len(meta["annotations"]) == IMAGES
+    sent = check_sigmf(base, 2e6, None)
     n = (tmp_path / "capture.sigmf-data").stat().st_size // 8
-    last = meta["annotations"][-1]
-    assert last["core:sample_start"] + last["core:sample_count"] == n
-    rx = start(rx_cmd(link, tmp_path, free_port(), "--source", "file", "--file", base),
-               tmp_path / "rx.log")
+    assert len(sent) == IMAGES and sent[-1][0] + sent[-1][1] == n
+    # rx replays it and keeps its own recording of what it heard (--record)
+    rec = tmp_path / "heard"
+    rx = start(rx_cmd(link, tmp_path, free_port(), "--source", "file", "--file", base,
+                      "--record", rec), tmp_path / "rx.log")
     finish(rx, 150, tmp_path / "rx.log")
     _, records = check_all_accounted(tmp_path)
+    heard = check_sigmf(rec, 2e6, None)
+    assert [a[:2] for a in heard] == [a[:2] for a in sent]  # each frame where TX put it
+    assert [a[2].split(" packet")[0] for a in heard] == [f"seq {i}" for i in range(IMAGES)]
+    # the rx recording replays to the very same results
+    first = (tmp_path / "rx" / "results.jsonl").read_text()
+    (tmp_path / "rx").rename(tmp_path / "rx1")
+    rx = start(rx_cmd(link, tmp_path, free_port(), "--source", "file", "--file", rec),
+               tmp_path / "rx2.log")
+    finish(rx, 150, tmp_path / "rx2.log")
+    check_all_accounted(tmp_path)
+    assert (tmp_path / "rx" / "results.jsonl").read_text() == first
     # the same retrievals as encode -> decode -> KB in this process
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     by_id = {it.image_id: it for it in world["split"].sent}
@@ -160,6 +169,21 @@ def test_sigmf_record_and_replay(link, world, tmp_path):
     expect = [kb.retrieve(codec.decode(codec.encode(f)))["image_id"] for f in feats]
     assert [r["retrieved_id"] for r in records] == expect
     assert all(abs(r["cfo_hz"]) < 1.0 for r in records)
+
+
+def check_sigmf(base, samp_rate, freq):
+    """Validate a recording with the sigmf package; return its (start, count, label)s."""
+    from sigmf import sigmffile
+    from sigmf.utils import parse_iso8601_datetime
+    meta = sigmffile.fromfile(str(base) + ".sigmf-meta")
+    meta.validate()
+    assert meta.get_global_field("core:datatype") == "cf32_le"
+    assert meta.get_global_field("core:sample_rate") == samp_rate
+    cap = meta.get_captures()[0]
+    assert cap["core:sample_start"] == 0 and cap.get("core:frequency") == freq
+    assert abs(parse_iso8601_datetime(cap["core:datetime"]).timestamp() - time.time()) < 600
+    return [(a["core:sample_start"], a["core:sample_count"], a["core:label"])
+            for a in meta.get_annotations()]
 
 
 def test_rx_without_transmitter_reports_every_image_lost(link, tmp_path):

@@ -11,7 +11,7 @@ os.environ.setdefault("GR_CONF_LOG_LOG_FILE", "stderr")
 
 from ..core.errors import UserError
 
-SUBCOMMANDS = ["demo", "tools", "evaluate", "txrx", "grc", "models"]
+SUBCOMMANDS = ["demo", "tools", "evaluate", "txrx", "grc", "models", "channel"]
 
 
 def build_parser():

@@ -59,6 +59,10 @@ def register(sub):
                    "after the last frame when the manifest's images are not all in")
     p.add_argument("--out", default="runs/rx", help="output folder (results.jsonl, "
                    "summary.json, montage.png, stream.jsonl)")
+    p.add_argument("--record", default="", metavar="BASE", help="keep a SigMF capture of what "
+                   "the receiver heard (at the PHY rate, after any decimation): BASE.sigmf-data"
+                   " + BASE.sigmf-meta with one annotation per frame found; replay it with "
+                   "--source file --file BASE")
     p.set_defaults(func=run_rx)
 
 
@@ -72,9 +76,15 @@ def _add_shared(p):
                    help="sent manifest: written by tx, read by rx ('' = none)")
     p.add_argument("--address", default="tcp://127.0.0.1:5555", help="ZMQ address")
     p.add_argument("--file", default="runs/txrx/capture", help="SigMF recording base name")
-    p.add_argument("--samp-rate", type=float, default=1e6, help="sample rate (Hz)")
+    p.add_argument("--samp-rate", type=float, default=1e6, help="PHY sample rate (Hz)")
+    p.add_argument("--device-rate", type=float, default=None, help="the SDR's own sample rate, "
+                   "an integer multiple of --samp-rate (interpolated/decimated to it); default "
+                   "8e6 for a HackRF, --samp-rate otherwise")
     p.add_argument("--freq", type=float, default=915e6, help="SDR centre frequency (Hz)")
-    p.add_argument("--gain", type=float, default=30.0, help="SDR gain (dB)")
+    p.add_argument("--gain", type=float, default=None, help="SDR gain (dB); default: USRP TX 60"
+                   " / RX 40; HackRF TX 30 (VGA) / RX 40 (LNA 16 + VGA 24)")
+    p.add_argument("--amp", action="store_true", help="HackRF: turn on the +14 dB RF amplifier"
+                   " (off by default; never into a cable without attenuation)")
     p.add_argument("--device-args", default="", help="UHD device args ('type=b200') or "
                    "SoapySDR args (default 'driver=hackrf')")
     p.add_argument("--antenna", default="", help="SDR antenna port ('' = default)")
@@ -83,7 +93,7 @@ def _add_shared(p):
 def _radio_opts(args):
     return {"address": args.address, "path": args.file, "samp_rate": args.samp_rate,
             "freq": args.freq, "gain": args.gain, "device_args": args.device_args,
-            "antenna": args.antenna}
+            "antenna": args.antenna, "device_rate": args.device_rate, "amp": args.amp}
 
 
 def _sent_items(args, dataset):
@@ -151,6 +161,7 @@ def run_tx(args):
     framer = tb.phy.framer
     t0 = time.monotonic()
     timed_out = False
+    start_time = time.time()  # sample 0 of a recording
     tb.start()
     try:
         timed_out = _send(args, tb, framer, len(sent))
@@ -177,8 +188,9 @@ def run_tx(args):
     if args.sink == "file":
         write_sigmf_meta(args.file, args.samp_rate, None,
                          description=f"kbsemcom OFDM frames of {len(sent)} images",
-                         annotations=framer.annotations, extra=dict(info,
-                                                                    manifest=args.manifest))
+                         annotations=framer.annotations, start_time=start_time,
+                         recorder="gr-kbsemcom kbsemcom tx",
+                         extra=dict(info, manifest=args.manifest))
     summary = dict(info, images=len(sent), frames=framer.frames, lost_before_phy=framer.skipped,
                    samples=framer.samples, seconds=seconds, machine=machine(),
                    manifest=args.manifest, file=args.file if args.sink == "file" else None)
@@ -236,7 +248,9 @@ def run_rx(args):
 
     from ..phy.manifest import frame_annotator, read_manifest
     from ..phy.ofdm_rx import ofdm_rx
-    from ..phy.radio import RadioError, make_source, read_sigmf_meta
+    from gnuradio import blocks
+
+    from ..phy.radio import RadioError, frame_log, make_source, read_sigmf_meta, sigmf_paths
     from ..semantic_rx.kb_lookup import kb_lookup
     from ..semantic_rx.semantic_decoder import semantic_decoder
     from ..sinks.result_sink import result_sink
@@ -262,10 +276,12 @@ def run_rx(args):
         kb.save(out / "kb")
     kb.check_extractor(codec.config.extractor)
     samp_rate = args.samp_rate
-    file_samples = None
+    file_samples, freq = None, args.freq if args.source in ("uhd", "soapy") else None
     if args.source == "file":
         data_path, meta = read_sigmf_meta(args.file)
-        samp_rate = meta.get("global", {}).get("core:sample_rate", samp_rate)
+        if meta is not None:
+            samp_rate = meta.get_global_field("core:sample_rate") or samp_rate
+            freq = meta.get_captures()[0].get("core:frequency")
         file_samples = data_path.stat().st_size // 8
 
     tb = gr.top_block("kbsemcom_rx")
@@ -282,6 +298,14 @@ def run_rx(args):
     tb.lookup = kb_lookup(kb, codec)
     tb.sink = result_sink(str(out / "stream.jsonl"))
     tb.connect(tb.src, tb.phy)
+    if args.record:
+        record_path, _ = sigmf_paths(args.record)
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        tb.record = blocks.file_sink(gr.sizeof_gr_complex, str(record_path), False)
+        tb.record.set_unbuffered(False)
+        tb.connect(tb.src, tb.record)
+        tb.frame_log = frame_log()
+        tb.msg_connect((tb.phy, "out"), (tb.frame_log, "in"))
     chain = [tb.phy, tb.annotate, tb.decoder, tb.lookup, tb.sink]
     for a, b in zip(chain, chain[1:]):
         tb.msg_connect((a, "out"), (b, "in"))
@@ -293,6 +317,7 @@ def run_rx(args):
         return m
     t0 = time.monotonic()
     last_frame, n_frames, reason = t0, 0, "timeout"
+    start_time = time.time()  # sample 0 of a recording: the source starts with the flowgraph
     tb.start()
     try:
         with tqdm(desc="rx images", unit="img", disable=args.json, leave=False) as bar:
@@ -332,6 +357,8 @@ def run_rx(args):
         tb.wait()
     seconds = time.monotonic() - t0
     manifest = expected()
+    if args.record:
+        _write_record(args, tb, samp_rate, freq, start_time)
     records = _finish(tb, manifest, reason)
     st = tb.phy.stats()
     summary = dict(results.summarize(records), stop_reason=reason, frames=st["frames"],
@@ -365,6 +392,23 @@ def run_rx(args):
               f"post-EQ SNR {summary['mean_snr_db']} dB\nresults: {out / 'results.jsonl'}\n"
               f"montage: {out / 'montage.png'}\nsummary: {out / 'summary.json'}")
     return 0
+
+
+def _write_record(args, tb, samp_rate, freq, start_time):
+    """The SigMF meta of rx --record: one annotation per frame the receiver found (start of
+    its Schmidl & Cox symbol, frame length, seq and packet number)."""
+    from ..phy.radio import write_sigmf_meta
+    tb.record.close()
+    phy = tb.phy
+    delay = phy.dc.group_delay() if hasattr(phy, "dc") else 0  # the DC blocker's delay
+    notes = tb.frame_log.annotations(phy.params.frame_len, delay)
+    write_sigmf_meta(args.record, samp_rate, freq, recorder="gr-kbsemcom kbsemcom rx",
+                     description=f"what kbsemcom rx heard from {args.source}: {len(notes)} "
+                                 "OFDM frames annotated", annotations=notes,
+                     start_time=start_time,
+                     extra={"source": args.source, "threshold": args.threshold,
+                            "manifest": args.manifest, "phy_samp_rate": samp_rate,
+                            "device_rate": args.device_rate})
 
 
 def _finish(tb, manifest, reason):

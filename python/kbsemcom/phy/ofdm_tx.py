@@ -8,6 +8,10 @@ from gnuradio import blocks, gr, pdu
 from ..pdus import make_pdu, parse_pdu
 from .framing import MAX_PAYLOAD, OfdmParams, build_frame
 
+# the length tag on each frame's first sample (value: the frame's samples); radio.py gives it
+# to the UHD and Soapy sinks, which then send each frame as one burst
+LEN_TAG = "packet_len"
+
 
 class ofdm_framer(gr.basic_block):
     """Turn each symbol PDU into the samples of one OFDM frame (see phy.framing).
@@ -76,8 +80,11 @@ class ofdm_tx(gr.hier_block2):
       complex baseband stream: per frame a Schmidl & Cox symbol, two long training symbols, a
       header (packet number, seq, payload length, CRC-16; BPSK, repeated over the header
       symbols), the symbols as they are on 48 data carriers with 4 pilots, then guard zeros.
-      Unit average power per sample times Amplitude. Nothing between frames: a file or ZMQ link
-      needs no fill, an SDR sink sees a harmless underrun between images.
+      Unit average power per sample times Amplitude. Each frame's first sample carries a
+      length tag "packet_len" (LEN_TAG) = the frame's samples, and nothing flows between
+      frames: a file or ZMQ link needs no fill, and a UHD or Soapy sink given the tag
+      (phy.radio does) sends each frame as one burst (start/end of burst) instead of
+      underflowing between images.
 
     Parameters:
       FFT length: 64, the only size laid out (52 used carriers, as in 802.11a).
@@ -100,7 +107,7 @@ class ofdm_tx(gr.hier_block2):
         self.message_port_register_hier_in("in")
         self.params = OfdmParams(fft_len, cp_len, header_symbols, guard_len)
         self.framer = ofdm_framer(self.params)
-        self.to_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, "packet_len")
+        self.to_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, LEN_TAG)
         # it writes a whole frame in one call, and the scheduler lets a block write at most
         # half its output buffer per call: with the default buffer (8,192 complex samples) a
         # frame above 4,096 samples (payloads above about 1,900 symbols) stops its thread

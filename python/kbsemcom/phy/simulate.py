@@ -33,19 +33,21 @@ class pdu_collector(gr.basic_block):
 
 
 def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, timeout=60,
-                 threshold=0.3, dc_offset=0.0, dc_block=True):
+                 threshold=0.3, dc_offset=0.0, dc_block=True, channel=None):
     """Send complex64 payloads (seq = index) through the PHY and a channel_model.
     ``dc_offset`` adds a constant (a zero-IF radio's LO leakage); ``dc_block`` turns on the
-    receiver's DC blocker. Returns (received PDUs [(meta, symbols)], receiver stats).
+    receiver's DC blocker. ``channel``: a complex-in, complex-out block used instead of the
+    channel_model (e.g. relay.channel_impairments; snr_db, cfo, sro_ppm and taps are then
+    ignored). Returns (received PDUs [(meta, symbols)], receiver stats).
     Never hangs: it stops when
     every frame is out, when the receiver stops taking samples, or at ``timeout``."""
     tb = gr.top_block()
     tx, rx, col = ofdm_tx(), ofdm_rx(threshold=threshold, dc_block=dc_block), pdu_collector()
     taps = np.asarray(taps, complex)
     taps = taps / np.sqrt(np.sum(np.abs(taps) ** 2))
-    chan = channels.channel_model(noise_voltage=conventions.gnuradio_noise_voltage(snr_db),
-                                  frequency_offset=cfo, epsilon=1.0 + sro_ppm * 1e-6,
-                                  taps=list(taps), noise_seed=int(seed) + 1)
+    chan = channel if channel is not None else channels.channel_model(
+        noise_voltage=conventions.gnuradio_noise_voltage(snr_db), frequency_offset=cfo,
+        epsilon=1.0 + sro_ppm * 1e-6, taps=list(taps), noise_seed=int(seed) + 1)
     if dc_offset:
         tb.dc = blocks.add_const_cc(complex(dc_offset))
         tb.connect(tx, chan, tb.dc, rx)
