@@ -151,8 +151,47 @@ def compile_grc(grc, out_dir):
     return Path(out_dir) / f"{flow_id}.py"
 
 
+def doc_commands(doc, heading):
+    """[(argv, background)] of the first ```sh block under a Markdown heading line of a doc
+    (e.g. '## Quick start'), read as a shell would: 'cmd ... &' runs in the background, and
+    'wait' is (None, False). Only kbsemcom commands may appear, so a test that runs them runs
+    exactly what the doc shows."""
+    import shlex
+    section = Path(doc).read_text().split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    steps = []
+    for line in block.splitlines():
+        argv = shlex.split(line, comments=True)
+        if not argv:
+            continue
+        background = argv[-1] == "&"
+        argv = argv[:-1] if background else argv
+        if argv == ["wait"]:
+            steps.append((None, False))
+            continue
+        assert argv[0] == "kbsemcom", f"{Path(doc).name} {heading}: cannot run {line!r}"
+        steps.append((argv, background))
+    return steps
+
+
+def kbsemcom_command():
+    """The installed entry point beside this interpreter, as a reader's shell finds it."""
+    import sys
+    exe = Path(sys.executable).parent / "kbsemcom"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m",
+                                            "gnuradio.kbsemcom.apps.cli"]
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def labels(items):
     return np.array([it.label for it in items])
 
 
-__all__ = ["run_flowgraph", "push_pdus", "compile_grc", "labels"]
+__all__ = ["run_flowgraph", "push_pdus", "compile_grc", "doc_commands", "kbsemcom_command",
+           "free_port", "labels"]

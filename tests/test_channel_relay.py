@@ -11,15 +11,13 @@
 """
 import json
 import os
-import shlex
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import doc_commands, free_port, kbsemcom_command
 
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "phy.md"
@@ -29,48 +27,12 @@ N_FRAMES = 16
 LOW_SNR_DB = 8.0
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def kbsemcom():
-    """The installed entry point beside this interpreter, as a reader's shell finds it."""
-    exe = Path(sys.executable).parent / "kbsemcom"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m",
-                                            "gnuradio.kbsemcom.apps.cli"]
-
-
 def env():
     return dict(os.environ, KBSEMCOM_THREADS="1")
 
 
-def relay_block(doc=DOC):
-    """The lines of the first ```sh block of the impairments section."""
-    section = doc.read_text().split(f"\n{SECTION}\n", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
-    return [line for line in block.splitlines() if line.strip()]
-
-
-def parse(lines):
-    steps = []
-    for line in lines:
-        argv = shlex.split(line, comments=True)
-        if not argv:
-            continue
-        background = argv[-1] == "&"
-        argv = argv[:-1] if background else argv
-        if argv == ["wait"]:
-            steps.append((None, False))
-            continue
-        assert argv[0] == "kbsemcom", f"docs/phy.md impairments: cannot run {line!r}"
-        steps.append((argv, background))
-    return steps
-
-
 def test_the_block_is_rx_channel_tx():
-    steps = parse(relay_block())
+    steps = doc_commands(DOC, SECTION)
     assert [a[1] for a, _ in steps if a] == ["rx", "channel", "tx"], steps
     assert [bg for _, bg in steps] == [True, True, False, False], steps
 
@@ -101,7 +63,7 @@ def test_three_processes_as_documented(trained, tmp_path):
         assert rc == 0, f"{proc.name} exited with {rc}:\n{logs[proc.name].read_text()}"
 
     try:
-        for argv, background in parse(relay_block()):
+        for argv, background in doc_commands(DOC, SECTION):
             if argv is None:
                 for proc in list(running):
                     finish(proc)
@@ -111,7 +73,7 @@ def test_three_processes_as_documented(trained, tmp_path):
             argv = [a.replace(":5555", ":" + ports["5555"]).replace(":5556", ":" + ports["5556"])
                     for a in argv]
             extra = small + (["--kb", str(trained / "kb")] if name == "rx" else [])
-            cmd = kbsemcom() + argv[1:] + (extra if name != "channel" else ["--json"])
+            cmd = kbsemcom_command() + argv[1:] + (extra if name != "channel" else ["--json"])
             logs[name] = tmp_path / f"{name}.log"
             proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=open(logs[name], "w"),
                                     stderr=subprocess.STDOUT)
@@ -256,7 +218,7 @@ def test_relay_passes_a_burst_and_flushes_it():
 
 @pytest.mark.timeout(30)
 def test_cli_help_and_usage_errors():
-    cmd = kbsemcom()
+    cmd = kbsemcom_command()
     out = subprocess.run(cmd + ["channel", "--help"], capture_output=True, text=True, env=env())
     assert out.returncode == 0 and "cycles/sample" in out.stdout and "--rician-k" in out.stdout
     bad = subprocess.run(cmd + ["channel", "--selective"], capture_output=True, text=True,

@@ -10,14 +10,12 @@ training sizes (the defaults train on 5,000 images for minutes) and a free port 
 """
 import json
 import os
-import shlex
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import doc_commands, free_port, kbsemcom_command
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "phy.md"
 # the fixture world's sizes (conftest.py): a codec in a minute on 2 cores
@@ -26,46 +24,8 @@ SMALL = ["--kb-per-class", "20", "--train-per-class", "60", "--val-per-class", "
 DEADLINE_S = 400
 
 
-def quick_start_block(doc=DOC):
-    """The lines of the first ```sh block under '## Quick start'."""
-    section = doc.read_text().split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
-    return [line for line in block.splitlines() if line.strip()]
-
-
-def parse(lines):
-    """[(argv, background)] for the kbsemcom lines; 'wait' as (None, False). Anything else
-    fails: this test would no longer run what the doc shows."""
-    steps = []
-    for line in lines:
-        argv = shlex.split(line, comments=True)
-        if not argv:
-            continue
-        background = argv[-1] == "&"
-        argv = argv[:-1] if background else argv
-        if argv == ["wait"]:
-            steps.append((None, False))
-            continue
-        assert argv[0] == "kbsemcom", f"docs/phy.md quick start: cannot run {line!r}"
-        steps.append((argv, background))
-    return steps
-
-
-def kbsemcom():
-    """The installed entry point beside this interpreter, as a reader's shell finds it."""
-    exe = Path(sys.executable).parent / "kbsemcom"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m",
-                                            "gnuradio.kbsemcom.apps.cli"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_block_is_two_processes_over_zmq():
-    steps = parse(quick_start_block())
+    steps = doc_commands(DOC, "## Quick start")
     names = [argv[1] for argv, _ in steps if argv]
     assert names == ["rx", "tx"] and steps[0][1] and not steps[1][1], steps
     for argv, _ in steps[:2]:
@@ -90,7 +50,7 @@ def test_quick_start_as_written(tmp_path):
         assert rc == 0, f"{name} exited with {rc}:\n{logs[name].read_text()}"
 
     try:
-        for argv, background in parse(quick_start_block()):
+        for argv, background in doc_commands(DOC, "## Quick start"):
             if argv is None:  # wait
                 for proc in list(running):
                     finish(proc, proc.name)
@@ -98,7 +58,7 @@ def test_quick_start_as_written(tmp_path):
                 continue
             name = argv[1]
             logs[name] = tmp_path / f"{name}.log"
-            cmd = kbsemcom() + argv[1:] + SMALL + ["--address", f"tcp://127.0.0.1:{port}"]
+            cmd = kbsemcom_command() + argv[1:] + SMALL + ["--address", f"tcp://127.0.0.1:{port}"]
             proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=open(logs[name], "w"),
                                     stderr=subprocess.STDOUT)
             proc.name = name
