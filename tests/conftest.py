@@ -22,6 +22,20 @@ os.environ.pop("HF_HUB_CACHE", None)
 atexit.register(shutil.rmtree, os.environ["HF_HOME"], True)
 
 
+# Test tiers: the default run (CI's) runs everything; `pytest -m "not slow"` is the fast tier
+# (synthetic features, tiny models, in-process CLI; under a minute). Whole modules that start
+# processes or compile GRC flowgraphs say `pytestmark = pytest.mark.slow`; a test that asks for
+# one of these fixtures (real EfficientNet-Lite0 features, a trained world, the shared data
+# archives) is slow wherever it is, so a new test needs no mark to stay out of the fast tier.
+SLOW_FIXTURES = {"effnet", "world", "shared_data"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
     """Every test session starts from an empty cache: nothing carries over between runs

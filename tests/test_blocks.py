@@ -97,12 +97,25 @@ def test_encoder_and_channel_blocks(world):
 
 
 def test_image_source_and_extractor_blocks(world, fmnist):
+    """image_source -> feature_extractor in one flowgraph: each image's feature is the
+    extractor's own, under the source's metadata (the source alone: test_image_source.py)."""
+    import threading
+    from gnuradio import blocks, gr
+    from gnuradio.kbsemcom.pdus import parse_pdu
     src_items = fmnist.items("test")[:3]
+    src = kbsemcom.image_source(items=src_items)
     fx = kbsemcom.feature_extractor(world["extractor"])
-    pdus = [({"image_id": it.image_id, "label": it.label},
-             np.frombuffer(it.read_bytes(), np.uint8)) for it in src_items]
-    out = push_pdus(fx, pdus)
+    store = blocks.message_debug()
+    tb = gr.top_block()
+    tb.msg_connect((src, "out"), (fx, "in"))
+    tb.msg_connect((fx, "out"), (store, "store"))
+    runner = threading.Thread(target=tb.run, daemon=True)
+    runner.start()
+    runner.join(60)
+    assert not runner.is_alive(), "the flowgraph did not end after the source's last image"
+    out = [parse_pdu(store.get_message(i)) for i in range(store.num_messages())]
+    assert [meta["image_id"] for meta, _ in out] == [it.image_id for it in src_items]
     direct = world["extractor"].embed([it.load() for it in src_items])
-    for (meta, feature), ref in zip(out, direct):
-        assert meta["extractor"] == "efficientnet-lite0"
+    for (meta, feature), ref, it in zip(out, direct, src_items):
+        assert meta["extractor"] == "efficientnet-lite0" and meta["label"] == it.label
         np.testing.assert_allclose(feature, ref, atol=1e-5)

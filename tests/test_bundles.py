@@ -49,6 +49,8 @@ def test_build_reuse_and_rebuild_on_change(image_folder, tiny_clip, tmp_path):
 
 def test_too_few_images_is_one_clear_error(tmp_path):
     from gnuradio.kbsemcom.core.datasets import DatasetError
-    (tmp_path / "few" / "cat").mkdir(parents=True)
+    from PIL import Image
+    (tmp_path / "few" / "cat").mkdir(parents=True)  # one class, one image: not enough
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "few" / "cat" / "only.png")
     with pytest.raises(DatasetError, match="too few images for a bundle.*lower 'KB images"):
         tiny_bundle(tmp_path / "few").ensure(progress=False)

@@ -41,13 +41,31 @@ def test_ret_codec_api_and_file_round_trip(ret_world):
         recipe_config("no-such-recipe", ret_world["extractor"].identity, "1/48")
 
 
-def test_ret_codec_beats_the_papers_recipe_at_low_snr(ret_world):
-    sent_f, sent = extract_features(ret_world["extractor"], ret_world["split"].sent)
+def test_ret_codec_keeps_up_with_the_papers_recipe_at_low_snr(ret_world):
+    """The paper's recipe (kbsc: its own epochs and learning rate), trained on the same
+    features, against kbsc-ret on the same sent images, KB and Rayleigh channel at -4 dB.
+
+    On this small world (60 training images per class, 25 epochs) the two are level (measured,
+    10 channel seeds: kbsc-ret 0.68 vs kbsc 0.67 at -4 dB, 0.56 vs 0.60 at -8 dB), so the test
+    asks for no more than a tie within 5 points; a ranking needs the evaluation's sizes
+    (docs/results.md). kbsc-ret trained with the paper's loss instead falls to 0.28."""
+    ext, split = ret_world["extractor"], ret_world["split"]
+    train_f, _ = extract_features(ext, split.train)
+    vs_f, vs = extract_features(ext, split.val_sent)
+    vk_f, vk = extract_features(ext, split.val_kb)
+    paper, _ = train_codec(recipe_config("kbsc", ext.identity, "1/48", "rayleigh"), train_f,
+                           {"sent_features": vs_f, "sent_labels": labels(vs),
+                            "kb_features": vk_f, "kb_labels": labels(vk)}, progress=False)
+    sent_f, sent = extract_features(ext, split.sent)
     kb = ret_world["kb"]
     kb_f, kb_l = kb.features(), np.array([e["label"] for e in kb.entries])
     ceiling = retrieval_accuracy(sent_f, labels(sent), kb_f, kb_l)
-    ret = np.mean([retrieval_accuracy(ret_world["ret"].transmit(sent_f, "rayleigh", -4.0, seed=s),
-                                      labels(sent), kb_f, kb_l) for s in range(3)])
+
+    def accuracy(codec):
+        return np.mean([retrieval_accuracy(codec.transmit(sent_f, "rayleigh", -4.0, seed=s),
+                                           labels(sent), kb_f, kb_l) for s in range(10)])
+    ret, kbsc = accuracy(ret_world["ret"]), accuracy(paper)
+    assert ret > kbsc - 0.05, f"kbsc-ret {ret:.3f} vs the paper's kbsc {kbsc:.3f} at -4 dB"
     assert ret > ceiling - 0.2, f"kbsc-ret {ret:.2f} vs ceiling {ceiling:.2f} at -4 dB"
     assert max(h["val_accuracy"] for h in ret_world["history"]) > 0.3
 

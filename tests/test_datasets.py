@@ -80,3 +80,70 @@ def test_shared_cifar10_archive(shared_data, monkeypatch):
     ds = datasets.cifar10()
     assert len(ds.class_names) == 10 and len(ds.items("test")) == 10000
     assert ds.items("test")[0].load().size == (32, 32)
+
+
+def _tiny_png(path, value):
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (value, 0, 0)).save(path)
+
+
+def test_an_empty_class_folder_is_skipped_with_a_warning(tmp_path, caplog):
+    """Three real classes and an empty folder are three classes (chance 1/3, not 1/4)."""
+    for i, cls in enumerate(("ant", "bee", "cat")):
+        _tiny_png(tmp_path / cls / "a.png", 40 * i)
+    (tmp_path / "aardvark").mkdir()           # sorts first: it must not take label 0
+    (tmp_path / "dog").mkdir()
+    (tmp_path / "dog" / "notes.txt").write_text("no image here")
+    with caplog.at_level(logging.WARNING):
+        ds = datasets.scan_image_folder(tmp_path)
+    assert ds.class_names == ["ant", "bee", "cat"]
+    assert sorted((it.class_name, it.label) for it in ds.items()) == [
+        ("ant", 0), ("bee", 1), ("cat", 2)]
+    assert "aardvark" in caplog.text and "dog" in caplog.text and "no image files" in caplog.text
+
+
+def test_a_folder_of_empty_classes_names_itself(tmp_path):
+    (tmp_path / "cat").mkdir()
+    with pytest.raises(datasets.DatasetError, match=f"{tmp_path} has no class sub-folders with "
+                                                    r"images \(1 sub-folders"):
+        datasets.scan_image_folder(tmp_path)
+
+
+def test_splits_with_different_classes_are_refused(tmp_path):
+    _tiny_png(tmp_path / "train" / "ant" / "a.png", 1)
+    _tiny_png(tmp_path / "train" / "bee" / "a.png", 2)
+    _tiny_png(tmp_path / "test" / "bee" / "a.png", 3)
+    (tmp_path / "test" / "ant").mkdir()     # empty in test: labels would shift
+    with pytest.raises(datasets.DatasetError, match="different classes"):
+        datasets.scan_image_folder(tmp_path)
+
+
+@pytest.mark.parametrize("fmt,cut", [("PNG", 2), ("PNG", 12), ("JPEG", 2), ("JPEG", 400)])
+def test_a_truncated_image_is_refused_not_decoded_partly(tmp_path, fmt, cut):
+    """Decision: a truncated file is an unusable image (skipped by feature extraction, a lost
+    record in a flowgraph), with 'truncated' in the reason; never a partial load. A PNG that
+    lost only its end chunk is one PIL itself would decode without a word."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    path = tmp_path / "cat" / f"cut.{fmt.lower()}"
+    path.parent.mkdir()
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path, fmt)
+    whole = path.read_bytes()
+    datasets.decode_image(whole)              # the whole file is fine
+    datasets.decode_image(whole + b"trailing bytes after the end marker")
+    path.write_bytes(whole[:-cut])
+    item = datasets.scan_image_folder(tmp_path).items()[0]
+    with pytest.raises(datasets.ImageLoadError, match="truncated"):
+        item.load()
+
+
+def test_feature_extraction_skips_a_truncated_image_by_name(tmp_path, tiny_clip, caplog):
+    _tiny_png(tmp_path / "cat" / "good.png", 9)
+    _tiny_png(tmp_path / "cat" / "cut.png", 10)
+    cut = tmp_path / "cat" / "cut.png"
+    cut.write_bytes(cut.read_bytes()[:-2])
+    with caplog.at_level(logging.WARNING):
+        feats, kept = extract_features(tiny_clip, datasets.scan_image_folder(tmp_path).items())
+    assert [it.image_id for it in kept] == ["cat/good.png"] and feats.shape == (1, 32)
+    assert "cut.png" in caplog.text and "truncated" in caplog.text

@@ -1,13 +1,23 @@
 """The command line: the main job end to end on a small setting, and the part commands."""
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow  # subprocess apps / GRC flowgraphs
 
 KBSEMCOM = [sys.executable, "-m", "gnuradio.kbsemcom.apps.cli"]
 SMALL = ["--kb-per-class", "10", "--train-per-class", "30", "--val-per-class", "5",
          "--epochs", "10", "--lr", "1e-3"]
+
+
+def cache_files(cache):
+    """{file: (size, mtime)} of the feature and codec caches (locks left out)."""
+    return {str(p.relative_to(cache)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in cache.rglob("*") if p.is_file() and "locks" not in p.parts}
 
 
 def run(args, timeout=600):
@@ -34,9 +44,14 @@ def test_demo_end_to_end(tmp_path):
             "cbr", "lost"} <= set(records[0])
     assert (tmp_path / "montage.png").stat().st_size > 10_000
     assert (tmp_path / "codec.pt").exists() and (tmp_path / "kb" / "index.faiss").exists()
-    # a rerun reuses the cached features and codec
-    again = run(["demo", "--images", "20", "--out", str(tmp_path), "--json"] + SMALL)
-    assert json.loads(again.stdout)["accuracy"] == summary["accuracy"]
+    # a rerun reuses the cached features and codec: it writes nothing new into the cache
+    cache = Path(os.environ["KBSEMCOM_CACHE"])
+    before = cache_files(cache)
+    assert any(p.endswith(".npz") for p in before) and any("codecs" in p for p in before)
+    again = run(["demo", "--images", "20", "--out", str(tmp_path)] + SMALL)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert cache_files(cache) == before, "the rerun extracted or trained again"
+    assert "(cached)" in again.stdout and f"{summary['accuracy']:.1%}" in again.stdout
 
 
 def test_build_kb_train_codec_and_check(tmp_path):
@@ -54,6 +69,6 @@ def test_build_kb_train_codec_and_check(tmp_path):
 
 def test_bad_options_are_clear_errors(tmp_path):
     proc = run(["demo", "--dataset", str(tmp_path / "nope"), "--out", str(tmp_path)])
-    assert proc.returncode == 2 and "sub-folder" in proc.stderr
+    assert proc.returncode == 1 and "sub-folder" in proc.stderr  # a runtime error
     proc = run(["demo", "--cbr", "1/5000", "--out", str(tmp_path)] + SMALL)
-    assert proc.returncode == 2 and "CBR" in proc.stderr
+    assert proc.returncode == 1 and "CBR" in proc.stderr

@@ -142,6 +142,7 @@ def test_registry_engine_and_lost_records(fmnist, effnet, tmp_path):
     evaluation.METHODS.pop("test-half-lost")
 
 
+@pytest.mark.slow  # the whole quick evaluation with the real extractor
 def test_quick_mode_end_to_end(fmnist, tmp_path):
     """`kbsemcom evaluate --quick` on real Fashion-MNIST images (smaller than the quick mode
     on CIFAR-10 in the per-class counts, the channel list and a 25-epoch training cap)."""

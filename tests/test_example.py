@@ -17,6 +17,8 @@ import pytest
 import yaml
 from conftest import compile_grc
 
+pytestmark = pytest.mark.slow  # subprocess apps / GRC flowgraphs
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.grc"))
 DISPLAY_LINE = re.compile(r"live_display '(?P<title>[^']*)' #(?P<n>\d+):.*accuracy "

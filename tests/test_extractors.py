@@ -55,11 +55,13 @@ def test_auto_says_which_extractor_ran_and_why():
 
 
 def test_efficientnet_lite0_is_pretrained_and_handles_any_image_mode(effnet, fmnist):
-    gray = fmnist.items("test")[0].load().convert("L")
-    rgba = fmnist.items("test")[0].load().convert("RGBA")
-    feats = effnet.embed([gray.convert("RGB"), rgba.convert("RGB")])
-    assert feats.shape == (2, 1280)
-    np.testing.assert_allclose(feats[0], feats[1], atol=1e-5)
+    rgb = fmnist.items("test")[0].load()
+    modes = [rgb.convert(mode) for mode in ("L", "LA", "RGBA", "RGB")]
+    assert [im.mode for im in modes] == ["L", "LA", "RGBA", "RGB"]  # handed over as they are
+    feats = effnet.embed(modes)
+    assert feats.shape == (4, 1280)
+    for f in feats[:3]:  # the same picture in every mode is the same feature
+        np.testing.assert_allclose(f, feats[3], atol=1e-5)
     # pretrained: two images of one class are closer than images of different classes
     test = fmnist.items("test")
     trousers = [it for it in test[:300] if it.label == 1][:2]

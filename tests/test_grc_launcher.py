@@ -16,6 +16,8 @@ import pytest
 
 from gnuradio.kbsemcom.apps import grc
 
+pytestmark = pytest.mark.slow  # subprocess apps / GRC flowgraphs
+
 ROOT = Path(__file__).resolve().parents[1]
 GRC_DIR = str(ROOT / "grc")
 EXAMPLE = ROOT / "examples" / "semantic_loopback.grc"

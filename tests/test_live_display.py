@@ -269,6 +269,7 @@ metadata: {file_format: 1}
 """
 
 
+@pytest.mark.slow  # grcc in a subprocess
 def test_grcc_qt_gui_flowgraph(qapp, tmp_path):
     if not shutil.which("grcc"):
         pytest.skip("grcc is not installed (apt-get install gnuradio)")

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import compile_grc
 
+pytestmark = pytest.mark.slow  # subprocess apps / GRC flowgraphs
+
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("ofdm_*_[rt]x.grc"))
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import doc_commands, free_port, kbsemcom_command
 
+pytestmark = pytest.mark.slow  # subprocess apps / GRC flowgraphs
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "phy.md"
 # the fixture world's sizes (conftest.py): a codec in a minute on 2 cores
 SMALL = ["--kb-per-class", "20", "--train-per-class", "60", "--val-per-class", "10",

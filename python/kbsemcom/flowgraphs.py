@@ -5,6 +5,7 @@ from gnuradio import gr
 from tqdm import tqdm
 
 from .channel.semantic_channel import semantic_channel
+from .core.progress import bars_off
 from .channel.stream_channel import stream_awgn_channel
 from .semantic_rx.kb_lookup import kb_lookup
 from .semantic_rx.semantic_decoder import semantic_decoder
@@ -50,8 +51,8 @@ def run_until_done(tb, sink, timeout, progress=False):
     start = time.monotonic()
     tb.start()
     try:
-        with tqdm(total=sink.expected, desc="transmitting", unit="img", disable=not progress,
-                  leave=False) as bar:
+        with tqdm(total=sink.expected, desc="transmitting", unit="img",
+                  disable=bars_off(progress), leave=False) as bar:
             while not sink.wait(0.25) and time.monotonic() - start < timeout:
                 bar.update(sink.count() - bar.n)
     finally:

@@ -4,13 +4,12 @@ tx (ZMQ PUSH, binds --address) -> channel (PULL connects --from; PUSH binds --to
 (PULL connects --address = the channel's --to). The flowgraph is phy.relay.channel_relay;
 this module only parses options, runs it and reports.
 """
-import argparse
 import json
 import signal
 import sys
 import time
 
-from .common import say
+from .common import HelpFormatter, say
 
 UNITS = """units: --snr is the per-sample SNR in dB of a unit-power signal (noise voltage
 10^(-SNR/20), as everywhere in kbsemcom; the TX's default amplitude 1 on ZMQ has unit power);
@@ -25,7 +24,7 @@ def register(sub):
     p = sub.add_parser(
         "channel", help="channel between tx and rx over ZMQ: noise, CFO, SRO, multipath, "
         "Rayleigh/Rician fading (GNU Radio's channel models)", epilog=UNITS,
-        formatter_class=lambda prog: argparse.ArgumentDefaultsHelpFormatter(prog, width=96))
+        formatter_class=lambda prog: HelpFormatter(prog, width=96))
     p.add_argument("--from", dest="from_address", default="tcp://127.0.0.1:5555",
                    help="the transmitter's ZMQ address (tx --address); the channel connects")
     p.add_argument("--to", dest="to_address", default="tcp://127.0.0.1:5556",

@@ -1,10 +1,26 @@
 """Options and helpers shared by the kbsemcom subcommands."""
+import argparse
 import os
 import platform
 
 from ..core import extractors
 from ..core.channel import CHANNELS
 from ..core.codec import RECIPES
+
+
+# Exit status of every subcommand (documented in `kbsemcom --help`).
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_MISSING, EXIT_TIMEOUT = 0, 1, 2, 3, 4
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds '(default: X)' to an option's help only where the help does not say its default
+    itself and there is a default worth printing (not None, '' or False)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, "", False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
 
 
 def add_common(p):

@@ -1,5 +1,4 @@
 """``kbsemcom demo``: the main job, a simulated loopback through a GNU Radio flowgraph."""
-import argparse
 import json
 import time
 from pathlib import Path
@@ -9,13 +8,13 @@ import numpy as np
 from ..core import conventions, datasets, extractors, pipeline, results
 from ..core.codec import retrieval_accuracy
 from ..core.features import extract_features
-from .common import add_codec, add_common, add_split, machine, say
+from .common import HelpFormatter, add_codec, add_common, add_split, machine, say
 
 
 def register(sub):
     p = sub.add_parser("demo", help="the main job: KB, codec, images through a GNU Radio "
                        "loopback flowgraph, accuracy, JSON lines results and a montage",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     add_common(p)
     add_split(p)
     add_codec(p)

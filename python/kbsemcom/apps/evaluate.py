@@ -4,7 +4,6 @@ For a data set / protocol and an extractor: extract (cached) features, train (ca
 per CBR and training channel, evaluate every method over CBRs x channels x SNRs x seeds and
 write results.jsonl, results.csv, results.md, plots and summary.json to --out.
 """
-import argparse
 import json
 import shlex
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from ..core import conventions, evaluation, extractors, protocols
 from ..core.channel import CHANNELS
-from .common import machine, say
+from .common import HelpFormatter, machine, say
 
 QUICK = {"sent_per_class": 50, "kb_per_class": "50", "train_per_class": 200, "val_per_class": 20,
          "cbrs": "1/48,1/12,1/3", "snrs": "-7,-4,0,10", "seeds": "0"}
@@ -34,7 +33,7 @@ def _names(text):
 def register(sub):
     p = sub.add_parser(
         "evaluate", help="reproduce the paper's experiments: CBR x SNR x channel sweeps, "
-        "tables, plots", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "tables, plots", formatter_class=HelpFormatter,
         description=__doc__)
     p.add_argument("--dataset", default="cifar10",
                    help="protocol / data set: cifar10, caltech100 (shared data), cifar100 (the "

@@ -4,7 +4,7 @@
 open_clip:ViT-B-32:openai) into the Hugging Face cache with open_clip's and huggingface_hub's
 own code (HF_HOME / HF_HUB_CACHE and HF_ENDPOINT respected); weights already there are not
 fetched again unless --refresh. With no route to the hub it fails within --timeout seconds with
-one line (exit 2). ``list`` shows what is cached (reading the disk only): each model's spec, its
+one line (exit 1). ``list`` shows what is cached (reading the disk only): each model's spec, its
 size, the Hub file and commit, and the identity a KB built with it records; --all also lists
 every model and tag open_clip can download. The engine is core/hub.py.
 """

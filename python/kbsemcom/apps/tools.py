@@ -1,17 +1,16 @@
 """``kbsemcom build-kb``, ``train-codec`` and ``check``: the parts of the main job alone."""
-import argparse
 import json
 from pathlib import Path
 
 from ..core import datasets, extractors, pipeline
 from ..core.codec import SemanticCodec
 from ..core.kb import KnowledgeBase
-from .common import add_codec, add_common, add_split, say
+from .common import HelpFormatter, add_codec, add_common, add_split, say
 
 
 def register(sub):
     p = sub.add_parser("build-kb", help="build a FAISS knowledge base from a data set",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     add_common(p)
     p.add_argument("--split", default="test", help="train, test or all")
     p.add_argument("--per-class", type=int, default=0, help="images per class (0 = all)")
@@ -20,7 +19,7 @@ def register(sub):
     p.set_defaults(func=cmd_build_kb)
 
     p = sub.add_parser("train-codec", help="train the MLP codec for one CBR and channel",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     add_common(p)
     add_split(p)
     add_codec(p)

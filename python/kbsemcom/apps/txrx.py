@@ -5,7 +5,6 @@ RX: ZMQ PULL | SigMF file | SDR -> ofdm_rx -> frame_annotator -> semantic_decode
 kb_lookup -> result_sink. TX writes a sent manifest (seq -> image, label) that RX reads to
 score accuracy and to write an explicit lost record for every image it never received.
 """
-import argparse
 import json
 import sys
 import time
@@ -13,8 +12,9 @@ from pathlib import Path
 
 from ..core import datasets, extractors, pipeline, results
 from ..core.codec import SemanticCodec
+from ..core.progress import bars_off
 from ..core.kb import KnowledgeBase
-from .common import add_codec, add_common, add_split, machine, say
+from .common import HelpFormatter, add_codec, add_common, add_split, machine, say
 
 RADIO_HELP = ("zmq: ZMQ PUSH/PULL on --address (two processes, no radio); file: a SigMF "
               "recording (--file BASE -> BASE.sigmf-data + BASE.sigmf-meta); uhd: a USRP; "
@@ -23,7 +23,7 @@ RADIO_HELP = ("zmq: ZMQ PUSH/PULL on --address (two processes, no radio); file: 
 
 def register(sub):
     p = sub.add_parser("tx", help="transmitter: images -> semantic symbols -> OFDM -> ZMQ, "
-                       "SigMF file or SDR", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "SigMF file or SDR", formatter_class=HelpFormatter)
     _add_shared(p)
     p.add_argument("--sink", default="zmq", choices=("zmq", "file", "uhd", "soapy"),
                    help=RADIO_HELP)
@@ -39,7 +39,7 @@ def register(sub):
     p.set_defaults(func=run_tx)
 
     p = sub.add_parser("rx", help="receiver: ZMQ, SigMF file or SDR -> OFDM -> decoder -> KB "
-                       "lookup -> results", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "lookup -> results", formatter_class=HelpFormatter)
     _add_shared(p)
     p.add_argument("--source", default="zmq", choices=("zmq", "file", "uhd", "soapy"),
                    help=RADIO_HELP)
@@ -77,6 +77,10 @@ def _add_shared(p):
     p.add_argument("--address", default="tcp://127.0.0.1:5555", help="ZMQ address")
     p.add_argument("--file", default="runs/txrx/capture", help="SigMF recording base name")
     p.add_argument("--samp-rate", type=float, default=1e6, help="PHY sample rate (Hz)")
+    p.add_argument("--phy-mode", default="short", choices=("short", "robust"),
+                   help="OFDM frame, equal at TX and RX: short (880 samples of overhead per "
+                   "image, above about 4-6 dB per-sample SNR) or robust (3,744 samples, frames "
+                   "found and decoded down to about -9 dB; docs/phy.md)")
     p.add_argument("--device-rate", type=float, default=None, help="the SDR's own sample rate, "
                    "an integer multiple of --samp-rate (interpolated/decimated to it); default "
                    "8e6 for a HackRF, --samp-rate otherwise")
@@ -152,7 +156,7 @@ def run_tx(args):
     tb.extractor = feature_extractor(extractor)
     tb.encoder = semantic_encoder(codec)
     amplitude = args.amplitude if args.amplitude is not None else (0.3 if sdr else 1.0)
-    tb.phy = ofdm_tx(amplitude=amplitude)
+    tb.phy = ofdm_tx(amplitude=amplitude, mode=args.phy_mode)
     tb.sink = sink
     tb.msg_connect((tb.source, "out"), (tb.extractor, "in"))
     tb.msg_connect((tb.extractor, "out"), (tb.encoder, "in"))
@@ -292,7 +296,7 @@ def run_rx(args):
     tb.phy = ofdm_rx(threshold=args.threshold, samp_rate=samp_rate,
                      dc_block=args.dc_block == "on" or (
                          args.dc_block == "auto" and args.source in ("uhd", "soapy")),
-                     payload_len=codec.n_symbols)
+                     payload_len=codec.n_symbols, mode=args.phy_mode)
     tb.annotate = frame_annotator(args.manifest)
     tb.decoder = semantic_decoder(codec)
     tb.lookup = kb_lookup(kb, codec)
@@ -320,7 +324,7 @@ def run_rx(args):
     start_time = time.time()  # sample 0 of a recording: the source starts with the flowgraph
     tb.start()
     try:
-        with tqdm(desc="rx images", unit="img", disable=args.json, leave=False) as bar:
+        with tqdm(desc="rx images", unit="img", disable=bars_off(not args.json), leave=False) as bar:
             while True:
                 time.sleep(0.25)
                 now = time.monotonic()

@@ -57,6 +57,7 @@ from . import conventions
 from .errors import UserError
 from .channel import Channel, apply_channel, check_channel, power_normalize
 from .extractors import set_threads
+from .progress import bars_off
 
 log = logging.getLogger("kbsemcom.codec")
 
@@ -339,7 +340,7 @@ def _fit_against_kb(codec, data, labels, validation, config, gen, progress):
     opt = torch.optim.Adam(codec.classifier.parameters(), lr=config.lr, weight_decay=1e-4)
     history = []
     bar = tqdm(range(config.epochs), desc=f"train kbsc-kb classifier CBR {config.cbr}",
-               unit="epoch", disable=not progress, leave=False)
+               unit="epoch", disable=bars_off(progress), leave=False)
     for epoch in bar:
         perm = torch.randperm(len(data), generator=gen)
         losses = []
@@ -400,7 +401,7 @@ def train_codec(config, train_features, validation, progress=True, train_labels=
     lo, hi = config.train_snr_range
     best, best_state, history, stale = -1.0, None, [], 0
     bar = tqdm(range(config.epochs), desc=f"train {config.recipe} CBR {config.cbr} "
-               f"{config.train_channel}", unit="epoch", disable=not progress, leave=False)
+               f"{config.train_channel}", unit="epoch", disable=bars_off(progress), leave=False)
     for epoch in bar:
         codec.train()
         perm = torch.randperm(len(data), generator=gen)

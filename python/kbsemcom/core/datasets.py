@@ -39,7 +39,13 @@ class DatasetError(UserError, ValueError):
 
 
 def decode_image(data, name="image"):
-    """Decode image bytes (any PIL format, grayscale/RGBA/palette included) to an RGB image."""
+    """Decode image bytes (any PIL format, grayscale/RGBA/palette included) to an RGB image.
+
+    A truncated file is refused like a corrupt one (:class:`ImageLoadError`), never decoded
+    partly: PIL already refuses most cut JPEGs, and a PNG or JPEG that lost its end marker
+    (which PIL would decode without a word) is caught here, so a half-copied image becomes a
+    skipped image or a lost record with the reason, not a wrong feature."""
+    _refuse_truncated(data, name)
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
@@ -47,6 +53,21 @@ def decode_image(data, name="image"):
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageLoadError(f"cannot decode {name}: {err}. The file is corrupt or not an "
                              "image; replace or remove it") from err
+
+
+def _refuse_truncated(data, name):
+    """Raise ImageLoadError for a PNG without its IEND chunk or a JPEG without the end-of-image
+    marker after its last scan (bytes appended after the marker are allowed)."""
+    data = bytes(data)
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        truncated = b"IEND\xaeB`\x82" not in data  # the end chunk and its fixed CRC
+    elif data.startswith(b"\xff\xd8"):
+        truncated = data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+    else:
+        return
+    if truncated:
+        raise ImageLoadError(f"cannot decode {name}: the file is truncated (its end marker is "
+                             "missing: an interrupted copy or download?); replace or remove it")
 
 
 def encode_png(image):
@@ -121,8 +142,9 @@ class Dataset:
 def scan_image_folder(root, name=None, skip_classes=()):
     """An image folder with one sub-folder per class (sorted names = label 0, 1, ...).
 
-    Files without an image extension are skipped with a warning. A folder that holds
-    ``train/`` and ``test/`` sub-folders, each with class folders, gives those two splits.
+    Files without an image extension, and class sub-folders without image files, are skipped
+    with a warning. A folder that holds ``train/`` and ``test/`` sub-folders, each with the
+    same class folders, gives those two splits.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -131,6 +153,11 @@ def scan_image_folder(root, name=None, skip_classes=()):
     if subdirs and set(subdirs) <= {"train", "test", "val"} and len(subdirs) >= 2:
         parts = {s: _scan_classes(root / s, skip_classes) for s in subdirs}
         classes = parts[subdirs[0]][0]
+        for s, (other, _) in parts.items():
+            if other != classes:  # labels number the classes: they must be the same lists
+                raise DatasetError(f"{root}: the splits {subdirs[0]}/ and {s}/ have different "
+                                   f"classes with images ({', '.join(classes)} vs "
+                                   f"{', '.join(other)}); give every split the same classes")
         splits = {s: items for s, (_, items) in parts.items()}
         return Dataset(name or root.name, classes, splits)
     classes, items = _scan_classes(root, skip_classes)
@@ -138,19 +165,30 @@ def scan_image_folder(root, name=None, skip_classes=()):
 
 
 def _scan_classes(root, skip_classes):
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in skip_classes)
-    if not classes:
-        raise DatasetError(f"{root} has no class sub-folders; put each class's images in a "
-                           "folder of its own (root/<class>/<image>)")
-    items = []
-    for label, cls in enumerate(classes):
+    """(class names, items): a class sub-folder without image files is skipped with a warning
+    (it is no class: counting it would lower every chance level), and labels number the kept
+    classes 0, 1, ... in sorted order."""
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in skip_classes)
+    files = {}
+    for cls in found:
+        files[cls] = []
         for f in sorted((root / cls).iterdir()):
             if not f.is_file():
                 continue
             if f.suffix.lower() not in IMAGE_EXTENSIONS:
                 log.warning("skipping %s: not an image file (extension %r)", f, f.suffix)
                 continue
-            items.append(ImageItem(f"{cls}/{f.name}", label, cls, path=str(f)))
+            files[cls].append(f)
+        if not files[cls]:
+            log.warning("skipping the class folder %s: it holds no image files", root / cls)
+            del files[cls]
+    classes = sorted(files)
+    if not classes:
+        empty = f" ({len(found)} sub-folders, none with image files)" if found else ""
+        raise DatasetError(f"{root} has no class sub-folders with images{empty}; put each "
+                           "class's images in a folder of its own (root/<class>/<image>)")
+    items = [ImageItem(f"{cls}/{f.name}", label, cls, path=str(f))
+             for label, cls in enumerate(classes) for f in files[cls]]
     return classes, items
 
 

@@ -1,7 +1,8 @@
 """The base of the errors a user can fix: each message says what was wrong and how to fix it.
 
-Apps print them as one line (exit code 2), and a flowgraph script that imports the blocks
-prints an uncaught one as one line too, instead of a traceback (see ``kbsemcom.__init__``).
+Apps print them as one line (exit status 1; see ``kbsemcom --help``), and a flowgraph script
+that imports the blocks prints an uncaught one as one line too, instead of a traceback (see
+``kbsemcom.__init__``).
 """
 
 

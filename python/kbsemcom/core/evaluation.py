@@ -52,6 +52,7 @@ from .channel import apply_channel, check_channel, power_normalize
 from .features import extract_features
 from .kb import KnowledgeBase
 from .protocols import ROLES, labels
+from .progress import bars_off
 
 log = logging.getLogger("kbsemcom.evaluation")
 
@@ -368,7 +369,7 @@ def run_evaluation(setup, methods, cbrs, snrs, channels, train_channels=None, se
                             points.append((m, cbr, tch, ch, snr, seed))
     states, records = {}, []
     for m, cbr, tch, ch, snr, seed in tqdm(points, desc=f"evaluate {setup.dataset}",
-                                           unit="point", disable=not progress):
+                                           unit="point", disable=bars_off(progress)):
         key = (m.name, cbr, tch)
         if key not in states:
             states[key] = m.prepare(setup, cbr, tch)

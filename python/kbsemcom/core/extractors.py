@@ -63,11 +63,13 @@ class Extractor:
 
     @torch.no_grad()
     def embed(self, images):
-        """RGB PIL images -> float32 [len(images), dim], each row of unit L2 norm."""
+        """PIL images of any mode (grayscale, RGBA, palette: converted to RGB here) -> float32
+        [len(images), dim], each row of unit L2 norm."""
         set_threads()
         out = []
         for i in range(0, len(images), self.batch_size):
-            batch = torch.stack([self.preprocess(im) for im in images[i:i + self.batch_size]])
+            batch = torch.stack([self.preprocess(im if im.mode == "RGB" else im.convert("RGB"))
+                                 for im in images[i:i + self.batch_size]])
             feats = self._forward(batch).float()
             out.append(torch.nn.functional.normalize(feats, dim=-1).numpy())
         if not out:

@@ -33,16 +33,18 @@ class pdu_collector(gr.basic_block):
 
 
 def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, timeout=60,
-                 threshold=0.3, dc_offset=0.0, dc_block=True, channel=None):
+                 threshold=0.3, dc_offset=0.0, dc_block=True, channel=None, mode="short"):
     """Send complex64 payloads (seq = index) through the PHY and a channel_model.
     ``dc_offset`` adds a constant (a zero-IF radio's LO leakage); ``dc_block`` turns on the
     receiver's DC blocker. ``channel``: a complex-in, complex-out block used instead of the
     channel_model (e.g. relay.channel_impairments; snr_db, cfo, sro_ppm and taps are then
-    ignored). Returns (received PDUs [(meta, symbols)], receiver stats).
+    ignored). ``mode``: the PHY mode of ofdm_tx and ofdm_rx ('short' or 'robust'). Returns (received PDUs [(meta, symbols)], receiver stats).
     Never hangs: it stops when
     every frame is out, when the receiver stops taking samples, or at ``timeout``."""
     tb = gr.top_block()
-    tx, rx, col = ofdm_tx(), ofdm_rx(threshold=threshold, dc_block=dc_block), pdu_collector()
+    tx = ofdm_tx(mode=mode)
+    rx = ofdm_rx(threshold=threshold, dc_block=dc_block, mode=mode)
+    col = pdu_collector()
     taps = np.asarray(taps, complex)
     taps = taps / np.sqrt(np.sum(np.abs(taps) ** 2))
     chan = channel if channel is not None else channels.channel_model(

@@ -1,0 +1,455 @@
+"""The robust PHY mode: the OFDM frame of ``framing`` with a preamble and a header built to be
+found and decoded far below 0 dB per-sample SNR. numpy only (unit-testable, vectorised).
+
+Frame (``RobustParams``; every OFDM symbol = cyclic prefix + fft_len samples):
+
+  preamble| ``preamble_len`` (1024) known samples: 16 different 64-sample blocks, each random
+          QPSK on the 52 used carriers (band-limited like the OFDM symbols, not periodic), unit
+          power. It serves detection, timing, CFO and the channel estimate:
+          - detection: matched filter split in M = preamble_len / SEG segments of SEG = 8
+            samples; the M segment correlations are combined coherently over a bank of CFO
+            hypotheses (an FFT over the segments, zero-padded x2): statistic
+            C(t) = max_f |sum_m c_m(t) e^{-j 2 pi f m SEG}|^2 / (P(t)/N sum|s|^2), where P(t)
+            is the received energy in the window, so that C ~ Exp(1) per CFO bin on noise and
+            ~ N rho / (1 + rho) on a frame at per-sample SNR rho (30 dB of coherent gain for
+            N = 1024, minus ~3 dB for segment and bin losses). A cheap non-coherent sum of
+            |c_m|^2 pre-selects the positions that get the CFO bank. CFO range: +-1/(2 SEG)
+            cycles/sample (+-4 carrier spacings).
+          - CFO: the FFT bin (parabolic interpolation), refined by the phase between the two
+            halves of the preamble.
+          - channel: least-squares fit of ``TAPS`` channel taps (delays -4..12 samples) to the
+            whole preamble (1024 equations, 17 unknowns: ~18 dB of estimation gain), and the
+            noise variance from the fit's residual.
+  header  | the 64 header bits of ``framing`` (packet number, seq, payload length, CRC-16),
+          whitened, rate-1/2 K=7 convolutional code (generators 133, 171 octal, 6 zero tail
+          bits: 140 coded bits), repeated to fill ``header_symbols`` (32) OFDM symbols of 48
+          data carriers (~11 repetitions), the slots permuted (an interleaver across carriers
+          and symbols). BPSK, soft maximum-ratio combining, Viterbi decoding, CRC.
+  payload | the analog complex symbols on the data carriers, interleaved over the carriers and
+          symbols of the payload by a fixed permutation (frequency-selective fades spread over
+          the symbols instead of hitting neighbours).
+  guard   | ``guard_len`` zero samples.
+
+Pilots (4 carriers, known BPSK with a per-symbol polarity) in every header and payload
+symbol. Phase tracking over the whole frame: a 3-parameter fit (phase, residual CFO,
+sampling-rate offset) of all pilots of the frame (and, for the payload, of the header's
+known symbols once its CRC passed) on a grid, so low SNR does not make the per-symbol phase
+noisy. Equalisation: MMSE, z = H* Y / (|H|^2 + sigma^2), per carrier.
+
+Power: unit average power per sample over preamble and OFDM symbols (as ``framing``).
+"""
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .framing import HEADER_BITS, FrameError, header_bits, parse_header_bits
+
+SEG = 8  # samples per coherent segment of the preamble matched filter
+TAPS = np.arange(-4, 13)  # channel delays (samples) fitted on the preamble
+BACKOFF = 4  # the FFT window starts this many samples into the CP (covers delays -4..12)
+# Detection threshold on C(t) (noise-only: Exp(1) per CFO bin). Measured on noise alone
+# (benchmarks/phy_detection.py): see docs/phy.md, Robust mode, for the false-alarm rate.
+THRESHOLD = 32.0
+# pre-selection: non-coherent sum of |c_m|^2, normalised (1 on noise, std 1/sqrt(M))
+PRESELECT = 1.25
+G1, G2 = 0o133, 0o171  # the K=7 convolutional code (as 802.11a)
+
+
+@dataclass(frozen=True)
+class RobustParams:
+    """Layout of the robust frame. TX and RX must use equal parameters.
+
+    fft_len: 64; cp_len: 16; header_symbols: OFDM symbols of the coded header (32);
+    guard_len: zeros after a frame; preamble_len: known samples (multiple of 64).
+    """
+    fft_len: int = 64
+    cp_len: int = 16
+    header_symbols: int = 32
+    guard_len: int = 160
+    preamble_len: int = 1024
+    mode = "robust"
+
+    def __post_init__(self):
+        if self.fft_len != 64:
+            raise ValueError("only fft_len 64 is laid out")
+        if not BACKOFF + TAPS[-1] <= self.cp_len < self.fft_len:
+            raise ValueError(f"robust mode needs cp_len in {BACKOFF + TAPS[-1]}..63")
+        if self.preamble_len % 64 or self.preamble_len < 256:
+            raise ValueError("preamble_len must be a multiple of 64, at least 256")
+        if self.header_symbols * 48 < 2 * self.coded_bits:
+            raise ValueError("header_symbols too few for two repetitions of the coded header")
+
+    used_carriers = property(lambda self: np.array([k for k in range(-26, 27) if k != 0]))
+    pilot_carriers = property(lambda self: np.array([-21, -7, 7, 21]))
+    data_carriers = property(lambda self: np.array(
+        [k for k in range(-26, 27) if k not in (0, -21, -7, 7, 21)]))
+    pilot_values = property(lambda self: np.array([1.0, 1.0, 1.0, -1.0]))
+    sym_len = property(lambda self: self.fft_len + self.cp_len)
+    scale = property(lambda self: np.sqrt(self.fft_len / 52))
+    coded_bits = property(lambda self: 2 * (HEADER_BITS + 6))
+
+    def payload_symbols(self, n):
+        return -(-int(n) // 48)
+
+    def header_end(self):
+        """Samples from the frame's first sample to the end of the header."""
+        return self.preamble_len + self.header_symbols * self.sym_len
+
+    def frame_len(self, n):
+        """Samples of a frame carrying n payload symbols, guard included."""
+        return self.header_end() + self.payload_symbols(n) * self.sym_len + self.guard_len
+
+    def overhead(self):
+        """Preamble + header + guard samples per frame."""
+        return self.header_end() + self.guard_len
+
+    def preamble(self):
+        return _preamble(self.preamble_len)
+
+    def pilot_polarity(self, n):
+        return (1 - 2 * np.random.default_rng(13).integers(0, 2, n)).astype(float)
+
+    def whitening(self):
+        return np.random.default_rng(14).integers(0, 2, HEADER_BITS).astype(np.uint8)
+
+    def header_map(self):
+        """Coded-bit index of every data slot of the header (repetition + interleaver)."""
+        slots = self.header_symbols * 48
+        return np.random.default_rng(16).permutation(slots) % self.coded_bits
+
+    def payload_map(self, n):
+        return _payload_perm(self.payload_symbols(n) * 48)
+
+
+@lru_cache(maxsize=8)
+def _preamble(n):
+    rng = np.random.default_rng(21)
+    used = np.array([k for k in range(-26, 27) if k != 0]) % 64
+    freq = np.zeros((n // 64, 64), complex)
+    freq[:, used] = np.exp(1j * np.pi / 4 * (1 + 2 * rng.integers(0, 4, (n // 64, 52))))
+    t = np.fft.ifft(freq, axis=1).ravel()
+    return t / np.sqrt(np.mean(np.abs(t) ** 2))
+
+
+@lru_cache(maxsize=8)
+def _payload_perm(slots):
+    return np.random.default_rng(15).permutation(slots)
+
+
+# ---- convolutional code ------------------------------------------------------------------
+def _parity(x):
+    x = np.asarray(x)
+    out = np.zeros_like(x)
+    for i in range(7):
+        out ^= (x >> i) & 1
+    return out
+
+
+_REG = (np.arange(64)[:, None] << 1 | np.arange(2)[None, :]) & 0x7F  # [state, bit] -> reg
+_OUT0, _OUT1 = _parity(_REG & G1), _parity(_REG & G2)
+
+
+def conv_encode(bits):
+    """Rate-1/2 K=7 code with 6 zero tail bits: len 2 * (len(bits) + 6)."""
+    s, out = 0, []
+    for b in list(np.asarray(bits, int)) + [0] * 6:
+        out += [_OUT0[s, b], _OUT1[s, b]]
+        s = int(_REG[s, b]) & 63
+    return np.array(out, np.uint8)
+
+
+def viterbi(llr):
+    """Soft Viterbi decoding of ``conv_encode``; llr > 0 means coded bit 0. Returns the bits
+    without the tail."""
+    llr = np.asarray(llr, float).reshape(-1, 2)
+    ns = np.arange(64)
+    b = ns & 1
+    preds = np.stack([(ns >> 1), (ns >> 1) | 32])  # [2, 64]
+    s0 = (1 - 2 * _OUT0[preds, b[None, :]]).astype(float)
+    s1 = (1 - 2 * _OUT1[preds, b[None, :]]).astype(float)
+    pm = np.full(64, -1e18)
+    pm[0] = 0.0
+    dec = np.zeros((len(llr), 64), np.uint8)
+    for t, (l0, l1) in enumerate(llr):
+        cand = pm[preds] + s0 * l0 + s1 * l1
+        x = np.argmax(cand, axis=0)
+        dec[t] = x
+        pm = cand[x, ns]
+    bits = np.zeros(len(llr), np.uint8)
+    s = 0
+    for t in range(len(llr) - 1, -1, -1):
+        bits[t] = s & 1
+        s = (s >> 1) | (int(dec[t, s]) << 5)
+    return bits[:-6]
+
+
+# ---- transmitter ---------------------------------------------------------------------------
+def _to_time(p, freq_symbols):
+    body = np.fft.ifft(freq_symbols, axis=1) * np.sqrt(p.fft_len) * p.scale
+    return np.concatenate([body[:, -p.cp_len:], body], axis=1).ravel()
+
+
+def build_frame(p, payload, packet_number, seq):
+    """complex64 samples of one robust frame (preamble, coded header, payload, guard)."""
+    payload = np.asarray(payload, np.complex64).ravel()
+    n = len(payload)
+    if n == 0:
+        raise FrameError("empty payload")
+    coded = conv_encode(header_bits(packet_number % (1 << 16), seq, n) ^ p.whitening())
+    n_pay = p.payload_symbols(n)
+    n_fft = p.fft_len
+    grid = np.zeros((p.header_symbols + n_pay, n_fft), complex)
+    hdr = (1.0 - 2.0 * coded[p.header_map()]).reshape(p.header_symbols, 48)
+    grid[:p.header_symbols, p.data_carriers % n_fft] = hdr
+    data = np.zeros(n_pay * 48, complex)
+    data[p.payload_map(n)[:n]] = payload
+    grid[p.header_symbols:, p.data_carriers % n_fft] = data.reshape(n_pay, 48)
+    pol = p.pilot_polarity(len(grid))
+    grid[:, p.pilot_carriers % n_fft] = pol[:, None] * p.pilot_values[None, :]
+    samples = np.concatenate([p.preamble(), _to_time(p, grid), np.zeros(p.guard_len)])
+    return samples.astype(np.complex64)
+
+
+# ---- detection -----------------------------------------------------------------------------
+class Detector:
+    """Finds robust preambles in a buffer: ``scan(y, t_from, t_to)`` -> [(t, C)] for
+    candidate starts t in [t_from, t_to) (needs y up to t_to + preamble_len); local maxima of
+    C above ``threshold``, at least preamble_len / 2 apart."""
+
+    def __init__(self, p, threshold=THRESHOLD, preselect=PRESELECT, phases=(0.0, 0.5)):
+        self.p = p
+        self.threshold = float(threshold)
+        self.preselect = float(preselect)
+        s = p.preamble()
+        self.n = len(s)
+        self.m = self.n // SEG
+        self._energy = float(np.sum(np.abs(s) ** 2))
+        # matched filters for the preamble delayed by each fractional ``phase`` (samples): a
+        # frame half a sample off the filter's grid loses 2.5 dB with one filter (the
+        # band-limited preamble reaches 0.41 of the sample rate), 0.6 dB with two
+        f = np.fft.fftfreq(self.n)
+        self._segs = []
+        for ph in phases:
+            sp = np.fft.ifft(np.fft.fft(s) * np.exp(-2j * np.pi * f * ph))
+            seg = np.conj(sp.reshape(self.m, SEG))
+            self._segs.append((np.ascontiguousarray(seg.T.astype(np.complex64)),
+                               float(np.sum(np.abs(seg) ** 2))))
+        self._seg = np.conj(s.reshape(self.m, SEG))  # [M, SEG], phase 0
+
+    def stats(self, y, t_from, t_to):
+        """(non-coherent statistic [T], coherent statistic C [T] (nan where not
+        pre-selected), cfo bin [T]) for t in [t_from, t_to), the best fractional phase."""
+        T = t_to - t_from
+        y = np.asarray(y[t_from:t_to + self.n], np.complex64)
+        c = np.concatenate([[0.0], np.cumsum(np.abs(y.astype(complex)) ** 2)])
+        power = (c[self.n:self.n + T] - c[:T]) / self.n + 1e-30
+        windows = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(y, SEG))
+        noncoh = np.zeros(T)
+        coh = np.full(T, -np.inf)
+        bins = np.zeros(T, int)
+        for seg32, energy in self._segs:
+            d = windows @ seg32
+            # c_m(t) = d[t + m SEG, m]: the M segment correlations of a start t
+            pw = d.real ** 2 + d.imag ** 2
+            e = np.zeros(T)
+            for m in range(self.m):
+                e += pw[m * SEG:m * SEG + T, m]
+            nc = e / (power * energy)
+            noncoh = np.maximum(noncoh, nc)
+            cand = np.flatnonzero(nc > self.preselect)
+            if len(cand):
+                v = d[cand[:, None] + SEG * np.arange(self.m)[None, :],
+                      np.arange(self.m)[None, :]]
+                spec = np.abs(np.fft.fft(v.astype(complex), 2 * self.m, axis=1)) ** 2
+                b = np.argmax(spec, axis=1)
+                val = spec[np.arange(len(cand)), b] / (power[cand] * self._energy)
+                better = val > coh[cand]
+                coh[cand[better]] = val[better]
+                bins[cand[better]] = b[better]
+        coh[np.isinf(coh)] = np.nan
+        return noncoh, coh, bins
+
+    def scan(self, y, t_from, t_to):
+        _, coh, _ = self.stats(y, t_from, t_to)
+        hits = np.flatnonzero(coh > self.threshold)
+        out = []
+        for i in hits[np.argsort(-coh[hits])]:
+            if all(abs(i - j) >= self.n // 2 for j, _ in out):
+                out.append((int(i), float(coh[i])))
+        return sorted((t + t_from, c) for t, c in out)
+
+
+# ---- receiver ------------------------------------------------------------------------------
+class Demodulator:
+    """Demodulate a robust frame; the interface of ``framing.Demodulator``.
+
+    ``demodulate(buf, coarse)``: ``coarse`` is within +-``search`` samples of the preamble's
+    first sample in ``buf``. Returns ('need', samples needed from coarse), ('bad', reason),
+    ('wrong_length', fields + reason, cfo, start, end) or ('ok', fields + symbols [MMSE
+    equalised, payload_len], snr_db (post-MMSE SNR measured on the known header symbols),
+    payload_pilot_snr_db, cfo (cycles/sample), sro_ppm, noise_var, start, end).
+    """
+
+    def __init__(self, p, search=8, payload_len=0):
+        self.p = p
+        self.search = int(search)
+        self.payload_len = int(payload_len)
+        self.det = Detector(p)
+        self._pre = p.preamble()
+        n = p.fft_len
+        self._used = p.used_carriers % n
+        self._data = p.data_carriers % n
+        self._pilots = p.pilot_carriers % n
+        self._white = p.whitening()
+        self._map = p.header_map()
+        # carrier response of each fitted delay, with the FFT window BACKOFF samples early
+        self._fourier = np.exp(-2j * np.pi * np.outer(np.arange(n), TAPS + BACKOFF) / n)
+        self._cfo_grid = np.linspace(-6e-4, 6e-4, 61)  # residual CFO, cycles/sample
+        self._sro_grid = np.arange(-60, 61, 3) * 1e-6  # sampling-rate offset
+
+    def demodulate(self, buf, coarse):
+        p, sl = self.p, self.p.sym_len
+        lo = coarse - self.search + TAPS[0]
+        hdr_end = coarse + self.search + p.header_end()
+        if hdr_end > len(buf):
+            return "need", hdr_end - coarse
+        if lo < 0:
+            return "bad", "frame starts before the buffer"
+        # timing and coarse CFO: the CFO-bank statistic around ``coarse``
+        t_from = coarse - self.search
+        noncoh, coh, bins = self.det.stats(buf, t_from, coarse + self.search + 1)
+        coh = np.where(np.isnan(coh), -1, coh)
+        i = int(np.argmax(coh))
+        if coh[i] < 0:
+            return "bad", "no preamble at the trigger"
+        t0 = t_from + i
+        cfo = self._coarse_cfo(buf, t0, int(bins[i]))
+        # fine CFO from the two halves of the preamble
+        n = len(self._pre)
+        idx = np.arange(t0, t0 + n)
+        z = buf[t0:t0 + n] * np.exp(-2j * np.pi * cfo * idx) * np.conj(self._pre)
+        a1, a2 = np.sum(z[:n // 2]), np.sum(z[n // 2:])
+        cfo += np.angle(a2 * np.conj(a1)) / (2 * np.pi * (n // 2))
+        # channel taps and noise variance: least squares on the whole preamble
+        seg_idx = np.arange(t0, hdr_end)
+        seg = buf[t0:hdr_end] * np.exp(-2j * np.pi * cfo * seg_idx)
+        # rows j = TAPS[-1] .. n - 1 + TAPS[0]: y[t0 + j] = sum_d h[d] pre[j - d], all inside
+        # the preamble
+        A = np.lib.stride_tricks.sliding_window_view(self._pre, len(TAPS))[:, ::-1]
+        obs = seg[TAPS[-1]:TAPS[-1] + len(A)]
+        h, *_ = np.linalg.lstsq(A, obs, rcond=None)
+        resid = obs - A @ h
+        noise_var = max(float(np.mean(np.abs(resid) ** 2)) * len(A) / (len(A) - len(TAPS)),
+                        1e-12)
+        H = self._fourier @ h  # [fft_len], relative to the preamble's phase
+        # header symbols
+        first_body = t0 + p.preamble_len + p.cp_len - BACKOFF
+        Y = self._grid(seg, first_body - seg_idx[0], p.header_symbols)
+        times = first_body + np.arange(p.header_symbols) * sl + p.fft_len / 2 - t0 - n / 2
+        ref = self._pilot_ref(0, p.header_symbols)
+        rot = self._track(Y[:, self._pilots] * np.conj(H[self._pilots]) * ref, times)
+        Y = Y * rot
+        llr = np.zeros(p.coded_bits)
+        np.add.at(llr, self._map, (np.real(np.conj(H[self._data]) * Y[:, self._data])
+                                   / noise_var).ravel())
+        bits = viterbi(llr) ^ self._white
+        fields = parse_header_bits(bits)
+        if fields is None:
+            return "bad", "header CRC failed"
+        n_sym = fields["payload_len"]
+        if n_sym == 0:
+            return "bad", "header says empty payload"
+        start, cfo_f = int(t0), float(cfo)
+        if self.payload_len and n_sym != self.payload_len:
+            return "wrong_length", dict(
+                fields, reason=f"the header states {n_sym} payload symbols, the receiver "
+                f"expects {self.payload_len} (another codec or CBR at the transmitter, or a "
+                "header that passed its CRC by chance)", cfo=cfo_f, start=start,
+                end=start + p.header_end())
+        n_pay = p.payload_symbols(n_sym)
+        need = t0 + p.header_end() + n_pay * sl
+        if need > len(buf):
+            return "need", need - coarse
+        # the whole frame: phase/CFO/SRO fit on all pilots plus the now known header
+        total = p.header_symbols + n_pay
+        fidx = np.arange(first_body - p.cp_len + BACKOFF, need)
+        fseg = buf[fidx[0]:need] * np.exp(-2j * np.pi * cfo * fidx)
+        Y = self._grid(fseg, p.cp_len - BACKOFF, total)
+        times = first_body + np.arange(total) * sl + p.fft_len / 2 - t0 - n / 2
+        known = np.zeros((total, p.fft_len))
+        known[:, self._pilots] = self._pilot_ref(0, total)
+        coded = (1.0 - 2.0 * _encode_cached(bits ^ self._white)[self._map])
+        known[:p.header_symbols, self._data] = coded.reshape(p.header_symbols, 48)
+        obs_k = Y * np.conj(H)[None, :] * known
+        rot, sro = self._track(obs_k[:, self._used], times, carriers=p.used_carriers,
+                               return_sro=True)
+        Y = Y * rot
+        z = Y * np.conj(H) / (np.abs(H) ** 2 + noise_var)  # MMSE
+        hdr_err = np.abs(z[:p.header_symbols, self._data] - known[:p.header_symbols,
+                                                                  self._data]) ** 2
+        pil_err = np.abs(z[p.header_symbols:, self._pilots]
+                         - known[p.header_symbols:, self._pilots]) ** 2
+        slots = z[p.header_symbols:, self._data].ravel()
+        symbols = slots[p.payload_map(n_sym)[:n_sym]].astype(np.complex64)
+        return "ok", dict(fields, symbols=symbols,
+                          snr_db=10 * np.log10(1 / max(float(np.mean(hdr_err)), 1e-12)),
+                          payload_pilot_snr_db=10 * np.log10(
+                              1 / max(float(np.mean(pil_err)), 1e-12)),
+                          cfo=cfo_f, sro_ppm=float(sro * 1e6), noise_var=noise_var,
+                          start=start, end=int(t0 + p.frame_len(n_sym)))
+
+    def _coarse_cfo(self, buf, t0, k):
+        """CFO from the FFT bin k of the segment correlations, parabolic interpolation."""
+        m = self.det.m
+        y = buf[t0:t0 + self.det.n].reshape(m, SEG)
+        v = np.sum(y * self.det._seg, axis=1)
+        spec = np.abs(np.fft.fft(v, 2 * m)) ** 2
+        a, b, c = spec[(k - 1) % (2 * m)], spec[k], spec[(k + 1) % (2 * m)]
+        den = a - 2 * b + c
+        frac = 0.5 * (a - c) / den if den < 0 else 0.0
+        kk = k + frac
+        if kk >= m:
+            kk -= 2 * m
+        return kk / (2 * m * SEG)
+
+    def _grid(self, seg, body_start, count):
+        n, sl = self.p.fft_len, self.p.sym_len
+        rows = np.lib.stride_tricks.sliding_window_view(seg, n)[body_start::sl][:count]
+        return np.fft.fft(rows, axis=1) / (np.sqrt(n) * self.p.scale)
+
+    def _pilot_ref(self, first, count):
+        pol = self.p.pilot_polarity(first + count)[first:]
+        return pol[:, None] * self.p.pilot_values[None, :]
+
+    def _track(self, obs, times, carriers=None, return_sro=False):
+        """Phase correction [symbols, fft_len] from a grid fit of phase + residual CFO
+        (+ sampling-rate offset when ``carriers`` are given) to ``obs`` [symbols, k]
+        (observations whose phase is the error, e.g. Y H* x*), ``times`` = each symbol's
+        centre relative to the preamble's centre."""
+        n = self.p.fft_len
+        if carriers is None:
+            carriers = self.p.pilot_carriers
+            sros = np.zeros(1)
+        else:
+            sros = self._sro_grid
+        # SRO: the window drifts by eps * t samples, a phase -2 pi k eps t / n per carrier
+        comb = np.einsum("sk,esk->es", obs, np.exp(
+            2j * np.pi * np.einsum("e,s,k->esk", sros, times, carriers) / n))  # [E, S]
+        fit = np.abs(comb @ np.exp(-2j * np.pi * np.outer(times, self._cfo_grid))) ** 2
+        e, f = np.unravel_index(np.argmax(fit), fit.shape)
+        eps, dcfo = sros[e], self._cfo_grid[f]
+        phase = np.angle(np.sum(comb[e] * np.exp(-2j * np.pi * dcfo * times)))
+        k = np.fft.fftfreq(n, 1 / n)
+        rot = np.exp(-1j * (phase + 2 * np.pi * dcfo * times[:, None]
+                            - 2 * np.pi * np.outer(times, k) * eps / n))
+        return (rot, eps) if return_sro else rot
+
+
+@lru_cache(maxsize=64)
+def _encode_tuple(bits):
+    return conv_encode(np.array(bits))
+
+
+def _encode_cached(bits):
+    return _encode_tuple(tuple(int(b) for b in bits))
