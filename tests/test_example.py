@@ -78,6 +78,7 @@ def one_display(seen, prefix):
     return matches[0]
 
 
+@pytest.mark.timeout(1800)  # the first example in a session builds the bundle
 def test_showcase_runs_from_a_fresh_cache(tmp_path):
     """semantic_loopback.grc from a fresh cache: its KB Bundle builds the KB and codec (as the
     demo does), then both lanes show exactly one update per image; the semantic link is far
@@ -97,6 +98,7 @@ def test_showcase_runs_from_a_fresh_cache(tmp_path):
     assert "building bundle" in out  # the fresh cache was really built, not found
 
 
+@pytest.mark.timeout(1800)  # the first example in a session builds the bundle
 def test_ofdm_loopback_runs(tmp_path):
     """ofdm_loopback.grc: OFDM TX, GNU Radio's channel model at its default 15 dB, OFDM RX,
     frame annotation from the bundle's sent images: every image arrives and scores."""
@@ -112,6 +114,7 @@ def test_ofdm_loopback_runs(tmp_path):
     assert float(shown[-1]["acc"]) > 30.0 and int(shown[-1]["lost"]) == 0
 
 
+@pytest.mark.timeout(1800)  # the first example in a session builds the bundle
 def test_bad_input_ends_with_one_clear_line(tmp_path):
     """An image folder without images: the flowgraph stops at once with one line that says
     what is wrong, no traceback, no hang."""
@@ -189,6 +192,7 @@ def test_codec_of_another_cbr_gives_lost_records_that_say_why(world, tmp_path):
                for r in records), records[0]["reason"]
 
 
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("script,args", [
     ("screenshot_showcase.sh", ["5"]),
     ("screenshot_grc.sh", [str(ROOT / "examples" / "semantic_loopback.grc")]),
