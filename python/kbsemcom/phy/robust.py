@@ -43,7 +43,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .framing import HEADER_BITS, FrameError, header_bits, parse_header_bits
+from .framing import HEADER_BITS, FrameError, _to_time, header_bits, parse_header_bits
 
 SEG = 8  # samples per coherent segment of the preamble matched filter
 TAPS = np.arange(-4, 13)  # channel delays (samples) fitted on the preamble
@@ -185,11 +185,6 @@ def viterbi(llr):
 
 
 # ---- transmitter ---------------------------------------------------------------------------
-def _to_time(p, freq_symbols):
-    body = np.fft.ifft(freq_symbols, axis=1) * np.sqrt(p.fft_len) * p.scale
-    return np.concatenate([body[:, -p.cp_len:], body], axis=1).ravel()
-
-
 def build_frame(p, payload, packet_number, seq):
     """complex64 samples of one robust frame (preamble, coded header, payload, guard)."""
     payload = np.asarray(payload, np.complex64).ravel()
