@@ -82,15 +82,19 @@ class ofdm_deframer(gr.sync_block):
             self.log.error(f"frame dropped after an error: {err!r}")
             self._count("errors")
             self._pending = self._pending[1:]
-        # keep what a pending or a future trigger can still refer to
-        keep_from = self._base + len(self._buf) - self._keep
+        self._trim(self._base + len(self._buf))
+        return n
+
+    def _trim(self, keep_to):
+        """Drop buffered samples no pending trigger, and no trigger found from ``keep_to`` on,
+        can still refer to (each keeps ``_keep`` samples before its start)."""
+        keep_from = keep_to - self._keep
         if self._pending:
             keep_from = min(keep_from, self._pending[0] - self._keep)
         cut = max(0, keep_from - self._base)
         if cut:
             self._buf = self._buf[cut:]
             self._base += cut
-        return n
 
     def _drain(self):
         while self._pending:
@@ -196,13 +200,7 @@ class robust_deframer(ofdm_deframer):
             self.log.error(f"frame dropped after an error: {err!r}")
             self._count("errors")
             self._pending = self._pending[1:]
-        keep_from = min(self._scan, self._base + len(self._buf)) - self._keep
-        if self._pending:
-            keep_from = min(keep_from, self._pending[0] - self._keep)
-        cut = max(0, keep_from - self._base)
-        if cut:
-            self._buf = self._buf[cut:]
-            self._base += cut
+        self._trim(min(self._scan, self._base + len(self._buf)))
         return len(x)
 
 

@@ -68,6 +68,16 @@ def _lowpass(factor, gain):
     return filter.firdes.low_pass(gain, float(factor), 0.5, 0.15, filter.window.WIN_HAMMING)
 
 
+def _pass_through(hier):
+    """Wire a rate-changing hier block straight through when its factor is 1 (a hier block
+    cannot connect its input to its output, so a copy stands between). True if it did."""
+    if hier.factor != 1:
+        return False
+    hier.copy = blocks.copy(gr.sizeof_gr_complex)
+    hier.connect(hier, hier.copy, hier)
+    return True
+
+
 class burst_interpolator(gr.hier_block2):
     """Raise a length-tagged burst stream from the PHY rate to a radio's rate.
 
@@ -85,9 +95,7 @@ class burst_interpolator(gr.hier_block2):
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex))
         self.factor = int(factor)
-        if self.factor == 1:  # a hier block cannot wire its input to its output
-            self.copy = blocks.copy(gr.sizeof_gr_complex)
-            self.connect(self, self.copy, self)
+        if _pass_through(self):
             return
         # an interpolating FIR (sync interpolator) gives every input sample's factor outputs
         # at once; rational_resampler_ccc holds the last ~15 input samples back until more
@@ -113,9 +121,7 @@ class decimator(gr.hier_block2):
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex))
         self.factor = int(factor)
-        if self.factor == 1:  # a hier block cannot wire its input to its output
-            self.copy = blocks.copy(gr.sizeof_gr_complex)
-            self.connect(self, self.copy, self)
+        if _pass_through(self):
             return
         self.fir = filter.fir_filter_ccf(self.factor, _lowpass(self.factor, 1.0))
         self.connect(self, self.fir, self)
