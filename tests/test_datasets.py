@@ -147,3 +147,12 @@ def test_feature_extraction_skips_a_truncated_image_by_name(tmp_path, tiny_clip,
         feats, kept = extract_features(tiny_clip, datasets.scan_image_folder(tmp_path).items())
     assert [it.image_id for it in kept] == ["cat/good.png"] and feats.shape == (1, 32)
     assert "cut.png" in caplog.text and "truncated" in caplog.text
+
+
+def test_cache_folder_follows_kbsemcom_cache_then_xdg_cache_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("KBSEMCOM_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert datasets.cache_dir() == tmp_path / "xdg" / "kbsemcom"
+    monkeypatch.setenv("KBSEMCOM_CACHE", str(tmp_path / "own"))
+    assert datasets.cache_dir() == tmp_path / "own"
+    assert (tmp_path / "own").is_dir()

@@ -183,7 +183,8 @@ def kb_bundle(dataset="fashion-mnist", extractor="auto", cbr="1/48", recipe="kbs
       KB images per class, Sent images per class: how many of each class's images the KB
         holds and how many are sent; the codec trains on the others.
 
-    The folder is <cache>/bundles/<name> (the cache is ~/.cache/kbsemcom or $KBSEMCOM_CACHE).
+    The folder is <cache>/bundles/<name> (the cache: $KBSEMCOM_CACHE, else ~/.cache/kbsemcom or
+    $XDG_CACHE_HOME/kbsemcom).
     A data set that cannot be found or an unknown extractor stops the flowgraph with one line
     that says how to fix it.
     """

@@ -228,8 +228,10 @@ def shared_data_dir():
 
 
 def cache_dir():
-    """Where extracted archives, features, KBs and codecs are cached ($KBSEMCOM_CACHE)."""
-    path = Path(os.environ.get("KBSEMCOM_CACHE", Path.home() / ".cache" / "kbsemcom"))
+    """Where extracted archives, features, KBs and codecs are cached: $KBSEMCOM_CACHE, else the
+    platform's user cache folder (``$XDG_CACHE_HOME/kbsemcom``, default ``~/.cache/kbsemcom``)."""
+    import platformdirs
+    path = Path(os.environ.get("KBSEMCOM_CACHE") or platformdirs.user_cache_dir("kbsemcom"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -23,7 +23,11 @@ class LdpcError(ValueError):
 def read_alist(path):
     """Parity-check matrix H [m, n] (uint8) from an alist file (MacKay's format: n m, max
     weights, column weights, row weights, then one line of row indices per column; lines may
-    or may not be zero-padded to the maximum weight)."""
+    or may not be zero-padded to the maximum weight).
+
+    Kept here rather than ``ldpc.alist.alist2numpy``: in ldpc 2.4.1 that reader fails under
+    numpy 1.26 (``np.loadtxt`` refuses a newline delimiter) and would read a zero pad as
+    column -1."""
     path = Path(path)
     try:
         lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
@@ -42,30 +46,21 @@ def read_alist(path):
 
 
 def _gf2_systematic_generator(H):
-    """(G [k, n], info positions [k]) with G @ H.T = 0 (mod 2) and G[:, info] = I."""
-    H = H.copy() % 2
+    """(G [k, n], info positions [k]) with G @ H.T = 0 (mod 2) and G[:, info] = I.
+
+    From the reduced row echelon form of H (``ldpc.mod2.row_echelon(full=True)``; unique, so
+    the code is the same whichever elimination computes it): the k non-pivot columns carry the
+    message, and each pivot bit is the sum of the free bits in its row."""
+    from ldpc.mod2 import row_echelon
     m, n = H.shape
-    pivots, row = [], 0
-    for col in range(n):
-        if row == m:
-            break
-        hits = np.nonzero(H[row:, col])[0]
-        if hits.size == 0:
-            continue
-        r = row + hits[0]
-        H[[row, r]] = H[[r, row]]
-        others = np.nonzero(H[:, col])[0]
-        others = others[others != row]
-        H[others] ^= H[row]
-        pivots.append(col)
-        row += 1
-    rank = row
-    free = np.array([c for c in range(n) if c not in set(pivots)], dtype=np.int64)
+    rref, rank, _, pivots = row_echelon(np.asarray(H, dtype=np.uint8) % 2, full=True)
+    rref = np.asarray(rref.todense() if hasattr(rref, "todense") else rref, dtype=np.uint8) % 2
+    pivots = [int(c) for c in pivots[:rank]]
+    free = np.setdiff1d(np.arange(n), pivots).astype(np.int64)
     k = n - rank
-    # reduced H: each pivot bit = sum of free bits in its row -> parity part from free bits
     G = np.zeros((k, n), dtype=np.uint8)
     G[np.arange(k), free] = 1
-    G[:, pivots] = H[:rank][:, free].T
+    G[:, pivots] = rref[:rank][:, free].T
     return G, free
 
 
@@ -133,5 +128,5 @@ class LdpcCode:
 
 @functools.lru_cache(maxsize=8)
 def get_code(name=DEFAULT_CODE):
-    """A cached LdpcCode (building the generator takes ~0.1 s)."""
+    """A cached LdpcCode (building the generator takes ~0.5 s)."""
     return LdpcCode(name)
