@@ -7,6 +7,7 @@ message of ``test_documentation_is_the_docstring`` prints the YAML to paste.
 """
 import difflib
 import inspect
+import os
 import re
 from pathlib import Path
 
@@ -16,7 +17,10 @@ import yaml
 from gnuradio import kbsemcom
 
 ROOT = Path(__file__).resolve().parents[1]
-YAMLS = sorted((ROOT / "grc").glob("*.yml"))
+# ctest's qa_installed checks the installed YAML against the installed package instead
+INSTALLED = os.environ.get("KBSEMCOM_INSTALLED_PREFIX")
+YAMLS = sorted((Path(INSTALLED) / "share/gnuradio/grc/blocks" if INSTALLED else ROOT / "grc")
+               .glob("kbsemcom_*.yml"))
 
 # words that make a parameter a file or folder (split from its id and label)
 PATH_WORDS = {"kb", "codec", "manifest", "file", "path", "folder", "dir", "directory"}

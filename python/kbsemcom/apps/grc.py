@@ -3,7 +3,7 @@
 GRC runs the scripts it generates with its own interpreter (``sys.executable``). Started as
 ``/usr/bin/gnuradio-companion`` that is Debian's python3, which has no torch, faiss or
 open_clip; started through this command it is the interpreter ``kbsemcom`` itself runs in (the
-project's .venv, or the CMake install's KBSEMCOM_PYTHON), so "Execute" works. The module's
+project's .venv, or the CMake install's PYTHON_EXECUTABLE), so "Execute" works. The module's
 block YAML is added to GRC_BLOCKS_PATH (extended, never replaced).
 """
 import argparse
@@ -29,7 +29,7 @@ YAML on GRC_BLOCKS_PATH, opening FILE.grc if given (e.g. examples/semantic_loopb
 
 What it runs:  {{python}} {{gnuradio-companion}} [FILE.grc ...]
   python             the interpreter kbsemcom runs in: .venv/bin/python after scripts/setup.sh,
-                     KBSEMCOM_PYTHON for the CMake-installed app. GRC's "Execute" runs the
+                     PYTHON_EXECUTABLE for the CMake-installed app. GRC's "Execute" runs the
                      generated script with it, so torch, faiss and open_clip are there.
   gnuradio-companion found on PATH, else /usr/bin/gnuradio-companion.
   GRC_BLOCKS_PATH    extended (not replaced) by the block YAML folder: <repo>/grc in a source
@@ -211,7 +211,7 @@ def checks(the_plan, strict):
         (problems if strict else warnings).append(
             f"{sys.executable} cannot import {', '.join(missing)}, so flowgraphs executed from "
             "GRC would fail: start kbsemcom from .venv (scripts/setup.sh), or configure CMake "
-            "with -DKBSEMCOM_PYTHON=/path/to/python-with-torch")
+            "with -DPYTHON_EXECUTABLE=/path/to/python-with-torch")
     else:
         notes.append(f"flowgraphs execute with {sys.executable} ({', '.join(RUNTIME_MODULES)} "
                      "importable)")
