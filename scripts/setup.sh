@@ -31,7 +31,7 @@ if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(sha256sum requirements.txt pyproject.toml setup.py | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python requirements (first time: about a minute)"
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 \

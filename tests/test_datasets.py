@@ -1,5 +1,6 @@
 """Data sets and image folders, including the awkward files of real folders."""
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +157,16 @@ def test_cache_folder_follows_kbsemcom_cache_then_xdg_cache_home(tmp_path, monke
     monkeypatch.setenv("KBSEMCOM_CACHE", str(tmp_path / "own"))
     assert datasets.cache_dir() == tmp_path / "own"
     assert (tmp_path / "own").is_dir()
+
+
+def test_system_data_is_looked_up_in_the_prefixes(tmp_path, monkeypatch):
+    from gnuradio.kbsemcom.core import prefixes
+    assert datasets.FASHION_MNIST_DIR in prefixes.share_candidates("datasets", "fashion-mnist")
+    (tmp_path / "share/datasets/fashion-mnist").mkdir(parents=True)
+    (tmp_path / "share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").touch()
+    monkeypatch.setattr(prefixes.sys, "prefix", str(tmp_path))     # a conda environment
+    assert prefixes.find_share("datasets", "fashion-mnist", marker="t10k-images-idx3-ubyte.gz") \
+        == tmp_path / "share/datasets/fashion-mnist"
+    monkeypatch.setattr(prefixes.sys, "prefix", str(tmp_path / "empty"))
+    assert prefixes.find_share("datasets", "no-such-set") == \
+        Path(prefixes.sys.base_prefix) / "share/datasets/no-such-set"

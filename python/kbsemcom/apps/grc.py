@@ -31,7 +31,7 @@ What it runs:  {{python}} {{gnuradio-companion}} [FILE.grc ...]
   python             the interpreter kbsemcom runs in: .venv/bin/python after scripts/setup.sh,
                      PYTHON_EXECUTABLE for the CMake-installed app. GRC's "Execute" runs the
                      generated script with it, so torch, faiss and open_clip are there.
-  gnuradio-companion found on PATH, else /usr/bin/gnuradio-companion.
+  gnuradio-companion found on PATH, else in GNU Radio's prefix (gr.prefix()/bin).
   GRC_BLOCKS_PATH    extended (not replaced) by the block YAML folder: <repo>/grc in a source
                      checkout, <prefix>/share/gnuradio/grc/blocks in a CMake install (GRC
                      already searches /usr/share and /usr/local/share).
@@ -48,9 +48,12 @@ missing (one line on stderr names the fix).
 
 
 def find_companion():
-    """Path of the gnuradio-companion Python script (PATH first, then /usr/bin), or None.
-    A wrapper that is not a Python script (it would pick its own interpreter) is skipped."""
-    for found in (shutil.which("gnuradio-companion"), "/usr/bin/gnuradio-companion"):
+    """Path of the gnuradio-companion Python script (PATH first, then GNU Radio's own prefix,
+    gr.prefix()/bin), or None. A wrapper that is not a Python script (it would pick its own
+    interpreter) is skipped."""
+    from gnuradio import gr
+    for found in (shutil.which("gnuradio-companion"),
+                  os.path.join(gr.prefix(), "bin", "gnuradio-companion")):
         if found and _is_python_script(Path(found)):
             return str(Path(found).resolve())
     return None
@@ -168,7 +171,7 @@ def checks(the_plan, strict):
     being ready to use); warnings are printed but do not stop a plain start."""
     problems, warnings, notes = [], [], []
     if the_plan["companion"] is None:
-        problems.append("gnuradio-companion not found on PATH or in /usr/bin: run "
+        problems.append("gnuradio-companion not found on PATH or in GNU Radio's bin folder: run "
                         "scripts/setup.sh (or: apt-get install --no-install-recommends gnuradio)")
     try:
         from gnuradio import gr

@@ -19,12 +19,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import UserError
+from .prefixes import find_share
 
 log = logging.getLogger("kbsemcom.datasets")
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                     ".pgm"}
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+# Debian's dataset-fashion-mnist package (/usr/share/datasets/fashion-mnist), in any prefix
+FASHION_MNIST_DIR = find_share("datasets", "fashion-mnist", marker="t10k-images-idx3-ubyte.gz")
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                          "Shirt", "Sneaker", "Bag", "Ankle boot")
 CALTECH_DROPPED = ("BACKGROUND_Google", "Faces_easy")

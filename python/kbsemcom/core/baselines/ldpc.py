@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-GRFEC_LDPC_DIR = Path("/usr/share/gnuradio/fec/ldpc")
+from ..prefixes import find_share
+
+# gr-fec's matrices: <prefix>/share/gnuradio/fec/ldpc under GNU Radio's prefix (Debian: /usr)
+GRFEC_LDPC_DIR = find_share("gnuradio", "fec", "ldpc", marker="n_0512_k_0130_gap_21.alist")
 # Rate 130/512 ~ 1/4, the paper's code rate (it used 5G NR LDPC at rate 1/4).
 DEFAULT_CODE = "n_0512_k_0130_gap_21"
 
