@@ -188,6 +188,27 @@ def doc_commands(doc, heading):
     return steps
 
 
+def doc_blocks(doc):
+    """[(heading, [command, ...])] for every ```sh / ```bash block of a Markdown doc, in order:
+    each command one line as a shell reads it (backslash continuations joined, comments and
+    blank lines dropped), so a docs check can name every command a reader is shown."""
+    import re
+    import shlex
+    blocks, heading = [], None
+    for m in re.finditer(r"^(#+ [^\n]*)$|^```(sh|bash)\n(.*?)^```", Path(doc).read_text(),
+                         re.MULTILINE | re.DOTALL):
+        if m.group(1):
+            heading = m.group(1)
+            continue
+        commands = []
+        for line in m.group(3).replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words:
+                commands.append(" ".join(words))
+        blocks.append((heading, commands))
+    return blocks
+
+
 def kbsemcom_command():
     """The installed entry point beside this interpreter, as a reader's shell finds it."""
     import sys
@@ -207,5 +228,5 @@ def labels(items):
     return np.array([it.label for it in items])
 
 
-__all__ = ["run_flowgraph", "push_pdus", "compile_grc", "doc_commands", "kbsemcom_command",
-           "free_port", "labels"]
+__all__ = ["run_flowgraph", "push_pdus", "compile_grc", "doc_commands", "doc_blocks",
+           "kbsemcom_command", "free_port", "labels"]
