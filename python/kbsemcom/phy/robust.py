@@ -279,8 +279,9 @@ class Detector:
 class Demodulator:
     """Demodulate a robust frame; the interface of ``framing.Demodulator``.
 
-    ``demodulate(buf, coarse)``: ``coarse`` is within +-``search`` samples of the preamble's
-    first sample in ``buf``. Returns ('need', samples needed from coarse), ('bad', reason),
+    ``demodulate(buf, coarse, cfo_bin=None)``: ``coarse`` is within +-``search`` samples of
+    the preamble's first sample in ``buf``; with ``cfo_bin`` (a detector's local maximum and
+    its CFO bin, as the C++ robust_detector gives them) ``coarse`` is taken as the start. Returns ('need', samples needed from coarse), ('bad', reason),
     ('wrong_length', fields + reason, cfo, start, end) or ('ok', fields + symbols [MMSE
     equalised, payload_len], snr_db (post-MMSE SNR measured on the known header symbols),
     payload_pilot_snr_db, cfo (cycles/sample), sro_ppm, noise_var, start, end).
@@ -303,7 +304,7 @@ class Demodulator:
         self._cfo_grid = np.linspace(-6e-4, 6e-4, 61)  # residual CFO, cycles/sample
         self._sro_grid = np.arange(-60, 61, 3) * 1e-6  # sampling-rate offset
 
-    def demodulate(self, buf, coarse):
+    def demodulate(self, buf, coarse, cfo_bin=None):
         p, sl = self.p, self.p.sym_len
         lo = coarse - self.search + TAPS[0]
         hdr_end = coarse + self.search + p.header_end()
@@ -311,15 +312,20 @@ class Demodulator:
             return "need", hdr_end - coarse
         if lo < 0:
             return "bad", "frame starts before the buffer"
-        # timing and coarse CFO: the CFO-bank statistic around ``coarse``
-        t_from = coarse - self.search
-        noncoh, coh, bins = self.det.stats(buf, t_from, coarse + self.search + 1)
-        coh = np.where(np.isnan(coh), -1, coh)
-        i = int(np.argmax(coh))
-        if coh[i] < 0:
-            return "bad", "no preamble at the trigger"
-        t0 = t_from + i
-        cfo = self._coarse_cfo(buf, t0, int(bins[i]))
+        if cfo_bin is not None:
+            # the detector's own local maximum (the C++ robust_detector): coarse is the start
+            t0 = coarse
+            cfo = self._coarse_cfo(buf, t0, int(cfo_bin))
+        else:
+            # timing and coarse CFO: the CFO-bank statistic around ``coarse``
+            t_from = coarse - self.search
+            noncoh, coh, bins = self.det.stats(buf, t_from, coarse + self.search + 1)
+            coh = np.where(np.isnan(coh), -1, coh)
+            i = int(np.argmax(coh))
+            if coh[i] < 0:
+                return "bad", "no preamble at the trigger"
+            t0 = t_from + i
+            cfo = self._coarse_cfo(buf, t0, int(bins[i]))
         # fine CFO from the two halves of the preamble
         n = len(self._pre)
         idx = np.arange(t0, t0 + n)
