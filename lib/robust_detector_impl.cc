@@ -8,8 +8,9 @@
  * j and j + l lie in different segments),
  *   e(t) = Re sum_l w_l sum_j L_l(t + j) H_l(j),   w_0 = 1, w_l = 2,
  * eight correlations with fixed templates: overlap-save FFTs, shared by both phases. Only
- * the few positions that pass the pre-selection (about 0.5% on noise) get the direct segment
- * correlations and the CFO bank.
+ * the few positions where e exceeds its expected value (numpy's Detector: the window's mean
+ * lag products times sum_j H_l(j)) by the pre-selection factor (about 0.7% of starts, on
+ * noise and inside frames) get the direct segment correlations and the CFO bank.
  */
 #include <gnuradio/fft/fft.h>
 #include <gnuradio/io_signature.h>
@@ -47,7 +48,10 @@ class robust_detector_impl : public robust_detector
     fft::fft_complex_fwd d_bank; // 2M-point CFO bank
     std::vector<std::vector<gr_complex>> d_acc; // [phase][FFT_LEN]
     std::vector<std::vector<float>> d_e;        // [phase][block]
-    std::vector<double> d_cum;
+    std::vector<std::vector<double>> d_den;     // [phase][block] expected e (pre-selection)
+    std::vector<std::vector<std::complex<double>>> d_q; // [phase][l] sum_j H_l(j)
+    std::vector<std::complex<double>> d_cum;
+    std::vector<double> d_power;
     uint64_t d_next = 0; // next candidate start (absolute input index)
     std::deque<hit> d_hits; // detections not yet tagged, plus the recent ones they compete with
     uint64_t d_preselected = 0, d_detections = 0;
@@ -91,7 +95,12 @@ public:
         for (int ph = 0; ph < d_nph; ph++) {
             d_g.emplace_back(templates.begin() + ph * d_n, templates.begin() + (ph + 1) * d_n);
             const auto& g = d_g.back();
+            d_q.emplace_back(seg);
             for (int l = 0; l < seg; l++) {
+                for (int j = 0; j < d_n; j++)
+                    if (j % seg + l < seg)
+                        d_q[ph][l] += std::complex<double>(g[j]) *
+                                      std::conj(std::complex<double>(g[j + l]));
                 // reversed template, so that the circular convolution is the correlation
                 gr_complex* in = d_fwd.get_inbuf();
                 std::fill(in, in + FFT_LEN, gr_complex(0));
@@ -103,8 +112,10 @@ public:
             }
             d_acc.emplace_back(FFT_LEN);
             d_e.emplace_back(d_block);
+            d_den.emplace_back(d_block);
         }
         d_cum.resize(FFT_LEN + 1);
+        d_power.resize(d_block);
         set_tag_propagation_policy(TPP_DONT); // the output is markers, not the samples
     }
 
@@ -145,12 +156,27 @@ public:
     void chunk(const gr_complex* y, uint64_t t0, int count)
     {
         const int span = count + d_n - 1; // lag products needed
-        for (int ph = 0; ph < d_nph; ph++)
+        for (int ph = 0; ph < d_nph; ph++) {
             std::fill(d_acc[ph].begin(), d_acc[ph].end(), gr_complex(0));
+            std::fill(d_den[ph].begin(), d_den[ph].begin() + count, 0.0);
+        }
         for (int l = 0; l < d_seg; l++) {
             gr_complex* in = d_fwd.get_inbuf();
-            for (int i = 0; i < span; i++)
+            d_cum[0] = 0;
+            for (int i = 0; i < span; i++) {
                 in[i] = y[i] * std::conj(y[i + l]);
+                d_cum[i + 1] = d_cum[i] + std::complex<double>(y[i]) *
+                                              std::conj(std::complex<double>(y[i + l]));
+            }
+            // the pre-selection's normaliser: e's expected value for a stationary signal
+            // with this window's lag products (see phy/robust.py, Detector)
+            for (int i = 0; i < count; i++) {
+                const std::complex<double> a = (d_cum[i + d_n] - d_cum[i]) / double(d_n);
+                if (l == 0)
+                    d_power[i] = a.real() + 1e-30;
+                for (int ph = 0; ph < d_nph; ph++)
+                    d_den[ph][i] += (l ? 2.0 : 1.0) * (a * d_q[ph][l]).real();
+            }
             std::fill(in + span, in + FFT_LEN, gr_complex(0));
             d_fwd.execute();
             const gr_complex* X = d_fwd.get_outbuf();
@@ -169,15 +195,12 @@ public:
             for (int i = 0; i < count; i++)
                 d_e[ph][i] = c[i + d_n - 1].real() / FFT_LEN;
         }
-        d_cum[0] = 0;
-        for (int i = 0; i < count + d_n - 1; i++)
-            d_cum[i + 1] = d_cum[i] + std::norm(std::complex<double>(y[i]));
         for (int i = 0; i < count; i++) {
-            const double power = (d_cum[i + d_n] - d_cum[i]) / d_n + 1e-30;
+            const double power = d_power[i];
             double coh = -std::numeric_limits<double>::infinity();
             int bin = 0;
             for (int ph = 0; ph < d_nph; ph++) {
-                if (d_e[ph][i] / (power * d_energy[ph]) <= d_preselect)
+                if (d_e[ph][i] / std::max(d_den[ph][i], 1e-30) <= d_preselect)
                     continue;
                 d_preselected++;
                 int b = 0;

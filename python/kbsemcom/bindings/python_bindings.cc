@@ -4,10 +4,12 @@
 namespace py = pybind11;
 
 void bind_robust_detector(py::module& m);
+void bind_robust_demod(py::module& m);
 
 PYBIND11_MODULE(kbsemcom_python, m)
 {
     // the base classes (gr::sync_block, ...) are bound by GNU Radio's own module
     py::module::import("gnuradio.gr");
     bind_robust_detector(m);
+    bind_robust_demod(m);
 }

@@ -163,6 +163,23 @@ def cpp_detector(detector):
                                detector.threshold, detector.preselect, robust.SEG)
 
 
+def cpp_demod(demod):
+    """The C++ robust_demod with ``demod``'s (a robust.Demodulator) tables, or None when the
+    compiled module was not built."""
+    from ..bindings import cpp
+    mod = cpp()
+    if mod is None:
+        return None
+    t = demod.tables()
+    for key in ("preamble", "seg0", "pinv", "fourier"):
+        t[key] = np.asarray(t[key], complex).tolist()
+    for key, kind in (("polarity", float), ("pilot_values", float), ("pilot_carriers", int),
+                      ("data_carriers", int), ("used_carriers", int), ("header_map", int),
+                      ("cfo_grid", float), ("sro_grid", float)):
+        t[key] = [kind(v) for v in t[key]]
+    return mod.robust_demod(**t)
+
+
 class robust_deframer(ofdm_deframer):
     """Find and demodulate robust-mode frames (phy.robust): its own matched-filter detector
     with a CFO bank instead of a Schmidl & Cox trigger stream.
@@ -186,6 +203,8 @@ class robust_deframer(ofdm_deframer):
         self.message_port_register_out(pmt.intern("out"))
         self.params = params or robust.RobustParams()
         self.demod = robust.Demodulator(self.params, payload_len=payload_len)
+        if self.markers:  # the C++ detector's starts: demodulate in C++ too
+            self.demod.cpp = cpp_demod(self.demod)
         self.detector = robust.Detector(self.params, threshold=threshold)
         self.samp_rate = float(samp_rate)
         self.max_buffer = int(max_buffer)
@@ -213,7 +232,7 @@ class robust_deframer(ofdm_deframer):
     def work(self, input_items, output_items):
         x = input_items[0]
         self._buf = np.concatenate([self._buf, x])
-        n_pre = self.detector.n
+        n_pre = self.detector.n + robust.SEG  # the detector reads SEG - 1 lag samples more
         try:
             if self.markers:
                 start = self.nitems_read(0)
