@@ -108,16 +108,17 @@ class RobustParams:
     def preamble(self):
         return _preamble(self.preamble_len)
 
+    # the tables are cached (a generator per call cost about half of build_frame's time);
+    # callers get copies, so the cache cannot be changed by accident
     def pilot_polarity(self, n):
-        return (1 - 2 * np.random.default_rng(13).integers(0, 2, n)).astype(float)
+        return _pilot_polarity(int(n)).copy()
 
     def whitening(self):
-        return np.random.default_rng(14).integers(0, 2, HEADER_BITS).astype(np.uint8)
+        return _whitening().copy()
 
     def header_map(self):
         """Coded-bit index of every data slot of the header (repetition + interleaver)."""
-        slots = self.header_symbols * 48
-        return np.random.default_rng(16).permutation(slots) % self.coded_bits
+        return _header_map(self.header_symbols * 48, self.coded_bits).copy()
 
     def payload_map(self, n):
         return _payload_perm(self.payload_symbols(n) * 48)
@@ -131,6 +132,21 @@ def _preamble(n):
     freq[:, used] = np.exp(1j * np.pi / 4 * (1 + 2 * rng.integers(0, 4, (n // 64, 52))))
     t = np.fft.ifft(freq, axis=1).ravel()
     return t / np.sqrt(np.mean(np.abs(t) ** 2))
+
+
+@lru_cache(maxsize=64)
+def _pilot_polarity(n):
+    return (1 - 2 * np.random.default_rng(13).integers(0, 2, n)).astype(float)
+
+
+@lru_cache(maxsize=1)
+def _whitening():
+    return np.random.default_rng(14).integers(0, 2, HEADER_BITS).astype(np.uint8)
+
+
+@lru_cache(maxsize=8)
+def _header_map(slots, coded_bits):
+    return np.random.default_rng(16).permutation(slots) % coded_bits
 
 
 @lru_cache(maxsize=8)
