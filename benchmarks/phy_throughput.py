@@ -6,8 +6,9 @@ Schmidl & Cox detector alone, RX PHY alone on a stream of back-to-back frames an
 only (what an SDR delivers between images: false alarms cost time), and the full TX and RX
 chains with the semantic blocks (real EfficientNet-Lite0 on Fashion-MNIST at TX; at RX an
 untrained codec and a random 5,000-entry KB, which cost the same time as trained ones).
-Robust mode (--modes): TX, the C++ detector alone, and the RX with the C++ detector and with
-the numpy one, frames back to back and noise only. Each rate is also given as a ratio to
+Robust mode (--modes): TX, the C++ detector alone, and the RX with the C++ detector and
+demodulator ("cpp") and with numpy's ("numpy"), frames back to back and noise only, without
+the DC blocker (ZMQ and file links; radios add it: its own row). Each rate is also given as a ratio to
 real time at 10 MS/s (x10M: 1.0 keeps up with a 10 MS/s radio).
 A receiver keeps up with an SDR when its rate is above the SDR's sample rate.
 
@@ -108,10 +109,23 @@ def cpp_detector_alone(x):
     return len(x), dt, det.detections()
 
 
-def rx_alone(x, semantic=None, mode="short", detector="auto"):
+def dc_blocker_alone(x):
+    from gnuradio import filter as gr_filter
     tb = gr.top_block()
     src = blocks.vector_source_c(x, False)
-    rx = ofdm_rx(mode=mode, detector=detector)
+    dc, sink = gr_filter.dc_blocker_cc(64, True), blocks.null_sink(gr.sizeof_gr_complex)
+    tb.connect(src, dc, sink)
+    t0, c0 = time.perf_counter(), time.process_time()
+    tb.run()
+    dt = time.perf_counter() - t0
+    _CPU.append(time.process_time() - c0)
+    return len(x), dt, None
+
+
+def rx_alone(x, semantic=None, mode="short", detector="auto", dc_block=True):
+    tb = gr.top_block()
+    src = blocks.vector_source_c(x, False)
+    rx = ofdm_rx(mode=mode, detector=detector, dc_block=dc_block)
     tb.connect(src, rx)
     chain = [rx]
     if semantic:
@@ -221,12 +235,16 @@ def main():
         for det in ("cpp", "numpy"):
             k = args.frames if det == "cpp" else min(args.frames, args.numpy_frames)
             part = rframes[:k * robust.RobustParams().frame_len(N_SYMBOLS)]
-            n, dt, st = rx_alone(part, mode="robust", detector=det)
-            row(f"robust RX ({det} detector), back-to-back", n, dt,
+            # without the DC blocker, as `kbsemcom rx` runs ZMQ and file links (its row below)
+            n, dt, st = rx_alone(part, mode="robust", detector=det, dc_block=False)
+            row(f"robust RX ({det}), back-to-back", n, dt,
                 f"{st['frames']}/{k} frames at {args.snr:g} dB")
-            n, dt, st = rx_alone(rnoise[:len(part)], mode="robust", detector=det)
-            row(f"robust RX ({det} detector), noise only", n, dt,
+            n, dt, st = rx_alone(rnoise[:len(part)], mode="robust", detector=det,
+                                 dc_block=False)
+            row(f"robust RX ({det}), noise only", n, dt,
                 f"{st['triggers']} false triggers")
+        n, dt, _ = dc_blocker_alone(rnoise)
+        row("DC blocker alone (radios: --dc-block)", n, dt, "dc_blocker_cc(64, long), C++")
     if not args.no_semantic:
         if frames is None:
             frames = _stream(args.frames, args.snr, rng)

@@ -315,8 +315,9 @@ class ofdm_rx(gr.hier_block2):
         the measured false-alarm rate), fits the channel on the preamble, decodes the coded
         header with Viterbi, fits phase, residual CFO and sampling-rate offset over the whole
         frame's pilots, and equalises with MMSE (snr_db is then 1 / MSE of the MMSE output;
-        metadata also sro_ppm, noise_var). Its detector is numpy, 0.2-0.4 MS/s on 2 cores:
-        not live at 1 MS/s.
+        metadata also sro_ppm, noise_var). Detector and demodulator run in C++ (built by
+        scripts/setup.sh; rates in docs/phy.md); without the compiled module a numpy fallback
+        runs, with a one-line warning, below real time at 1 MS/s.
 
     A frame whose header fails its CRC is counted (stats()), never published: without a header
     nothing says which image it was ('kbsemcom rx' writes a lost record for every image of the
