@@ -167,46 +167,73 @@ void robust_demod::track(const std::vector<cd>& obs, int count,
     const std::vector<double> zero{ 0.0 };
     const std::vector<double>& sros = fit_sro ? d_sro_grid : zero;
     const int E = static_cast<int>(sros.size()), F = static_cast<int>(d_cfo_grid.size());
-    std::vector<cd> comb(size_t(E) * count);
-    // e^{i a c} for the integer carriers c by powers of e^{i a} (one cos/sin per symbol)
+    // comb[e][s] = sum_k obs[s][k] w^{c_k}, w = e^{2 pi i sro_e t_s / n}: a polynomial in w
+    // (Horner, vectorised over the SRO hypotheses e), times w^{-cmax}
     const int cmax = std::max(std::abs(*std::min_element(carriers.begin(), carriers.end())),
                               std::abs(*std::max_element(carriers.begin(), carriers.end())));
-    std::vector<cd> pw(2 * cmax + 1);
-    for (int e = 0; e < E; e++)
-        for (int s = 0; s < count; s++) {
-            const cd w = cis(2 * PI * sros[e] * times[s] / d_fft);
-            pw[cmax] = 1;
-            for (int c = 1; c <= cmax; c++) {
-                pw[cmax + c] = pw[cmax + c - 1] * w;
-                pw[cmax - c] = std::conj(pw[cmax + c]);
-            }
-            cd acc = 0;
-            for (int k = 0; k < K; k++)
-                acc += obs[size_t(s) * K + k] * pw[cmax + carriers[k]];
-            comb[size_t(e) * count + s] = acc;
+    std::vector<cd> comb(size_t(E) * count);
+    std::vector<double> ar(2 * cmax + 1), ai(2 * cmax + 1);
+    std::vector<double> wr(E), wi(E), accr(E), acci(E);
+    for (int s = 0; s < count; s++) {
+        std::fill(ar.begin(), ar.end(), 0.0);
+        std::fill(ai.begin(), ai.end(), 0.0);
+        for (int k = 0; k < K; k++) {
+            ar[cmax + carriers[k]] += obs[size_t(s) * K + k].real();
+            ai[cmax + carriers[k]] += obs[size_t(s) * K + k].imag();
         }
-    std::vector<cd> tw(size_t(F) * count);
+        for (int e = 0; e < E; e++) {
+            const double a = 2 * PI * sros[e] * times[s] / d_fft;
+            wr[e] = std::cos(a);
+            wi[e] = std::sin(a);
+            accr[e] = ar[2 * cmax];
+            acci[e] = ai[2 * cmax];
+        }
+        for (int j = 2 * cmax - 1; j >= 0; j--)
+            for (int e = 0; e < E; e++) {
+                const double r = accr[e] * wr[e] - acci[e] * wi[e] + ar[j];
+                acci[e] = accr[e] * wi[e] + acci[e] * wr[e] + ai[j];
+                accr[e] = r;
+            }
+        for (int e = 0; e < E; e++)
+            comb[size_t(e) * count + s] =
+                cd(accr[e], acci[e]) * cis(-2 * PI * sros[e] * times[s] / d_fft * cmax);
+    }
+    // fit[e][f] = |sum_s comb[e][s] e^{-2 pi i t_s cfo_f}|^2, vectorised over f
+    std::vector<double> tr(size_t(F) * count), ti(size_t(F) * count);
     const double df = F > 1 ? d_cfo_grid[1] - d_cfo_grid[0] : 0.0; // the grid is uniform
     for (int s = 0; s < count; s++) {
         cd w = cis(-2 * PI * times[s] * d_cfo_grid[0]);
         const cd step = cis(-2 * PI * times[s] * df);
-        for (int f = 0; f < F; f++, w *= step)
-            tw[size_t(f) * count + s] = w;
+        for (int f = 0; f < F; f++, w *= step) {
+            tr[size_t(s) * F + f] = w.real();
+            ti[size_t(s) * F + f] = w.imag();
+        }
     }
     double best = -1;
     int be = 0, bf = 0;
-    for (int e = 0; e < E; e++)
+    std::vector<double> fr(F), fi(F);
+    for (int e = 0; e < E; e++) {
+        std::fill(fr.begin(), fr.end(), 0.0);
+        std::fill(fi.begin(), fi.end(), 0.0);
+        for (int s = 0; s < count; s++) {
+            const double cr = comb[size_t(e) * count + s].real();
+            const double ci = comb[size_t(e) * count + s].imag();
+            const double* r = &tr[size_t(s) * F];
+            const double* i = &ti[size_t(s) * F];
+            for (int f = 0; f < F; f++) {
+                fr[f] += cr * r[f] - ci * i[f];
+                fi[f] += cr * i[f] + ci * r[f];
+            }
+        }
         for (int f = 0; f < F; f++) {
-            cd acc = 0;
-            for (int s = 0; s < count; s++)
-                acc += comb[size_t(e) * count + s] * tw[size_t(f) * count + s];
-            const double v = std::norm(acc);
+            const double v = fr[f] * fr[f] + fi[f] * fi[f];
             if (v > best) {
                 best = v;
                 be = e;
                 bf = f;
             }
         }
+    }
     const double eps = sros[be], dcfo = d_cfo_grid[bf];
     cd acc = 0;
     for (int s = 0; s < count; s++)
