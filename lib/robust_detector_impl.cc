@@ -48,10 +48,8 @@ class robust_detector_impl : public robust_detector
     fft::fft_complex_fwd d_bank; // 2M-point CFO bank
     std::vector<std::vector<gr_complex>> d_acc; // [phase][FFT_LEN]
     std::vector<std::vector<float>> d_e;        // [phase][block]
-    std::vector<std::vector<double>> d_den;     // [phase][block] expected e (pre-selection)
     std::vector<std::vector<std::complex<double>>> d_q; // [phase][l] sum_j H_l(j)
-    std::vector<std::complex<double>> d_cum;
-    std::vector<double> d_power;
+    std::vector<double> d_cum;                  // running energy (double: the window power)
     uint64_t d_next = 0; // next candidate start (absolute input index)
     std::deque<hit> d_hits; // detections not yet tagged, plus the recent ones they compete with
     uint64_t d_preselected = 0, d_detections = 0;
@@ -110,12 +108,23 @@ public:
                 d_fwd.execute();
                 d_hf.emplace_back(d_fwd.get_outbuf(), d_fwd.get_outbuf() + FFT_LEN);
             }
+        }
+        // the pre-selection's normaliser, e's expected value for a stationary signal with the
+        // window's mean lag products a_l: Re sum_l w_l a_l q_l, i.e. the same lag products
+        // correlated with constant templates q_l / n: "phases" nph .. 2 nph - 1
+        for (int ph = 0; ph < d_nph; ph++)
+            for (int l = 0; l < seg; l++) {
+                gr_complex* in = d_fwd.get_inbuf();
+                std::fill(in, in + FFT_LEN, gr_complex(0));
+                std::fill(in, in + d_n, gr_complex(d_q[ph][l] / double(d_n)));
+                d_fwd.execute();
+                d_hf.emplace_back(d_fwd.get_outbuf(), d_fwd.get_outbuf() + FFT_LEN);
+            }
+        for (int ph = 0; ph < 2 * d_nph; ph++) {
             d_acc.emplace_back(FFT_LEN);
             d_e.emplace_back(d_block);
-            d_den.emplace_back(d_block);
         }
         d_cum.resize(FFT_LEN + 1);
-        d_power.resize(d_block);
         set_tag_propagation_policy(TPP_DONT); // the output is markers, not the samples
     }
 
@@ -156,39 +165,28 @@ public:
     void chunk(const gr_complex* y, uint64_t t0, int count)
     {
         const int span = count + d_n - 1; // lag products needed
-        for (int ph = 0; ph < d_nph; ph++) {
+        const int nacc = 2 * d_nph; // e per phase, then its expected value per phase
+        for (int ph = 0; ph < nacc; ph++)
             std::fill(d_acc[ph].begin(), d_acc[ph].end(), gr_complex(0));
-            std::fill(d_den[ph].begin(), d_den[ph].begin() + count, 0.0);
-        }
+        d_cum[0] = 0;
+        for (int i = 0; i < span; i++)
+            d_cum[i + 1] = d_cum[i] + std::norm(std::complex<double>(y[i]));
         for (int l = 0; l < d_seg; l++) {
             gr_complex* in = d_fwd.get_inbuf();
-            d_cum[0] = 0;
-            for (int i = 0; i < span; i++) {
+            for (int i = 0; i < span; i++)
                 in[i] = y[i] * std::conj(y[i + l]);
-                d_cum[i + 1] = d_cum[i] + std::complex<double>(y[i]) *
-                                              std::conj(std::complex<double>(y[i + l]));
-            }
-            // the pre-selection's normaliser: e's expected value for a stationary signal
-            // with this window's lag products (see phy/robust.py, Detector)
-            for (int i = 0; i < count; i++) {
-                const std::complex<double> a = (d_cum[i + d_n] - d_cum[i]) / double(d_n);
-                if (l == 0)
-                    d_power[i] = a.real() + 1e-30;
-                for (int ph = 0; ph < d_nph; ph++)
-                    d_den[ph][i] += (l ? 2.0 : 1.0) * (a * d_q[ph][l]).real();
-            }
             std::fill(in + span, in + FFT_LEN, gr_complex(0));
             d_fwd.execute();
             const gr_complex* X = d_fwd.get_outbuf();
             const float w = l ? 2.0f : 1.0f;
-            for (int ph = 0; ph < d_nph; ph++) {
+            for (int ph = 0; ph < nacc; ph++) {
                 const gr_complex* Hf = d_hf[ph * d_seg + l].data();
                 gr_complex* acc = d_acc[ph].data();
                 for (int k = 0; k < FFT_LEN; k++)
                     acc[k] += w * X[k] * Hf[k];
             }
         }
-        for (int ph = 0; ph < d_nph; ph++) {
+        for (int ph = 0; ph < nacc; ph++) {
             std::copy(d_acc[ph].begin(), d_acc[ph].end(), d_inv.get_inbuf());
             d_inv.execute();
             const gr_complex* c = d_inv.get_outbuf();
@@ -196,11 +194,11 @@ public:
                 d_e[ph][i] = c[i + d_n - 1].real() / FFT_LEN;
         }
         for (int i = 0; i < count; i++) {
-            const double power = d_power[i];
+            const double power = (d_cum[i + d_n] - d_cum[i]) / d_n + 1e-30;
             double coh = -std::numeric_limits<double>::infinity();
             int bin = 0;
             for (int ph = 0; ph < d_nph; ph++) {
-                if (d_e[ph][i] / std::max(d_den[ph][i], 1e-30) <= d_preselect)
+                if (d_e[ph][i] / std::max<double>(d_e[d_nph + ph][i], 1e-30) <= d_preselect)
                     continue;
                 d_preselected++;
                 int b = 0;
