@@ -40,7 +40,9 @@ class robust_detector_impl : public robust_detector
 
     int d_n, d_seg, d_m, d_nph, d_block, d_delay;
     std::vector<std::vector<gr_complex>> d_g;  // [phase][n] templates
-    std::vector<std::vector<gr_complex>> d_hf; // [phase * seg + l][FFT_LEN] spectra
+    std::vector<std::vector<gr_complex>> d_hf; // [phase * seg + l][FFT_LEN] spectra (x w_l)
+    std::vector<gr_complex> d_c;               // [phase * seg + l] w_l q_l / n
+    std::vector<gr_complex> d_box;             // spectrum of the n-sample window
     std::vector<double> d_energy;
     double d_e0, d_threshold, d_preselect;
     fft::fft_complex_fwd d_fwd;
@@ -104,22 +106,25 @@ public:
                 std::fill(in, in + FFT_LEN, gr_complex(0));
                 for (int j = 0; j < d_n; j++)
                     if (j % seg + l < seg)
-                        in[d_n - 1 - j] = g[j] * std::conj(g[j + l]);
+                        in[d_n - 1 - j] = (l ? 2.0f : 1.0f) * g[j] * std::conj(g[j + l]);
                 d_fwd.execute();
                 d_hf.emplace_back(d_fwd.get_outbuf(), d_fwd.get_outbuf() + FFT_LEN);
             }
         }
         // the pre-selection's normaliser, e's expected value for a stationary signal with the
-        // window's mean lag products a_l: Re sum_l w_l a_l q_l, i.e. the same lag products
-        // correlated with constant templates q_l / n: "phases" nph .. 2 nph - 1
+        // window's mean lag products a_l: Re sum_l w_l a_l q_l, i.e. the lag products
+        // weighted by w_l q_l / n and summed over a window of n: "phases" nph .. 2 nph - 1,
+        // one box filter (spectrum d_box) after the weighted sum of the lags' spectra
         for (int ph = 0; ph < d_nph; ph++)
-            for (int l = 0; l < seg; l++) {
-                gr_complex* in = d_fwd.get_inbuf();
-                std::fill(in, in + FFT_LEN, gr_complex(0));
-                std::fill(in, in + d_n, gr_complex(d_q[ph][l] / double(d_n)));
-                d_fwd.execute();
-                d_hf.emplace_back(d_fwd.get_outbuf(), d_fwd.get_outbuf() + FFT_LEN);
-            }
+            for (int l = 0; l < seg; l++)
+                d_c.push_back(gr_complex((l ? 2.0 : 1.0) * d_q[ph][l] / double(d_n)));
+        {
+            gr_complex* in = d_fwd.get_inbuf();
+            std::fill(in, in + FFT_LEN, gr_complex(0));
+            std::fill(in, in + d_n, gr_complex(1));
+            d_fwd.execute();
+            d_box.assign(d_fwd.get_outbuf(), d_fwd.get_outbuf() + FFT_LEN);
+        }
         for (int ph = 0; ph < 2 * d_nph; ph++) {
             d_acc.emplace_back(FFT_LEN);
             d_e.emplace_back(d_block);
@@ -178,14 +183,20 @@ public:
             std::fill(in + span, in + FFT_LEN, gr_complex(0));
             d_fwd.execute();
             const gr_complex* X = d_fwd.get_outbuf();
-            const float w = l ? 2.0f : 1.0f;
-            for (int ph = 0; ph < nacc; ph++) {
-                const gr_complex* Hf = d_hf[ph * d_seg + l].data();
+            for (int ph = 0; ph < d_nph; ph++) {
+                const gr_complex* Hf = d_hf[ph * d_seg + l].data(); // w_l included
+                const gr_complex c = d_c[ph * d_seg + l];
                 gr_complex* acc = d_acc[ph].data();
-                for (int k = 0; k < FFT_LEN; k++)
-                    acc[k] += w * X[k] * Hf[k];
+                gr_complex* den = d_acc[d_nph + ph].data();
+                for (int k = 0; k < FFT_LEN; k++) {
+                    acc[k] += X[k] * Hf[k];
+                    den[k] += c * X[k];
+                }
             }
         }
+        for (int ph = d_nph; ph < nacc; ph++)
+            for (int k = 0; k < FFT_LEN; k++)
+                d_acc[ph][k] *= d_box[k];
         for (int ph = 0; ph < nacc; ph++) {
             std::copy(d_acc[ph].begin(), d_acc[ph].end(), d_inv.get_inbuf());
             d_inv.execute();
