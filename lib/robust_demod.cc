@@ -350,9 +350,12 @@ std::vector<uint8_t> robust_demod::header(const std::complex<float>* buf, int64_
 }
 
 std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>* buf,
-                                                       int64_t len, int n_sym,
+                                                       int64_t len, int64_t t0, int n_sym,
                                                        const std::vector<int64_t>& pmap)
 {
+    // t0 may differ from header()'s when the buffer moved since: a common phase of Y H*,
+    // which the phase fit absorbs
+    d_t0 = t0;
     const int n = static_cast<int>(d_pre.size()), sl = d_fft + d_cp;
     const int D = static_cast<int>(d_data.size()), P = static_cast<int>(d_pilots.size());
     const int n_pay = (n_sym + D - 1) / D, total = d_hs + n_pay;

@@ -97,8 +97,9 @@ def test_detector_on_noise_alone():
 @pytest.mark.parametrize("snr_db,n_sym", [(-6.0, 64), (-6.0, 1024), (20.0, 100)])
 def test_demodulator_matches_numpy(snr_db, n_sym):
     """One frame through 3-path multipath, a CFO and noise: the C++ demodulator from the
-    detector's start and bin gives numpy's header, CFO, SNR, SRO, noise variance, symbols;
-    a receiver that expects another length gets the same lost record from both."""
+    detector's start and bin gives numpy's header, CFO, SNR, SRO, noise variance, symbols
+    (also when its header was decoded on an earlier, shorter buffer); a receiver that
+    expects another length gets the same lost record from both."""
     rng = np.random.default_rng(n_sym)
     pay = unit_symbols(rng, n_sym)
     x = np.concatenate([np.zeros(300), robust.build_frame(P, pay, 9, 77), np.zeros(300)])
@@ -113,8 +114,15 @@ def test_demodulator_matches_numpy(snr_db, n_sym):
         fast.cpp = cpp_demod(fast)
         _, coh, bins = ref.det.stats(y, 290, 311)
         t0 = 290 + int(np.nanargmax(coh))
-        status, want = ref.demodulate(y, t0)
-        status_c, got = fast.demodulate(y, t0, cfo_bin=int(bins[t0 - 290]))
+        cfo_bin = int(bins[t0 - 290])
+        # as in the receiver: the payload not there yet at the first call, the buffer moved
+        # (100 samples dropped at its front) by the second, the decoded header kept
+        short = y[:t0 + P.header_end() + 40]
+        if not expect:
+            assert fast.demodulate(short, t0, cfo_bin=cfo_bin, key=5)[0] == "need"
+        moved, t0 = y[100:], t0 - 100
+        status, want = ref.demodulate(moved, t0)
+        status_c, got = fast.demodulate(moved, t0, cfo_bin=cfo_bin, key=5)
         assert status_c == status == ("ok" if not expect else "wrong_length"), (got, want)
         sym, sym_ref = got.pop("symbols", None), want.pop("symbols", None)
         assert set(got) == set(want)

@@ -53,10 +53,12 @@ public:
     std::vector<uint8_t> header(const std::complex<float>* buf, int64_t len, int64_t t0,
                                 int cfo_bin);
 
-    //! The n_sym payload symbols of the frame whose header() came last, through slot map
-    //! pmap (robust.RobustParams.payload_map); fills snr_db, pilot_snr_db, sro.
+    //! The n_sym payload symbols of the frame whose header() came last (its start now at t0
+    //! in buf, which may have moved since), through slot map pmap
+    //! (robust.RobustParams.payload_map); fills snr_db, pilot_snr_db, sro.
     std::vector<std::complex<float>> payload(const std::complex<float>* buf, int64_t len,
-                                             int n_sym, const std::vector<int64_t>& pmap);
+                                             int64_t t0, int n_sym,
+                                             const std::vector<int64_t>& pmap);
 
     double cfo() const { return d_cfo; }
     double noise_var() const { return d_noise_var; }

@@ -51,18 +51,19 @@ void bind_robust_demod(py::module& m)
             "payload",
             [](rd& self,
                samples buf,
+               int64_t t0,
                int n_sym,
                py::array_t<int64_t, py::array::c_style | py::array::forcecast> pmap) {
                 std::vector<std::complex<float>> out;
                 const std::vector<int64_t> map(pmap.data(), pmap.data() + pmap.size());
                 {
                     py::gil_scoped_release release;
-                    out = self.payload(buf.data(), buf.size(), n_sym, map);
+                    out = self.payload(buf.data(), buf.size(), t0, n_sym, map);
                 }
                 return py::array_t<std::complex<float>>(out.size(), out.data());
             },
-            py::arg("buf"), py::arg("n_sym"), py::arg("pmap"),
-            "MMSE-equalised payload symbols of the last header()'s frame.")
+            py::arg("buf"), py::arg("t0"), py::arg("n_sym"), py::arg("pmap"),
+            "MMSE-equalised payload symbols of the last header()'s frame, now at t0.")
         .def_property_readonly("cfo", &rd::cfo)
         .def_property_readonly("noise_var", &rd::noise_var)
         .def_property_readonly("snr_db", &rd::snr_db)

@@ -269,7 +269,8 @@ class robust_deframer(ofdm_deframer):
         cfo_bin = self._bins.get(coarse)
         if len(self._bins) > 64:  # starts already demodulated or skipped
             self._bins = {t: b for t, b in self._bins.items() if t >= coarse}
-        return self.demod.demodulate(self._buf, coarse - self._base, cfo_bin=cfo_bin)
+        return self.demod.demodulate(self._buf, coarse - self._base, cfo_bin=cfo_bin,
+                                     key=coarse)
 
 
 class ofdm_rx(gr.hier_block2):

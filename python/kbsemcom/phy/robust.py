@@ -316,7 +316,8 @@ class Demodulator:
 
     ``demodulate(buf, coarse, cfo_bin=None)``: ``coarse`` is within +-``search`` samples of
     the preamble's first sample in ``buf``; with ``cfo_bin`` (a detector's local maximum and
-    its CFO bin, as the C++ robust_detector gives them) ``coarse`` is taken as the start. Returns ('need', samples needed from coarse), ('bad', reason),
+    its CFO bin, as the C++ robust_detector gives them) ``coarse`` is taken as the start;
+    ``key``: see ``_demodulate_cpp``. Returns ('need', samples needed from coarse), ('bad', reason),
     ('wrong_length', fields + reason, cfo, start, end) or ('ok', fields + symbols [MMSE
     equalised, payload_len], snr_db (post-MMSE SNR measured on the known header symbols),
     payload_pilot_snr_db, cfo (cycles/sample), sro_ppm, noise_var, start, end).
@@ -328,6 +329,7 @@ class Demodulator:
         self.payload_len = int(payload_len)
         self.det = Detector(p)
         self.cpp = None  # a C++ robust_demod on tables(), used from a detector's start on
+        self._held = (None, None)  # (key, header fields) of the frame cpp decoded last
         self._pre = p.preamble()
         n = p.fft_len
         self._used = p.used_carriers % n
@@ -340,7 +342,7 @@ class Demodulator:
         self._cfo_grid = np.linspace(-6e-4, 6e-4, 61)  # residual CFO, cycles/sample
         self._sro_grid = np.arange(-60, 61, 3) * 1e-6  # sampling-rate offset
 
-    def demodulate(self, buf, coarse, cfo_bin=None):
+    def demodulate(self, buf, coarse, cfo_bin=None, key=None):
         p, sl = self.p, self.p.sym_len
         lo = coarse - self.search + TAPS[0]
         hdr_end = coarse + self.search + p.header_end()
@@ -349,7 +351,7 @@ class Demodulator:
         if lo < 0:
             return "bad", "frame starts before the buffer"
         if cfo_bin is not None and self.cpp is not None:
-            return self._demodulate_cpp(buf, coarse, int(cfo_bin))
+            return self._demodulate_cpp(buf, coarse, int(cfo_bin), key)
         if cfo_bin is not None:
             # the detector's own local maximum (the C++ robust_detector): coarse is the start
             t0 = coarse
@@ -438,12 +440,18 @@ class Demodulator:
                           cfo=cfo_f, sro_ppm=float(sro * 1e6), noise_var=noise_var,
                           start=start, end=int(t0 + p.frame_len(n_sym)))
 
-    def _demodulate_cpp(self, buf, t0, cfo_bin):
+    def _demodulate_cpp(self, buf, t0, cfo_bin, key=None):
         """``demodulate`` from a detected start with ``cpp`` (the C++ robust_demod built on
-        this object's tables): the same steps, the same results within float rounding."""
+        this object's tables): the same steps, the same results within float rounding.
+        ``key`` (the start's absolute index): a frame whose payload was not complete at the
+        last call keeps its decoded header."""
         p = self.p
-        bits = np.asarray(self.cpp.header(buf, t0, cfo_bin)) ^ self._white
-        fields = parse_header_bits(bits)
+        if key is not None and self._held[0] == key:
+            fields = self._held[1]
+        else:
+            bits = np.asarray(self.cpp.header(buf, t0, cfo_bin)) ^ self._white
+            fields = parse_header_bits(bits)
+            self._held = (key, fields)
         if fields is None:
             return "bad", "header CRC failed"
         n_sym = fields["payload_len"]
@@ -459,7 +467,7 @@ class Demodulator:
         need = t0 + p.header_end() + p.payload_symbols(n_sym) * p.sym_len
         if need > len(buf):
             return "need", need - t0
-        symbols = self.cpp.payload(buf, n_sym, p.payload_map(n_sym))
+        symbols = self.cpp.payload(buf, t0, n_sym, p.payload_map(n_sym))
         return "ok", dict(fields, symbols=symbols, snr_db=float(self.cpp.snr_db),
                           payload_pilot_snr_db=float(self.cpp.pilot_snr_db), cfo=cfo,
                           sro_ppm=float(self.cpp.sro * 1e6),
