@@ -55,6 +55,7 @@ class robust_detector_impl : public robust_detector
     uint64_t d_next = 0; // next candidate start (absolute input index)
     std::deque<hit> d_hits; // detections not yet tagged, plus the recent ones they compete with
     uint64_t d_preselected = 0, d_detections = 0;
+    double d_max_statistic = 0; // the largest C so far (noise-only statistics)
     const pmt::pmt_t d_key = pmt::intern("robust_sof");
 
 public:
@@ -136,6 +137,7 @@ public:
     int delay() const override { return d_delay; }
     uint64_t preselected() const override { return d_preselected; }
     uint64_t detections() const override { return d_detections; }
+    double max_statistic() const override { return d_max_statistic; }
 
     // The CFO bank at one start: max over 2M bins of |FFT(c_m)|^2 (and its bin).
     double bank(const gr_complex* y, const gr_complex* g, int* bin)
@@ -219,6 +221,7 @@ public:
                     bin = b;
                 }
             }
+            d_max_statistic = std::max(d_max_statistic, coh);
             if (coh > d_threshold)
                 d_hits.push_back({ t0 + i, coh, bin });
         }

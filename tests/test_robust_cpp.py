@@ -192,3 +192,27 @@ def test_numpy_fallback_when_module_absent(monkeypatch):
     y, _, starts = stream(rng, 2, 5.0)
     got, _ = receive(y, "auto")
     assert [m["frame_start"] for m, _ in got] == starts
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_throughput_benchmark_runs():
+    """benchmarks/phy_throughput.py as docs/phy.md shows it (fewer frames): the robust rows,
+    every frame found by both receivers, no false trigger on noise."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "phy_throughput.py"), "--modes", "robust",
+         "--no-semantic", "--frames", "20", "--numpy-frames", "5", "--json"],
+        capture_output=True, text=True, timeout=280, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    rows = {r["measurement"]: r for r in out["rows"]}
+    assert rows["robust RX (cpp), back-to-back"]["note"].startswith("20/20 frames")
+    assert rows["robust RX (numpy), back-to-back"]["note"].startswith("5/5 frames")
+    assert rows["robust RX (cpp), noise only"]["note"] == "0 false triggers"
+    assert all(r["msps"] > 0 and r["cpu_seconds"] > 0 for r in out["rows"])
+    assert "cores" in out["info"]["machine"]

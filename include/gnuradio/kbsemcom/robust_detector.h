@@ -47,6 +47,8 @@ public:
     //! Positions that passed the pre-selection, and detections, so far.
     virtual uint64_t preselected() const = 0;
     virtual uint64_t detections() const = 0;
+    //! The largest statistic C seen so far (0 before any pre-selected start).
+    virtual double max_statistic() const = 0;
 };
 
 } // namespace kbsemcom

@@ -26,5 +26,6 @@ void bind_robust_detector(py::module& m)
              py::arg("seg"))
         .def("delay", &rd::delay)
         .def("preselected", &rd::preselected)
-        .def("detections", &rd::detections);
+        .def("detections", &rd::detections)
+        .def("max_statistic", &rd::max_statistic);
 }
