@@ -81,16 +81,16 @@ def test_detector_matches_numpy(snr_db):
 
 
 def test_detector_on_noise_alone():
-    """1.5 M samples of noise: no detection, and the pre-selection did run (about 0.5% of
-    starts pass it on noise, and numpy's detector agrees on the maximum statistic)."""
+    """600,000 samples of noise: no detection, and the pre-selection did run (about 0.7% of
+    starts pass it on noise); numpy's detector stays below the threshold too."""
     rng = np.random.default_rng(7)
-    n = 1_500_000
+    n = 600_000
     y = ((rng.normal(size=n) + 1j * rng.normal(size=n)) / np.sqrt(2)).astype(np.complex64)
     got, det = cpp_detections(y)
     assert got == []
     assert 0.001 * n < det.preselected() < 0.02 * n
     ref = robust.Detector(P)
-    _, coh, _ = ref.stats(y, 0, 100_000)
+    _, coh, _ = ref.stats(y, 0, 50_000)
     assert np.nanmax(coh) < robust.THRESHOLD
 
 
