@@ -19,8 +19,21 @@ int parity(int x)
         p ^= (x >> i) & 1;
     return p;
 }
-inline int out0(int s, int b) { return parity((((s << 1) | b) & 0x7F) & G1); }
-inline int out1(int s, int b) { return parity((((s << 1) | b) & 0x7F) & G2); }
+// the code's output bits for [state][input bit], computed once
+struct code_table {
+    int8_t o0[64][2], o1[64][2];
+    code_table()
+    {
+        for (int s = 0; s < 64; s++)
+            for (int b = 0; b < 2; b++) {
+                o0[s][b] = parity((((s << 1) | b) & 0x7F) & G1);
+                o1[s][b] = parity((((s << 1) | b) & 0x7F) & G2);
+            }
+    }
+};
+const code_table CODE;
+inline int out0(int s, int b) { return CODE.o0[s][b]; }
+inline int out1(int s, int b) { return CODE.o1[s][b]; }
 inline std::complex<double> cis(double a) { return { std::cos(a), std::sin(a) }; }
 } // namespace
 
@@ -173,7 +186,7 @@ void robust_demod::track(const std::vector<cd>& obs, int count,
                               std::abs(*std::max_element(carriers.begin(), carriers.end())));
     std::vector<cd> comb(size_t(E) * count);
     std::vector<double> ar(2 * cmax + 1), ai(2 * cmax + 1);
-    std::vector<double> wr(E), wi(E), accr(E), acci(E);
+    std::vector<double> wr(E), wi(E), unr(E), uni(E), accr(E), acci(E);
     for (int s = 0; s < count; s++) {
         std::fill(ar.begin(), ar.end(), 0.0);
         std::fill(ai.begin(), ai.end(), 0.0);
@@ -181,10 +194,17 @@ void robust_demod::track(const std::vector<cd>& obs, int count,
             ar[cmax + carriers[k]] += obs[size_t(s) * K + k].real();
             ai[cmax + carriers[k]] += obs[size_t(s) * K + k].imag();
         }
-        for (int e = 0; e < E; e++) {
-            const double a = 2 * PI * sros[e] * times[s] / d_fft;
-            wr[e] = std::cos(a);
-            wi[e] = std::sin(a);
+        // the SRO grid is uniform: w_e = w_0 d^e, and w_e^{-cmax} likewise
+        const double dsro = E > 1 ? sros[1] - sros[0] : 0.0;
+        cd w = cis(2 * PI * sros[0] * times[s] / d_fft);
+        const cd dw = cis(2 * PI * dsro * times[s] / d_fft);
+        cd wc = cis(-2 * PI * sros[0] * times[s] / d_fft * cmax);
+        const cd dwc = cis(-2 * PI * dsro * times[s] / d_fft * cmax);
+        for (int e = 0; e < E; e++, w *= dw, wc *= dwc) {
+            wr[e] = w.real();
+            wi[e] = w.imag();
+            unr[e] = wc.real();
+            uni[e] = wc.imag();
             accr[e] = ar[2 * cmax];
             acci[e] = ai[2 * cmax];
         }
@@ -195,8 +215,7 @@ void robust_demod::track(const std::vector<cd>& obs, int count,
                 accr[e] = r;
             }
         for (int e = 0; e < E; e++)
-            comb[size_t(e) * count + s] =
-                cd(accr[e], acci[e]) * cis(-2 * PI * sros[e] * times[s] / d_fft * cmax);
+            comb[size_t(e) * count + s] = cd(accr[e], acci[e]) * cd(unr[e], uni[e]);
     }
     // fit[e][f] = |sum_s comb[e][s] e^{-2 pi i t_s cfo_f}|^2, vectorised over f
     std::vector<double> tr(size_t(F) * count), ti(size_t(F) * count);
@@ -270,9 +289,10 @@ std::vector<uint8_t> robust_demod::header(const std::complex<float>* buf, int64_
     }
     auto spec = [&](int k) {
         k = ((k % (2 * m)) + 2 * m) % (2 * m);
-        cd acc = 0;
-        for (int i = 0; i < m; i++)
-            acc += v[i] * cis(-2 * PI * double((int64_t(k) * i) % (2 * m)) / (2 * m));
+        cd acc = 0, w = 1;
+        const cd step = cis(-2 * PI * k / (2 * m));
+        for (int i = 0; i < m; i++, w *= step)
+            acc += v[i] * w;
         return std::norm(acc);
     };
     const double a = spec(cfo_bin - 1), b = spec(cfo_bin), c = spec(cfo_bin + 1);
