@@ -186,7 +186,7 @@ def test_numpy_fallback_when_module_absent(monkeypatch):
     rx = ofdm_rx(mode="robust", detector="auto")
     assert rx.detector is None and rx.deframer.markers == 0
     assert ofdm_rx_module._warned == [True]
-    with pytest.raises(RuntimeError, match="not built.*scripts/setup.sh"):
+    with pytest.raises(ofdm_rx_module.CppMissing, match="not built.*scripts/setup.sh"):
         ofdm_rx(mode="robust", detector="cpp")
     rng = np.random.default_rng(9)
     y, _, starts = stream(rng, 2, 5.0)

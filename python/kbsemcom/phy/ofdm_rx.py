@@ -5,6 +5,7 @@ import numpy as np
 import pmt
 from gnuradio import blocks, digital, filter, gr
 
+from ..core.errors import UserError
 from ..pdus import make_pdu
 from . import robust
 from .framing import Demodulator, OfdmParams
@@ -14,6 +15,10 @@ _NO_CPP = ("the C++ robust_detector is not built (python/kbsemcom/bindings): the
            "mode's numpy detector runs instead, below real time at 1 MS/s; build it with "
            "scripts/setup.sh")
 _warned = []  # warn once per process
+
+
+class CppMissing(UserError, RuntimeError):
+    """detector='cpp' asked for, the compiled module not built (scripts/setup.sh builds it)."""
 
 # ofdm_sync_sc_cfb fires this many samples after the first sample (the CP) of the S&C symbol
 # (measured on clean frames: 68-70); the demodulator's fine timing absorbs the rest
@@ -341,7 +346,7 @@ class ofdm_rx(gr.hier_block2):
                 robust.Detector(self.params))
             if self.detector is None and detector != "numpy":
                 if detector == "cpp":
-                    raise RuntimeError(_NO_CPP)
+                    raise CppMissing(_NO_CPP)
                 if not _warned:
                     _warned.append(True)
                     gr.logger("kbsemcom.ofdm_rx").warn(_NO_CPP)
