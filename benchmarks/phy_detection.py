@@ -28,7 +28,21 @@ from gnuradio.kbsemcom.phy.simulate import MULTIPATH, phy_loopback
 
 def false_alarms(seconds, rate=1e6, block=1 << 16, seed=0):
     """Robust detector on complex Gaussian noise: (detections, samples, the largest
-    statistic, seconds of CPU per second of signal)."""
+    statistic, seconds of CPU per second of signal). The receiver's detector: the C++ block
+    when it is built (GNU Radio's noise source), else numpy's."""
+    from gnuradio import analog, blocks, gr
+    from gnuradio.kbsemcom.phy.ofdm_rx import cpp_detector
+    cpp = cpp_detector(robust.Detector(robust.RobustParams()))
+    if cpp is not None:
+        total = int(seconds * rate)
+        tb = gr.top_block()
+        src = analog.noise_source_c(analog.GR_GAUSSIAN, 1.0, seed + 1)
+        head, sink = blocks.head(gr.sizeof_gr_complex, total), blocks.null_sink(1)
+        tb.connect(src, head, cpp, sink)
+        t0 = time.process_time()
+        tb.run()
+        return cpp.detections(), total, cpp.max_statistic(), \
+            (time.process_time() - t0) / seconds
     det = robust.Detector(robust.RobustParams())
     rng = np.random.default_rng(seed)
     total, hits, top = int(seconds * rate), 0, 0.0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything gr-kbsemcom needs on Debian 12, idempotently: GNU Radio and the data
-# set from Debian, a venv that sees GNU Radio, the pinned Python requirements, the module.
+# set from Debian, a venv that sees GNU Radio, the pinned Python requirements, the module
+# and its C++ blocks.
 # A second run checks and installs nothing new. Usage: scripts/setup.sh
 # It also installs what GNU Radio Companion's GUI needs (Debian's gnuradio package, installed
 # without recommends, lacks it: "Namespace Gtk not available") and a virtual X server with a
@@ -41,6 +42,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# The C++ blocks (the robust PHY's detector, pybind11): built into python/kbsemcom/bindings,
+# where the editable install imports them. Incremental: a second run only checks.
+if [ ! -f build/CMakeCache.txt ]; then
+  echo "setup: configuring the C++ blocks (build/)"
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPYTHON_EXECUTABLE="$PWD/.venv/bin/python" >/dev/null
+fi
+if ! cmake --build build -j"$(nproc)" >build/setup-build.log 2>&1; then
+  tail -n 20 build/setup-build.log >&2
+  echo "setup: FAILED to build the C++ blocks (build/setup-build.log)" >&2
+  exit 1
+fi
+
 if ! .venv/bin/python - <<'PY'
 import sys
 try:
@@ -50,6 +63,7 @@ try:
     from gnuradio import gr, kbsemcom  # noqa: F401
     import faiss, open_clip, torch  # noqa: F401,E401
     from gnuradio.kbsemcom.core import extractors  # noqa: F401
+    from gnuradio.kbsemcom.bindings import kbsemcom_python  # noqa: F401 (the C++ blocks)
     import gi  # GNU Radio Companion's GUI (kbsemcom grc)
     gi.require_version("Gtk", "3.0")
     from gi.repository import Gtk  # noqa: F401

@@ -82,6 +82,8 @@ def check_all_accounted(run):
         assert r["image_id"] == e["image_id"] and r["label"] == e["label"]
     assert summary["n_sent"] == IMAGES and summary["n_lost"] == 0, summary
     assert summary["stop_reason"] == "all images received"
+    assert manifest["phy_mode"] == summary["phy_mode"] == "short"
+    assert summary["phy_detector"] == "stock"
     assert summary["accuracy"] >= 0.5, summary  # chance is 0.1 on Fashion-MNIST
     assert all(r["snr_db"] > 30 for r in records)  # a ZMQ link adds no noise
     assert (run / "rx" / "montage.png").stat().st_size > 0

@@ -145,7 +145,8 @@ def run_tx(args):
                          f" features; pass --extractor {codec.config.extractor['name']}")
     info = {"dataset": dataset.name, "extractor": extractor.name, "codec": codec_path,
             "cbr": codec.config.to_dict()["cbr"], "n_symbols": codec.n_symbols,
-            "seed": args.seed, "sink": args.sink, "samp_rate": args.samp_rate}
+            "seed": args.seed, "sink": args.sink, "samp_rate": args.samp_rate,
+            "phy_mode": args.phy_mode}
     if args.manifest:
         write_manifest(args.manifest, sent, **info)
     say(args, f"tx: {len(sent)} {dataset.name} images, {extractor.name}, CBR {info['cbr']} "
@@ -367,7 +368,9 @@ def run_rx(args):
     st = tb.phy.stats()
     summary = dict(results.summarize(records), stop_reason=reason, frames=st["frames"],
                    bad_headers=st["bad_header"], triggers=st["triggers"],
-                   wrong_length=st["wrong_length"],
+                   wrong_length=st["wrong_length"], phy_mode=args.phy_mode,
+                   phy_detector=("cpp" if getattr(tb.phy, "detector", None) is not None
+                                 else "numpy") if args.phy_mode == "robust" else "stock",
                    duplicates=tb.annotate.duplicates,
                    mean_snr_db=_mean([r.get("snr_db") for r in records if not r["lost"]]),
                    extractor=codec.config.extractor["name"], cbr=codec.config.to_dict()["cbr"],

@@ -5,11 +5,20 @@ import numpy as np
 import pmt
 from gnuradio import blocks, digital, filter, gr
 
+from ..core.errors import UserError
 from ..pdus import make_pdu
 from . import robust
 from .framing import Demodulator, OfdmParams
 
 MODES = ("short", "robust")
+_NO_CPP = ("the C++ robust_detector is not built (python/kbsemcom/bindings): the robust "
+           "mode's numpy detector runs instead, below real time at 1 MS/s; build it with "
+           "scripts/setup.sh")
+_warned = []  # warn once per process
+
+
+class CppMissing(UserError, RuntimeError):
+    """detector='cpp' asked for, the compiled module not built (scripts/setup.sh builds it)."""
 
 # ofdm_sync_sc_cfb fires this many samples after the first sample (the CP) of the S&C symbol
 # (measured on clean frames: 68-70); the demodulator's fine timing absorbs the rest
@@ -103,7 +112,7 @@ class ofdm_deframer(gr.sync_block):
                 self._pending.pop(0)
                 self._count("inside_frame")
                 continue
-            status, res = self.demod.demodulate(self._buf, coarse - self._base)
+            status, res = self._demodulate(coarse)
             if status == "need":
                 if res > self.max_buffer:
                     self._pending.pop(0)
@@ -118,6 +127,9 @@ class ofdm_deframer(gr.sync_block):
                 self._publish_lost(res)
                 continue
             self._publish(res)
+
+    def _demodulate(self, coarse):
+        return self.demod.demodulate(self._buf, coarse - self._base)
 
     def _publish_lost(self, res):
         """A lost record for a header whose length the receiver refuses; triggers inside
@@ -143,23 +155,61 @@ class ofdm_deframer(gr.sync_block):
         self.message_port_pub(pmt.intern("out"), make_pdu(meta, symbols))
 
 
+def cpp_detector(detector):
+    """The C++ robust_detector block with ``detector``'s (a robust.Detector) templates,
+    threshold and pre-selection, or None when the compiled module was not built."""
+    from ..bindings import cpp
+    mod = cpp()
+    if mod is None:
+        return None
+    templates = np.concatenate([seg.T.ravel() for seg, _ in detector._segs])
+    return mod.robust_detector(templates.astype(np.complex64).tolist(),
+                               [energy for _, energy in detector._segs], detector._energy,
+                               detector.threshold, detector.preselect, robust.SEG)
+
+
+def cpp_demod(demod):
+    """The C++ robust_demod with ``demod``'s (a robust.Demodulator) tables, or None when the
+    compiled module was not built."""
+    from ..bindings import cpp
+    mod = cpp()
+    if mod is None:
+        return None
+    t = demod.tables()
+    for key in ("preamble", "seg0", "pinv", "fourier"):
+        t[key] = np.asarray(t[key], complex).tolist()
+    for key, kind in (("polarity", float), ("pilot_values", float), ("pilot_carriers", int),
+                      ("data_carriers", int), ("used_carriers", int), ("header_map", int),
+                      ("cfo_grid", float), ("sro_grid", float)):
+        t[key] = [kind(v) for v in t[key]]
+    return mod.robust_demod(**t)
+
+
 class robust_deframer(ofdm_deframer):
     """Find and demodulate robust-mode frames (phy.robust): its own matched-filter detector
     with a CFO bank instead of a Schmidl & Cox trigger stream.
 
-    Input 0: complex baseband samples. Output 'out': as ``ofdm_deframer`` (metadata also
-    sro_ppm and noise_var). Parameters: params (robust.RobustParams), samp_rate, max_buffer,
+    Input 0: complex baseband samples; with ``markers`` (the C++ detector runs upstream)
+    also input 1: the int8 markers of ``robust_detector`` on the same samples (1 at a start
+    plus ``markers`` samples, tag robust_sof = (C, cfo bin)); without, the numpy
+    robust.Detector runs here. Output 'out': as ``ofdm_deframer`` (metadata also sro_ppm
+    and noise_var). Parameters: params (robust.RobustParams), samp_rate, max_buffer,
     payload_len, threshold (on the detector's statistic, noise-only ~ Exp(1) per CFO bin;
-    robust.THRESHOLD).
+    robust.THRESHOLD), block (samples per numpy scan), markers (the C++ detector's delay(),
+    0 = numpy detector).
     """
 
     def __init__(self, params=None, samp_rate=0.0, max_buffer=1 << 21, payload_len=0,
-                 threshold=robust.THRESHOLD, block=8192):
-        gr.sync_block.__init__(self, name="robust_deframer", in_sig=[np.complex64],
-                               out_sig=None)
+                 threshold=robust.THRESHOLD, block=8192, markers=0):
+        self.markers = int(markers)
+        gr.sync_block.__init__(self, name="robust_deframer",
+                               in_sig=[np.complex64, np.int8] if self.markers
+                               else [np.complex64], out_sig=None)
         self.message_port_register_out(pmt.intern("out"))
         self.params = params or robust.RobustParams()
         self.demod = robust.Demodulator(self.params, payload_len=payload_len)
+        if self.markers:  # the C++ detector's starts: demodulate in C++ too
+            self.demod.cpp = cpp_demod(self.demod)
         self.detector = robust.Detector(self.params, threshold=threshold)
         self.samp_rate = float(samp_rate)
         self.max_buffer = int(max_buffer)
@@ -170,6 +220,7 @@ class robust_deframer(ofdm_deframer):
         self._base = -self._keep
         self._scan = 0  # absolute index of the next candidate start the detector looks at
         self._pending = []
+        self._bins = {}  # start -> CFO bin, from the C++ detector's tags
         self._last_end = -self._keep
         self._last_hit = -(1 << 40)
         self._lock = threading.Lock()
@@ -177,24 +228,39 @@ class robust_deframer(ofdm_deframer):
                        "too_long": 0, "errors": 0, "wrong_length": 0}
         self._last = {}
 
+    def _trigger(self, t):
+        if t - self._last_hit > self.demod.search:
+            self._pending.append(t)
+            self._count("triggers")
+        self._last_hit = t
+
     def work(self, input_items, output_items):
         x = input_items[0]
         self._buf = np.concatenate([self._buf, x])
-        n_pre = self.detector.n
+        n_pre = self.detector.n + robust.SEG  # the detector reads SEG - 1 lag samples more
         try:
-            while True:
-                avail = self._base + len(self._buf) - n_pre - self._scan
-                if avail < min(self.block, 1024):
-                    break
-                upto = self._scan + min(avail, self.block)
-                for t, _ in self.detector.scan(self._buf, self._scan - self._base,
-                                               upto - self._base):
-                    t += self._base
-                    if t - self._last_hit > self.demod.search:
-                        self._pending.append(t)
-                        self._count("triggers")
-                    self._last_hit = t
-                self._scan = upto
+            if self.markers:
+                start = self.nitems_read(0)
+                marks = np.flatnonzero(input_items[1])
+                if len(marks):
+                    for tag in self.get_tags_in_window(1, 0, len(x),
+                                                       pmt.intern("robust_sof")):
+                        t = tag.offset - self.markers
+                        self._bins[t] = int(pmt.to_long(pmt.tuple_ref(tag.value, 1)))
+                    for i in marks:
+                        self._trigger(start + int(i) - self.markers)
+                # a marker comes ``markers`` samples after its start: keep that much
+                self._scan = start + len(x) - self.markers
+            else:
+                while True:
+                    avail = self._base + len(self._buf) - n_pre - self._scan
+                    if avail < min(self.block, 1024):
+                        break
+                    upto = self._scan + min(avail, self.block)
+                    for t, _ in self.detector.scan(self._buf, self._scan - self._base,
+                                                   upto - self._base):
+                        self._trigger(t + self._base)
+                    self._scan = upto
             self._drain()
         except Exception as err:  # noqa: BLE001 - a bad frame must not stop the receiver
             self.log.error(f"frame dropped after an error: {err!r}")
@@ -202,6 +268,14 @@ class robust_deframer(ofdm_deframer):
             self._pending = self._pending[1:]
         self._trim(min(self._scan, self._base + len(self._buf)))
         return len(x)
+
+    def _demodulate(self, coarse):
+        # the C++ detector already timed the start and chose the CFO bin
+        cfo_bin = self._bins.get(coarse)
+        if len(self._bins) > 64:  # starts already demodulated or skipped
+            self._bins = {t: b for t, b in self._bins.items() if t >= coarse}
+        return self.demod.demodulate(self._buf, coarse - self._base, cfo_bin=cfo_bin,
+                                     key=coarse)
 
 
 class ofdm_rx(gr.hier_block2):
@@ -247,8 +321,9 @@ class ofdm_rx(gr.hier_block2):
         the measured false-alarm rate), fits the channel on the preamble, decodes the coded
         header with Viterbi, fits phase, residual CFO and sampling-rate offset over the whole
         frame's pilots, and equalises with MMSE (snr_db is then 1 / MSE of the MMSE output;
-        metadata also sro_ppm, noise_var). Its detector is numpy, 0.2-0.4 MS/s on 2 cores:
-        not live at 1 MS/s.
+        metadata also sro_ppm, noise_var). Detector and demodulator run in C++ (built by
+        scripts/setup.sh; rates in docs/phy.md); without the compiled module a numpy fallback
+        runs, with a one-line warning, below real time at 1 MS/s.
 
     A frame whose header fails its CRC is counted (stats()), never published: without a header
     nothing says which image it was ('kbsemcom rx' writes a lost record for every image of the
@@ -256,7 +331,7 @@ class ofdm_rx(gr.hier_block2):
     """
 
     def __init__(self, fft_len=64, cp_len=16, header_symbols=6, guard_len=160, threshold=0.3,
-                 samp_rate=0.0, dc_block=True, payload_len=0, mode="short"):
+                 samp_rate=0.0, dc_block=True, payload_len=0, mode="short", detector="auto"):
         gr.hier_block2.__init__(self, "ofdm_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.message_port_register_hier_out("out")
@@ -265,13 +340,27 @@ class ofdm_rx(gr.hier_block2):
         self.mode = mode
         if mode == "robust":
             self.params = robust.RobustParams(fft_len, cp_len, guard_len=guard_len)
-            self.deframer = robust_deframer(self.params, samp_rate, payload_len=payload_len)
+            if detector not in ("auto", "cpp", "numpy"):
+                raise ValueError(f"detector {detector!r}: use auto, cpp or numpy")
+            self.detector = None if detector == "numpy" else cpp_detector(
+                robust.Detector(self.params))
+            if self.detector is None and detector != "numpy":
+                if detector == "cpp":
+                    raise CppMissing(_NO_CPP)
+                if not _warned:
+                    _warned.append(True)
+                    gr.logger("kbsemcom.ofdm_rx").warn(_NO_CPP)
+            self.deframer = robust_deframer(
+                self.params, samp_rate, payload_len=payload_len,
+                markers=self.detector.delay() if self.detector is not None else 0)
             head = self
             if dc_block:
                 self.dc = filter.dc_blocker_cc(64, True)
                 self.connect(self, self.dc)
                 head = self.dc
-            self.connect(head, self.deframer)
+            self.connect(head, (self.deframer, 0))
+            if self.detector is not None:
+                self.connect(head, self.detector, (self.deframer, 1))
             self.msg_connect(self.deframer, "out", self, "out")
             return
         self.params = OfdmParams(fft_len, cp_len, header_symbols, guard_len)

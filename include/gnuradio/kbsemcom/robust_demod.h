@@ -1,0 +1,95 @@
+/* gr-kbsemcom: the robust PHY's per-frame demodulation, in C++ (the RX hot path with frames
+ * back to back). */
+#ifndef INCLUDED_KBSEMCOM_ROBUST_DEMOD_H
+#define INCLUDED_KBSEMCOM_ROBUST_DEMOD_H
+
+#include <complex>
+#include <cstdint>
+#include <vector>
+
+namespace gr {
+namespace kbsemcom {
+
+/*!
+ * \brief python/kbsemcom/phy/robust.py's Demodulator, from a detected start on: coarse and
+ * fine CFO, least-squares channel taps and noise variance on the preamble, the header's
+ * grid, phase/CFO tracking on its pilots, soft bits, Viterbi; then, with the payload length
+ * the header states, the frame's phase/CFO/sampling-rate-offset fit on all pilots and the
+ * known header, MMSE equalisation and the symbols. Double precision, as numpy.
+ *
+ * The tables come from robust.py (the one definition of the frame): the preamble, its phase-0
+ * segment filter, the pseudo-inverse of the preamble's convolution matrix, the carrier
+ * response of each fitted delay, pilot polarities, the header's slot map, the residual CFO
+ * and SRO grids. header() keeps its estimates for the payload() of the same frame.
+ */
+class robust_demod
+{
+public:
+    typedef std::complex<double> cd;
+
+    robust_demod(const std::vector<cd>& preamble,
+                 const std::vector<cd>& seg0,
+                 const std::vector<cd>& pinv,    // [ntaps][rows]
+                 const std::vector<cd>& fourier, // [fft_len][ntaps]
+                 const std::vector<double>& polarity,
+                 const std::vector<double>& pilot_values,
+                 const std::vector<int>& pilot_carriers,
+                 const std::vector<int>& data_carriers,
+                 const std::vector<int>& used_carriers,
+                 const std::vector<int>& header_map,
+                 const std::vector<double>& cfo_grid,
+                 const std::vector<double>& sro_grid,
+                 int fft_len,
+                 int cp_len,
+                 int header_symbols,
+                 int seg,
+                 int backoff,
+                 int first_tap,
+                 double scale);
+
+    //! The header's decoded bits (Viterbi output, still whitened), or an empty vector when
+    //! the samples are too few. buf: samples, t0: the preamble's first sample, cfo_bin: the
+    //! detector's CFO bin. Afterwards cfo() and noise_var() hold the estimates.
+    std::vector<uint8_t> header(const std::complex<float>* buf, int64_t len, int64_t t0,
+                                int cfo_bin);
+
+    //! The n_sym payload symbols of the frame whose header() came last (its start now at t0
+    //! in buf, which may have moved since), through slot map pmap
+    //! (robust.RobustParams.payload_map); fills snr_db, pilot_snr_db, sro.
+    std::vector<std::complex<float>> payload(const std::complex<float>* buf, int64_t len,
+                                             int64_t t0, int n_sym,
+                                             const std::vector<int64_t>& pmap);
+
+    double cfo() const { return d_cfo; }
+    double noise_var() const { return d_noise_var; }
+    double snr_db() const { return d_snr_db; }
+    double pilot_snr_db() const { return d_pilot_snr_db; }
+    double sro() const { return d_sro; }
+
+private:
+    std::vector<cd> d_pre, d_seg0, d_pinv, d_fourier;
+    std::vector<double> d_pol, d_pv, d_cfo_grid, d_sro_grid;
+    std::vector<int> d_pilots, d_data, d_used, d_map;
+    int d_fft, d_cp, d_hs, d_segl, d_backoff, d_tap0, d_ntaps;
+    double d_scale;
+    std::vector<cd> d_tw; // e^{-2 pi i k / fft_len}
+    std::vector<int> d_rev; // bit reversal
+    // state of the last header()
+    int64_t d_t0 = 0;
+    double d_cfo = 0, d_noise_var = 0, d_snr_db = 0, d_pilot_snr_db = 0, d_sro = 0;
+    std::vector<cd> d_H;
+    std::vector<uint8_t> d_bits;
+
+    void grid(const std::complex<float>* buf, int64_t first, int count, std::vector<cd>& Y);
+    void track(const std::vector<cd>& obs, int count, const std::vector<int>& carriers,
+               const std::vector<double>& times, bool fit_sro, std::vector<cd>& rot,
+               double* sro);
+};
+
+std::vector<uint8_t> conv_encode(const std::vector<uint8_t>& bits);
+std::vector<uint8_t> viterbi(const std::vector<double>& llr);
+
+} // namespace kbsemcom
+} // namespace gr
+
+#endif

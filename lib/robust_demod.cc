@@ -1,0 +1,442 @@
+/* gr-kbsemcom: robust_demod, see include/gnuradio/kbsemcom/robust_demod.h. Each step names
+ * the lines of phy/robust.py (Demodulator.demodulate) it follows; the tests compare both. */
+#include <gnuradio/kbsemcom/robust_demod.h>
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace gr {
+namespace kbsemcom {
+
+namespace {
+constexpr double PI = 3.14159265358979323846;
+constexpr int G1 = 0133, G2 = 0171; // the K=7 code (as 802.11a)
+
+int parity(int x)
+{
+    int p = 0;
+    for (int i = 0; i < 7; i++)
+        p ^= (x >> i) & 1;
+    return p;
+}
+// the code's output bits for [state][input bit], computed once
+struct code_table {
+    int8_t o0[64][2], o1[64][2];
+    code_table()
+    {
+        for (int s = 0; s < 64; s++)
+            for (int b = 0; b < 2; b++) {
+                o0[s][b] = parity((((s << 1) | b) & 0x7F) & G1);
+                o1[s][b] = parity((((s << 1) | b) & 0x7F) & G2);
+            }
+    }
+};
+const code_table CODE;
+inline int out0(int s, int b) { return CODE.o0[s][b]; }
+inline int out1(int s, int b) { return CODE.o1[s][b]; }
+inline std::complex<double> cis(double a) { return { std::cos(a), std::sin(a) }; }
+} // namespace
+
+std::vector<uint8_t> conv_encode(const std::vector<uint8_t>& bits)
+{
+    std::vector<uint8_t> out;
+    int s = 0;
+    for (size_t i = 0; i < bits.size() + 6; i++) {
+        const int b = i < bits.size() ? bits[i] : 0;
+        out.push_back(out0(s, b));
+        out.push_back(out1(s, b));
+        s = ((s << 1) | b) & 63;
+    }
+    return out;
+}
+
+std::vector<uint8_t> viterbi(const std::vector<double>& llr)
+{
+    const size_t steps = llr.size() / 2;
+    std::vector<double> pm(64, -1e18), next(64);
+    pm[0] = 0;
+    std::vector<uint8_t> dec(steps * 64);
+    for (size_t t = 0; t < steps; t++) {
+        const double l0 = llr[2 * t], l1 = llr[2 * t + 1];
+        for (int ns = 0; ns < 64; ns++) {
+            const int b = ns & 1;
+            double best = 0;
+            int arg = 0;
+            for (int x = 0; x < 2; x++) {
+                const int pred = (ns >> 1) | (x ? 32 : 0);
+                const double c = pm[pred] + (1 - 2 * out0(pred, b)) * l0 +
+                                 (1 - 2 * out1(pred, b)) * l1;
+                if (x == 0 || c > best) {
+                    best = c;
+                    arg = x;
+                }
+            }
+            dec[t * 64 + ns] = arg;
+            next[ns] = best;
+        }
+        pm.swap(next);
+    }
+    std::vector<uint8_t> bits(steps);
+    int s = 0;
+    for (size_t t = steps; t-- > 0;) {
+        bits[t] = s & 1;
+        s = (s >> 1) | (dec[t * 64 + s] << 5);
+    }
+    bits.resize(steps >= 6 ? steps - 6 : 0);
+    return bits;
+}
+
+robust_demod::robust_demod(const std::vector<cd>& preamble,
+                           const std::vector<cd>& seg0,
+                           const std::vector<cd>& pinv,
+                           const std::vector<cd>& fourier,
+                           const std::vector<double>& polarity,
+                           const std::vector<double>& pilot_values,
+                           const std::vector<int>& pilot_carriers,
+                           const std::vector<int>& data_carriers,
+                           const std::vector<int>& used_carriers,
+                           const std::vector<int>& header_map,
+                           const std::vector<double>& cfo_grid,
+                           const std::vector<double>& sro_grid,
+                           int fft_len,
+                           int cp_len,
+                           int header_symbols,
+                           int seg,
+                           int backoff,
+                           int first_tap,
+                           double scale)
+    : d_pre(preamble),
+      d_seg0(seg0),
+      d_pinv(pinv),
+      d_fourier(fourier),
+      d_pol(polarity),
+      d_pv(pilot_values),
+      d_cfo_grid(cfo_grid),
+      d_sro_grid(sro_grid),
+      d_pilots(pilot_carriers),
+      d_data(data_carriers),
+      d_used(used_carriers),
+      d_map(header_map),
+      d_fft(fft_len),
+      d_cp(cp_len),
+      d_hs(header_symbols),
+      d_segl(seg),
+      d_backoff(backoff),
+      d_tap0(first_tap),
+      d_scale(scale)
+{
+    d_ntaps = static_cast<int>(fourier.size()) / fft_len;
+    if (d_ntaps < 1 || pinv.size() != size_t(d_ntaps) * (preamble.size() - d_ntaps + 1) ||
+        seg0.size() != preamble.size() || header_map.size() != size_t(header_symbols) *
+                                                                  data_carriers.size())
+        throw std::invalid_argument("robust_demod: tables of inconsistent sizes");
+    if (d_fft & (d_fft - 1))
+        throw std::invalid_argument("robust_demod: fft_len must be a power of 2");
+    int bits = 0;
+    while ((1 << bits) < d_fft)
+        bits++;
+    for (int i = 0; i < d_fft; i++) {
+        int r = 0;
+        for (int b = 0; b < bits; b++)
+            r |= ((i >> b) & 1) << (bits - 1 - b);
+        d_rev.push_back(r);
+        d_tw.push_back(cis(-2 * PI * i / d_fft));
+    }
+}
+
+// robust.py _grid: FFT of `count` symbols from absolute sample `first`, CFO removed
+void robust_demod::grid(const std::complex<float>* buf, int64_t first, int count,
+                        std::vector<cd>& Y)
+{
+    const int sl = d_fft + d_cp;
+    const double norm = 1.0 / (std::sqrt(double(d_fft)) * d_scale);
+    std::vector<cd> x(d_fft);
+    Y.assign(size_t(count) * d_fft, cd(0));
+    for (int s = 0; s < count; s++) {
+        const int64_t a = first + int64_t(s) * sl;
+        cd ph = cis(-2 * PI * d_cfo * double(a));
+        const cd step = cis(-2 * PI * d_cfo);
+        for (int i = 0; i < d_fft; i++, ph *= step)
+            x[d_rev[i]] = cd(buf[a + i]) * ph;
+        // radix-2 decimation in time, bit-reversed input
+        for (int len = 2; len <= d_fft; len <<= 1)
+            for (int i = 0; i < d_fft; i += len)
+                for (int j = 0; j < len / 2; j++) {
+                    const cd t = x[i + j + len / 2] * d_tw[size_t(j) * (d_fft / len)];
+                    x[i + j + len / 2] = x[i + j] - t;
+                    x[i + j] += t;
+                }
+        for (int k = 0; k < d_fft; k++)
+            Y[size_t(s) * d_fft + k] = x[k] * norm;
+    }
+}
+
+// robust.py _track: grid fit of phase, residual CFO (and SRO) to obs [count][carriers]
+void robust_demod::track(const std::vector<cd>& obs, int count,
+                         const std::vector<int>& carriers, const std::vector<double>& times,
+                         bool fit_sro, std::vector<cd>& rot, double* sro)
+{
+    const int K = static_cast<int>(carriers.size());
+    const std::vector<double> zero{ 0.0 };
+    const std::vector<double>& sros = fit_sro ? d_sro_grid : zero;
+    const int E = static_cast<int>(sros.size()), F = static_cast<int>(d_cfo_grid.size());
+    // comb[e][s] = sum_k obs[s][k] w^{c_k}, w = e^{2 pi i sro_e t_s / n}: a polynomial in w
+    // (Horner, vectorised over the SRO hypotheses e), times w^{-cmax}
+    const int cmax = std::max(std::abs(*std::min_element(carriers.begin(), carriers.end())),
+                              std::abs(*std::max_element(carriers.begin(), carriers.end())));
+    std::vector<cd> comb(size_t(E) * count);
+    std::vector<double> ar(2 * cmax + 1), ai(2 * cmax + 1);
+    std::vector<double> wr(E), wi(E), unr(E), uni(E), accr(E), acci(E);
+    for (int s = 0; s < count; s++) {
+        std::fill(ar.begin(), ar.end(), 0.0);
+        std::fill(ai.begin(), ai.end(), 0.0);
+        for (int k = 0; k < K; k++) {
+            ar[cmax + carriers[k]] += obs[size_t(s) * K + k].real();
+            ai[cmax + carriers[k]] += obs[size_t(s) * K + k].imag();
+        }
+        // the SRO grid is uniform: w_e = w_0 d^e, and w_e^{-cmax} likewise
+        const double dsro = E > 1 ? sros[1] - sros[0] : 0.0;
+        cd w = cis(2 * PI * sros[0] * times[s] / d_fft);
+        const cd dw = cis(2 * PI * dsro * times[s] / d_fft);
+        cd wc = cis(-2 * PI * sros[0] * times[s] / d_fft * cmax);
+        const cd dwc = cis(-2 * PI * dsro * times[s] / d_fft * cmax);
+        for (int e = 0; e < E; e++, w *= dw, wc *= dwc) {
+            wr[e] = w.real();
+            wi[e] = w.imag();
+            unr[e] = wc.real();
+            uni[e] = wc.imag();
+            accr[e] = ar[2 * cmax];
+            acci[e] = ai[2 * cmax];
+        }
+        for (int j = 2 * cmax - 1; j >= 0; j--)
+            for (int e = 0; e < E; e++) {
+                const double r = accr[e] * wr[e] - acci[e] * wi[e] + ar[j];
+                acci[e] = accr[e] * wi[e] + acci[e] * wr[e] + ai[j];
+                accr[e] = r;
+            }
+        for (int e = 0; e < E; e++)
+            comb[size_t(e) * count + s] = cd(accr[e], acci[e]) * cd(unr[e], uni[e]);
+    }
+    // fit[e][f] = |sum_s comb[e][s] e^{-2 pi i t_s cfo_f}|^2, vectorised over f
+    std::vector<double> tr(size_t(F) * count), ti(size_t(F) * count);
+    const double df = F > 1 ? d_cfo_grid[1] - d_cfo_grid[0] : 0.0; // the grid is uniform
+    for (int s = 0; s < count; s++) {
+        cd w = cis(-2 * PI * times[s] * d_cfo_grid[0]);
+        const cd step = cis(-2 * PI * times[s] * df);
+        for (int f = 0; f < F; f++, w *= step) {
+            tr[size_t(s) * F + f] = w.real();
+            ti[size_t(s) * F + f] = w.imag();
+        }
+    }
+    double best = -1;
+    int be = 0, bf = 0;
+    std::vector<double> fr(F), fi(F);
+    for (int e = 0; e < E; e++) {
+        std::fill(fr.begin(), fr.end(), 0.0);
+        std::fill(fi.begin(), fi.end(), 0.0);
+        for (int s = 0; s < count; s++) {
+            const double cr = comb[size_t(e) * count + s].real();
+            const double ci = comb[size_t(e) * count + s].imag();
+            const double* r = &tr[size_t(s) * F];
+            const double* i = &ti[size_t(s) * F];
+            for (int f = 0; f < F; f++) {
+                fr[f] += cr * r[f] - ci * i[f];
+                fi[f] += cr * i[f] + ci * r[f];
+            }
+        }
+        for (int f = 0; f < F; f++) {
+            const double v = fr[f] * fr[f] + fi[f] * fi[f];
+            if (v > best) {
+                best = v;
+                be = e;
+                bf = f;
+            }
+        }
+    }
+    const double eps = sros[be], dcfo = d_cfo_grid[bf];
+    cd acc = 0;
+    for (int s = 0; s < count; s++)
+        acc += comb[size_t(be) * count + s] * cis(-2 * PI * dcfo * times[s]);
+    const double phase = std::arg(acc);
+    rot.resize(size_t(count) * d_fft);
+    for (int s = 0; s < count; s++) {
+        // e^{-i (phase + 2 pi dcfo t - 2 pi t kf eps / n)}, kf = 0..n/2-1, -n/2..-1
+        const cd base = cis(-(phase + 2 * PI * dcfo * times[s]));
+        const cd w = cis(2 * PI * times[s] * eps / d_fft);
+        cd up = base, down = base * std::conj(w);
+        for (int k = 0; k < d_fft / 2; k++, up *= w)
+            rot[size_t(s) * d_fft + k] = up;
+        for (int k = d_fft - 1; k >= d_fft / 2; k--, down *= std::conj(w))
+            rot[size_t(s) * d_fft + k] = down;
+    }
+    if (sro)
+        *sro = eps;
+}
+
+std::vector<uint8_t> robust_demod::header(const std::complex<float>* buf, int64_t len,
+                                          int64_t t0, int cfo_bin)
+{
+    const int n = static_cast<int>(d_pre.size()), m = n / d_segl, sl = d_fft + d_cp;
+    if (t0 + d_tap0 < 0 || t0 + n + int64_t(d_hs) * sl > len)
+        return {};
+    // _coarse_cfo: the CFO bank's bin, parabolic interpolation
+    std::vector<cd> v(m);
+    for (int i = 0; i < m; i++) {
+        cd acc = 0;
+        for (int k = 0; k < d_segl; k++)
+            acc += cd(buf[t0 + i * d_segl + k]) * d_seg0[size_t(i) * d_segl + k];
+        v[i] = acc;
+    }
+    auto spec = [&](int k) {
+        k = ((k % (2 * m)) + 2 * m) % (2 * m);
+        cd acc = 0, w = 1;
+        const cd step = cis(-2 * PI * k / (2 * m));
+        for (int i = 0; i < m; i++, w *= step)
+            acc += v[i] * w;
+        return std::norm(acc);
+    };
+    const double a = spec(cfo_bin - 1), b = spec(cfo_bin), c = spec(cfo_bin + 1);
+    const double den = a - 2 * b + c;
+    double kk = cfo_bin + (den < 0 ? 0.5 * (a - c) / den : 0.0);
+    if (kk >= m)
+        kk -= 2 * m;
+    d_cfo = kk / (2.0 * m * d_segl);
+    // fine CFO: the phase between the preamble's halves
+    cd a1 = 0, a2 = 0;
+    {
+        cd ph = cis(-2 * PI * d_cfo * double(t0));
+        const cd step = cis(-2 * PI * d_cfo);
+        for (int j = 0; j < n; j++, ph *= step)
+            (j < n / 2 ? a1 : a2) += cd(buf[t0 + j]) * ph * std::conj(d_pre[j]);
+    }
+    d_cfo += std::arg(a2 * std::conj(a1)) / (2 * PI * (n / 2));
+    // channel taps: least squares on the preamble (pinv from numpy), noise from the residual
+    const int last = d_tap0 + d_ntaps - 1, rows = n - d_ntaps + 1;
+    std::vector<cd> obs(rows);
+    {
+        cd ph = cis(-2 * PI * d_cfo * double(t0 + last));
+        const cd step = cis(-2 * PI * d_cfo);
+        for (int r = 0; r < rows; r++, ph *= step)
+            obs[r] = cd(buf[t0 + last + r]) * ph;
+    }
+    std::vector<cd> h(d_ntaps);
+    for (int i = 0; i < d_ntaps; i++) {
+        cd acc = 0;
+        const cd* p = &d_pinv[size_t(i) * rows];
+        for (int r = 0; r < rows; r++)
+            acc += p[r] * obs[r];
+        h[i] = acc;
+    }
+    double res = 0;
+    for (int r = 0; r < rows; r++) {
+        cd fit = 0;
+        for (int i = 0; i < d_ntaps; i++)
+            fit += d_pre[r + d_ntaps - 1 - i] * h[i];
+        res += std::norm(obs[r] - fit);
+    }
+    d_noise_var = std::max(res / rows * rows / double(rows - d_ntaps), 1e-12);
+    d_H.assign(d_fft, cd(0));
+    for (int k = 0; k < d_fft; k++)
+        for (int i = 0; i < d_ntaps; i++)
+            d_H[k] += d_fourier[size_t(k) * d_ntaps + i] * h[i];
+    d_t0 = t0;
+    // header symbols, phase tracking on the pilots, soft bits, Viterbi
+    const int64_t first = t0 + n + d_cp - d_backoff;
+    std::vector<cd> Y;
+    grid(buf, first, d_hs, Y);
+    std::vector<double> times(d_hs);
+    for (int s = 0; s < d_hs; s++)
+        times[s] = double(first - t0) + s * sl + d_fft / 2.0 - n / 2.0;
+    const int P = static_cast<int>(d_pilots.size()), D = static_cast<int>(d_data.size());
+    std::vector<cd> po(size_t(d_hs) * P);
+    for (int s = 0; s < d_hs; s++)
+        for (int j = 0; j < P; j++) {
+            const int k = (d_pilots[j] + d_fft) % d_fft;
+            po[size_t(s) * P + j] =
+                Y[size_t(s) * d_fft + k] * std::conj(d_H[k]) * (d_pol[s] * d_pv[j]);
+        }
+    std::vector<cd> rot;
+    track(po, d_hs, d_pilots, times, false, rot, nullptr);
+    const int coded = static_cast<int>(*std::max_element(d_map.begin(), d_map.end())) + 1;
+    std::vector<double> llr(coded, 0.0);
+    for (int s = 0; s < d_hs; s++)
+        for (int d = 0; d < D; d++) {
+            const int k = (d_data[d] + d_fft) % d_fft;
+            const cd y = Y[size_t(s) * d_fft + k] * rot[size_t(s) * d_fft + k];
+            llr[d_map[size_t(s) * D + d]] += (std::conj(d_H[k]) * y).real() / d_noise_var;
+        }
+    d_bits = viterbi(llr);
+    return d_bits;
+}
+
+std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>* buf,
+                                                       int64_t len, int64_t t0, int n_sym,
+                                                       const std::vector<int64_t>& pmap)
+{
+    // t0 may differ from header()'s when the buffer moved since: a common phase of Y H*,
+    // which the phase fit absorbs
+    d_t0 = t0;
+    const int n = static_cast<int>(d_pre.size()), sl = d_fft + d_cp;
+    const int D = static_cast<int>(d_data.size()), P = static_cast<int>(d_pilots.size());
+    const int n_pay = (n_sym + D - 1) / D, total = d_hs + n_pay;
+    const int64_t first = d_t0 + n + d_cp - d_backoff;
+    if (d_t0 + n + int64_t(total) * sl > len || pmap.size() < size_t(n_sym))
+        return {};
+    std::vector<cd> Y;
+    grid(buf, first, total, Y);
+    std::vector<double> times(total);
+    for (int s = 0; s < total; s++)
+        times[s] = double(first - d_t0) + s * sl + d_fft / 2.0 - n / 2.0;
+    // the known symbols: pilots everywhere, the re-encoded header
+    std::vector<double> known(size_t(total) * d_fft, 0.0);
+    const std::vector<uint8_t> coded = conv_encode(d_bits);
+    for (int s = 0; s < total; s++) {
+        for (int j = 0; j < P; j++)
+            known[size_t(s) * d_fft + (d_pilots[j] + d_fft) % d_fft] = d_pol[s] * d_pv[j];
+        if (s < d_hs)
+            for (int d = 0; d < D; d++)
+                known[size_t(s) * d_fft + (d_data[d] + d_fft) % d_fft] =
+                    1.0 - 2.0 * coded[d_map[size_t(s) * D + d]];
+    }
+    const int U = static_cast<int>(d_used.size());
+    std::vector<cd> obs(size_t(total) * U);
+    for (int s = 0; s < total; s++)
+        for (int j = 0; j < U; j++) {
+            const int k = (d_used[j] + d_fft) % d_fft;
+            obs[size_t(s) * U + j] = Y[size_t(s) * d_fft + k] * std::conj(d_H[k]) *
+                                     known[size_t(s) * d_fft + k];
+        }
+    std::vector<cd> rot;
+    track(obs, total, d_used, times, true, rot, &d_sro);
+    // MMSE
+    double hdr_err = 0, pil_err = 0;
+    std::vector<cd> slots(size_t(n_pay) * D);
+    for (int s = 0; s < total; s++) {
+        for (int d = 0; d < D; d++) {
+            const int k = (d_data[d] + d_fft) % d_fft;
+            const size_t i = size_t(s) * d_fft + k;
+            const cd z = Y[i] * rot[i] * std::conj(d_H[k]) / (std::norm(d_H[k]) + d_noise_var);
+            if (s < d_hs)
+                hdr_err += std::norm(z - known[i]);
+            else
+                slots[size_t(s - d_hs) * D + d] = z;
+        }
+        if (s >= d_hs)
+            for (int j = 0; j < P; j++) {
+                const int k = (d_pilots[j] + d_fft) % d_fft;
+                const size_t i = size_t(s) * d_fft + k;
+                const cd z =
+                    Y[i] * rot[i] * std::conj(d_H[k]) / (std::norm(d_H[k]) + d_noise_var);
+                pil_err += std::norm(z - known[i]);
+            }
+    }
+    d_snr_db = 10 * std::log10(1 / std::max(hdr_err / (double(d_hs) * D), 1e-12));
+    d_pilot_snr_db = 10 * std::log10(1 / std::max(pil_err / (double(n_pay) * P), 1e-12));
+    std::vector<std::complex<float>> out(n_sym);
+    for (int i = 0; i < n_sym; i++)
+        out[i] = std::complex<float>(slots[pmap[i]]);
+    return out;
+}
+
+} // namespace kbsemcom
+} // namespace gr

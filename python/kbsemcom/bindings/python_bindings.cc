@@ -1,0 +1,15 @@
+/* The compiled part of gr-kbsemcom: gnuradio.kbsemcom.bindings.kbsemcom_python. */
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+void bind_robust_detector(py::module& m);
+void bind_robust_demod(py::module& m);
+
+PYBIND11_MODULE(kbsemcom_python, m)
+{
+    // the base classes (gr::sync_block, ...) are bound by GNU Radio's own module
+    py::module::import("gnuradio.gr");
+    bind_robust_detector(m);
+    bind_robust_demod(m);
+}
