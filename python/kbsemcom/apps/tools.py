@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from ..core import datasets, extractors, pipeline
+from ..core import datasets, extractors, pipeline, protocols
 from ..core.codec import SemanticCodec
 from ..core.kb import KnowledgeBase
 from .common import HelpFormatter, add_codec, add_common, add_split, say
@@ -52,8 +52,9 @@ def cmd_train_codec(args):
     extractor = extractors.load_extractor(args.extractor)
     say(args, f"extractor: {extractor.describe()}")
     dataset = datasets.open_dataset(args.dataset)
-    split = pipeline.demo_split(dataset, 0, 0, args.train_per_class, args.val_per_class)
-    codec, path, cached = pipeline.prepare_codec(extractor, split, dataset.name, args.cbr,
+    split = protocols.split_dataset(dataset, 0, 0, args.train_per_class, args.val_per_class,
+                                    require=())
+    codec, path, cached = pipeline.prepare_codec(extractor, split, args.cbr,
                                                  args.channel, args.seed, args.epochs,
                                                  recipe=args.recipe, lr=args.lr)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
