@@ -43,9 +43,9 @@ def register(sub):
                    help="auto, efficientnet-lite0, or open_clip:MODEL[:PRETRAINED]")
     p.add_argument("--codecs", default=f"{DEFAULT_RECIPE},kbsc-kb",
                    help=f"comma-separated methods (default {DEFAULT_RECIPE},kbsc-kb: the "
-                        "default recipe beside ours): kbsc (the paper's MLP), kbsc-kb (ours: "
-                        "linear, decodes against the KB), kbsc-ret (ours: MLP trained for "
-                        "retrieval), raw (features without codec) or any registered method")
+                        "recipe the apps use, beside ours): kbsc (the paper's MLP), kbsc-kb "
+                        "(ours: linear, decodes against the KB), kbsc-ret (ours: MLP trained "
+                        "for retrieval), raw (features without codec) or any registered method")
     p.add_argument("--raw", action="store_true", help="also evaluate raw features (no codec)")
     p.add_argument("--cbrs", default=None, help="CBRs, e.g. 1/48,1/12 (default: the paper's "
                    f"{','.join(conventions.PAPER_CBRS)})")

@@ -18,7 +18,8 @@ def register(sub):
     p.add_argument("--out", default="runs/kb", help="KB folder")
     p.set_defaults(func=cmd_build_kb)
 
-    p = sub.add_parser("train-codec", help="train the MLP codec for one CBR and channel",
+    p = sub.add_parser("train-codec",
+                       help="train the semantic codec (--recipe) for one CBR and channel",
                        formatter_class=HelpFormatter)
     add_common(p)
     add_split(p)

@@ -180,8 +180,8 @@ def kb_bundle(dataset="fashion-mnist", extractor="auto", cbr="1/48", recipe=DEFA
       Extractor: auto (CLIP ViT-B-32 if its weights are cached, else EfficientNet-Lite0),
         efficientnet-lite0, or open_clip:MODEL:TAG_OR_CHECKPOINT.
       CBR: channel bandwidth ratio; CBR x 3072 complex symbols per image (1/48 = 64).
-      Recipe: kbsc (the paper's MLP codec), kbsc-kb (ours: decodes against the KB),
-        kbsc-ret (ours: MLP trained for retrieval).
+      Recipe: kbsc (the paper's MLP codec, the default), kbsc-kb (ours: a linear code that
+        decodes against the KB), kbsc-ret (ours: MLP trained for retrieval).
       Channel: the channel the codec is trained on (awgn or rayleigh).
       Seed: training seed.
       KB images per class, Sent images per class: how many of each class's images the KB
