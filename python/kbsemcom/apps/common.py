@@ -26,7 +26,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def add_common(p):
     p.add_argument("--dataset", default="fashion-mnist",
                    help="fashion-mnist (Debian package, default), cifar10, caltech100 (shared "
-                        "data archives) or an image folder with one sub-folder per class")
+                        "data archives), cifar100 (downloaded once by torchvision) or an image "
+                        "folder with one sub-folder per class")
     p.add_argument("--extractor", default=extractors.DEFAULT_EXTRACTOR,
                    help="auto (CLIP ViT-B-32 'openai' if in the local cache, else "
                         "EfficientNet-Lite0; never waits on the network), efficientnet-lite0, "

@@ -82,7 +82,7 @@ class CodecConfig:
     extractor: dict
     cbr: str = "1/48"
     hidden: int = 384
-    recipe: str = "kbsc"
+    recipe: str = DEFAULT_RECIPE
     train_channel: str = "awgn"
     train_snrs: tuple = PAPER_TRAIN_SNRS
     epochs: int = 100
@@ -134,8 +134,9 @@ class SemanticCodec(nn.Module):
     min_batch = 1             # smaller training batches are skipped (BatchNorm needs 2)
     selects_epoch = True      # keep the epoch with the best validation accuracy, stop early
 
-    def __new__(cls, config, *args, **kwargs):
-        if cls is SemanticCodec:
+    def __new__(cls, *args, **kwargs):
+        if cls is SemanticCodec:  # the base builds the class of the config's recipe
+            config = args[0] if args else kwargs["config"]
             cls = codec_class(config.recipe)
         return super().__new__(cls)
 
@@ -338,8 +339,10 @@ class PaperCodec(SemanticCodec):
     def build(self, d, k, h):
         self.encoder = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, k),
                                      nn.BatchNorm1d(k))
-        self.decoder = nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, d),
-                                     nn.BatchNorm1d(d))
+        self.decoder = self.build_decoder(d, k, h)
+
+    def build_decoder(self, d, k, h):
+        return nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, d), nn.BatchNorm1d(d))
 
     def encode_real(self, features):
         return power_normalize(self.encoder(features * self.scale))
@@ -363,11 +366,9 @@ class RetrievalCodec(PaperCodec):
     defaults = MappingProxyType({"hidden": 512, "epochs": 30, "patience": 10,
                                  "batch_size": 512, "lr": 1e-3})
 
-    def build(self, d, k, h):
-        self.encoder = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, k),
-                                     nn.BatchNorm1d(k))
-        self.decoder = nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
-                                     nn.Linear(h, d))
+    def build_decoder(self, d, k, h):
+        return nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
+                             nn.Linear(h, d))
 
     def decode_real(self, received):  # unit norm, like the KB's features: L2 = cosine search
         return nn.functional.normalize(self.decoder(received), dim=-1)

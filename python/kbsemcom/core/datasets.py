@@ -287,7 +287,7 @@ def cifar100(root=None):
         for split, train in (("train", True), ("test", False)):
             ds = CIFAR100(str(root), train=train, download=True)
             splits[split] = [ImageItem(f"cifar100:{split}:{i:05d}", int(lab), ds.classes[lab],
-                                       pixels=ds.data[i])
+                                       pixels=ds.data[i], origin="cifar100")
                              for i, lab in enumerate(ds.targets)]
     except Exception as err:  # network errors come in many types (URLError, OSError, ...)
         raise DatasetError(
