@@ -11,7 +11,7 @@ Prints Markdown tables (ours vs reference, and the gap to the ceiling per codec/
 import argparse
 import json
 
-from gnuradio.kbsemcom.core.evaluation import mean_over_seeds
+from gnuradio.kbsemcom.core.report import mean_over_seeds
 
 # (dataset, codec, cbr, snr_db) -> accuracy in %; codec None = the ceiling, 'raw' = no codec
 REFERENCE = {

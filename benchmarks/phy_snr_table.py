@@ -16,7 +16,7 @@ import os
 import platform
 
 import numpy as np
-from gnuradio.kbsemcom.core import datasets, extractors, pipeline
+from gnuradio.kbsemcom.core import datasets, extractors, pipeline, protocols
 from gnuradio.kbsemcom.core.codec import retrieval_accuracy
 from gnuradio.kbsemcom.core.features import extract_features
 from gnuradio.kbsemcom.phy.simulate import MULTIPATH, phy_loopback
@@ -44,10 +44,10 @@ def main():
     ext = extractors.load_extractor(args.extractor)
     ds = datasets.open_dataset(args.dataset)
     per_class = max(1, -(-args.images // len(ds.class_names)))
-    split = pipeline.demo_split(ds, per_class, args.kb_per_class, args.train_per_class,
-                                args.val_per_class)
+    split = protocols.split_dataset(ds, per_class, args.kb_per_class, args.train_per_class,
+                                    args.val_per_class)
     kb = pipeline.build_kb(ext, split.kb, ds.class_names)
-    codec, codec_path, _ = pipeline.prepare_codec(ext, split, ds.name, args.cbr, "awgn",
+    codec, codec_path, _ = pipeline.prepare_codec(ext, split, args.cbr, "awgn",
                                                   args.seed, args.epochs, lr=1e-3)
     feats, kept = extract_features(ext, split.sent[:args.images])
     labels = np.array([it.label for it in kept])

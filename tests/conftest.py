@@ -71,10 +71,11 @@ def tiny_clip():
 def world(fmnist, effnet):
     """A small real setup: Fashion-MNIST split, EfficientNet features, KB, trained codec."""
     from gnuradio.kbsemcom.core import pipeline
-    split = pipeline.demo_split(fmnist, sent_per_class=6, kb_per_class=20, train_per_class=60,
-                                val_per_class=10)
+    from gnuradio.kbsemcom.core import protocols
+    split = protocols.split_dataset(fmnist, sent_per_class=6, kb_per_class=20,
+                                    train_per_class=60, val_per_class=10)
     kb = pipeline.build_kb(effnet, split.kb, fmnist.class_names)
-    codec, _, _ = pipeline.prepare_codec(effnet, split, fmnist.name, "1/48", "awgn", seed=0,
+    codec, _, _ = pipeline.prepare_codec(effnet, split, "1/48", "awgn", seed=0,
                                          epochs=30, lr=1e-3)
     return {"split": split, "kb": kb, "codec": codec, "extractor": effnet,
             "class_names": fmnist.class_names}

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from gnuradio.kbsemcom.core import codec as codec_mod
 from gnuradio.kbsemcom.core.codec import CodecError, SemanticCodec, retrieval_accuracy
+from gnuradio.kbsemcom.core.recipes import DEFAULT_RECIPE, DESCRIPTIONS
 from gnuradio.kbsemcom.core.features import extract_features
 from conftest import labels
 
@@ -68,3 +70,43 @@ def test_wrong_sizes_are_clear_errors(world):
         codec.encode(np.zeros(512, np.float32))
     with pytest.raises(CodecError, match="expected 64 complex symbols"):
         codec.decode(np.zeros(50, np.complex64))
+
+
+def test_one_class_per_recipe_and_read_only_defaults(tmp_path):
+    """SemanticCodec(config) and SemanticCodec.load build the recipe's own class; the recipe
+    defaults cannot be changed in place (a run passes its overrides instead)."""
+    assert set(codec_mod.RECIPES) == set(DESCRIPTIONS) and DEFAULT_RECIPE == "kbsc"
+    extractor = {"name": "synthetic", "dim": 16}
+    for recipe, cls in codec_mod.RECIPES.items():
+        config = codec_mod.recipe_config(recipe, extractor, "1/96", n_classes=3)
+        codec = SemanticCodec(config)
+        assert type(codec) is cls and issubclass(cls, SemanticCodec)
+        assert config.epochs == cls.defaults.get("epochs", 100)
+        loaded = SemanticCodec.load(codec.save(tmp_path / f"{recipe}.pt"))
+        assert type(loaded) is cls
+        x = np.random.default_rng(0).normal(size=(4, 16)).astype(np.float32)
+        np.testing.assert_array_equal(loaded.encode(x), codec.encode(x))
+    assert codec_mod.recipe_config("kbsc-kb", extractor, "1/96", epochs=3).epochs == 3
+    with pytest.raises(TypeError):
+        codec_mod.KBCodec.defaults["epochs"] = 3
+    with pytest.raises(TypeError):
+        codec_mod.RECIPES["kbsc"] = codec_mod.KBCodec
+    assert codec_mod.KBCodec.defaults["epochs"] == 100
+    with pytest.raises(CodecError, match="unknown codec recipe"):
+        codec_mod.recipe_config("kbsc-xyz", extractor, "1/96")
+
+
+def test_files_of_another_version_say_to_retrain(tmp_path):
+    """A codec file whose recipe or weights this version does not know fails with one line
+    that says to retrain it."""
+    config = codec_mod.recipe_config("kbsc", {"name": "synthetic", "dim": 16}, "1/96")
+    blob = {"format": codec_mod.FORMAT, "config": config.to_dict(), "history": [],
+            "state_dict": SemanticCodec(config).state_dict()}
+    blob["state_dict"].pop("decoder.3.running_mean")
+    torch.save(blob, tmp_path / "old.pt")
+    with pytest.raises(CodecError, match="another version.*retrain"):
+        SemanticCodec.load(tmp_path / "old.pt")
+    blob["config"]["recipe"] = "kbsc-v0"
+    torch.save(blob, tmp_path / "older.pt")
+    with pytest.raises(CodecError, match="unknown codec recipe.*retrain"):
+        SemanticCodec.load(tmp_path / "older.pt")

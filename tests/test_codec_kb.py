@@ -1,4 +1,4 @@
-"""Our default codec (kbsc-kb), which decodes against the KB: trains on real features, keeps
+"""Our codec kbsc-kb (a linear code), which decodes against the KB: trains on real features, keeps
 the SemanticCodec file and API, and retrieves in a real flowgraph exactly what the
 simulation retrieves."""
 import numpy as np

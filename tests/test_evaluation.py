@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from gnuradio.kbsemcom.core import datasets, evaluation, protocols
+from gnuradio.kbsemcom.core import datasets, evaluation, protocols, report
 from gnuradio.kbsemcom.core.features import extract_features
 
 
@@ -40,6 +40,46 @@ def test_protocol_split_disjoint_and_balanced(fmnist):
     assert all(it.image_id.startswith("train/") for it in p.train + p.val_sent + p.val_kb)
     small = p.limit_kb(4)
     assert _per_class(small.kb) == {c: 4 for c in range(10)} and small.sent == p.sent
+
+
+def test_every_app_split_is_the_protocol_split(fmnist):
+    """The demo, tx/rx, bundles and the PHY benchmark cut a data set with split_dataset, the
+    very layout of evaluate's protocols: the same sizes give the same images per role, sent
+    first, then the KB; train-codec's split (no sent, no KB) takes the same training images."""
+    p = protocols.make_protocol("fashion-mnist", 4, 6, 8, 2)
+    q = protocols.split_dataset(fmnist, 4, 6, 8, 2)
+    for r in protocols.ROLES:
+        assert [it.source for it in q.role(r)] == [it.source for it in p.role(r)], r
+    test0 = [it.image_id for it in fmnist.items("test") if it.label == 0]
+    assert [it.image_id for it in q.sent if it.label == 0] == test0[:4]
+    assert [it.image_id for it in q.kb if it.label == 0] == test0[4:10]
+    only_codec = protocols.split_dataset(fmnist, 0, 0, 8, 2, require=())
+    assert not only_codec.sent and not only_codec.kb
+    assert [it.source for it in only_codec.train] == [it.source for it in q.train]
+    with pytest.raises(datasets.DatasetError, match="sent and KB >= 1"):
+        protocols.split_dataset(fmnist, 0, 6, 8, 2)
+    with pytest.raises(datasets.DatasetError, match="must be >= 0"):
+        protocols.split_dataset(fmnist, 4, 6, -1, 2)
+
+
+def test_baselines_do_not_import_the_engine():
+    """The baselines build on the method API (core.methods) only; the engine imports them,
+    never the other way round (read from their source: no import of evaluation)."""
+    import ast
+    from pathlib import Path
+    from gnuradio.kbsemcom.core import baselines
+    imported = set()  # "..methods" for `from .. import methods`, "..channel.Channel", ...
+    for path in Path(baselines.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = "." * node.level + (node.module or "")
+                imported |= {base + ("" if base.endswith(".") else ".") + a.name
+                             for a in node.names}
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+    assert "..methods" in imported
+    assert not [name for name in imported if "evaluation" in name], imported
+    assert {"digital", "digital-bound"} <= set(evaluation.method_names())
 
 
 def test_protocol_overlap_is_refused(fmnist):
@@ -135,7 +175,7 @@ def test_registry_engine_and_lost_records(fmnist, effnet, tmp_path):
                                       seeds=[0], progress=False)
     assert again[0]["accuracy"] == raw[0]["accuracy"]
     assert again[1]["snr_db"] is None and again[1]["accuracy"] == pytest.approx(setup.ceiling)
-    files = evaluation.write_outputs(recs, tmp_path)
+    files = report.write_outputs(recs, tmp_path)
     assert any(str(f).endswith(".png") for f in files)
     with pytest.raises(ValueError, match="unknown method"):
         evaluation.get_method("no-such-method")
@@ -163,7 +203,7 @@ def test_quick_mode_end_to_end(fmnist, tmp_path):
     ceiling = recs[0]["ceiling"]
     assert 0.4 < ceiling <= 1.0
     # neither recipe collapses to chance (10%); ours is near the ceiling at 10 dB
-    ours = evaluation.DEFAULT_CODEC
+    ours = "kbsc-kb"
     for codec in ("kbsc", ours):
         best = max(r["accuracy"] for r in recs if r["codec"] == codec and r["snr_db"] == 10)
         assert best > 0.25, f"{codec} collapsed towards chance: {best}"

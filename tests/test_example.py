@@ -179,7 +179,7 @@ def test_codec_of_another_cbr_gives_lost_records_that_say_why(world, tmp_path):
     record naming the symbol counts (the link itself cannot tell which side is wrong)."""
     from gnuradio.kbsemcom.core import pipeline, results
     split, extractor = world["split"], world["extractor"]
-    other, _, _ = pipeline.prepare_codec(extractor, split, "fashion-mnist", "1/24", "awgn",
+    other, _, _ = pipeline.prepare_codec(extractor, split, "1/24", "awgn",
                                          seed=0, epochs=2, lr=1e-3, progress=False)
     world["codec"].save(tmp_path / "tx.pt")
     other.save(tmp_path / "rx.pt")

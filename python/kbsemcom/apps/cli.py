@@ -58,7 +58,7 @@ def _add_verbosity(p, default):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="kbsemcom", description="Knowledge-base assisted semantic image transmission "
-        "over GNU Radio (CLIP/EfficientNet features, MLP codec, FAISS KB).", epilog=EPILOG,
+        "over GNU Radio (CLIP/EfficientNet features, semantic codec, FAISS KB).", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     _add_verbosity(parser, False)

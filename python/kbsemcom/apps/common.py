@@ -5,7 +5,7 @@ import platform
 
 from ..core import extractors
 from ..core.channel import CHANNELS
-from ..core.codec import RECIPES
+from ..core.recipes import DEFAULT_RECIPE, NAMES as RECIPE_NAMES
 
 
 # Exit status of every subcommand (documented in `kbsemcom --help`).
@@ -26,7 +26,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def add_common(p):
     p.add_argument("--dataset", default="fashion-mnist",
                    help="fashion-mnist (Debian package, default), cifar10, caltech100 (shared "
-                        "data archives) or an image folder with one sub-folder per class")
+                        "data archives), cifar100 (downloaded once by torchvision) or an image "
+                        "folder with one sub-folder per class")
     p.add_argument("--extractor", default=extractors.DEFAULT_EXTRACTOR,
                    help="auto (CLIP ViT-B-32 'openai' if in the local cache, else "
                         "EfficientNet-Lite0; never waits on the network), efficientnet-lite0, "
@@ -48,9 +49,10 @@ def add_codec(p):
     p.add_argument("--cbr", default="1/48",
                    help="channel bandwidth ratio; symbols = CBR x 3072 (1/48 -> 64)")
     p.add_argument("--channel", default="awgn", choices=CHANNELS)
-    p.add_argument("--recipe", default="kbsc", choices=sorted(RECIPES),
-                   help="codec recipe: kbsc (the paper's), kbsc-kb (ours, decodes against the "
-                        "KB: give kb_lookup the codec too), kbsc-ret (ours, MLP)")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=RECIPE_NAMES,
+                   help=f"codec recipe (default {DEFAULT_RECIPE}): kbsc (the paper's MLP), "
+                        "kbsc-kb (ours: linear, decodes against the KB; give kb_lookup the "
+                        "codec too), kbsc-ret (ours: MLP trained for retrieval)")
     p.add_argument("--epochs", type=int, default=None,
                    help="at most this many epochs; unset: the recipe's own (kbsc: 100)")
     p.add_argument("--lr", type=float, default=None,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import conventions, datasets, extractors, pipeline, results
+from ..core import conventions, datasets, extractors, pipeline, protocols, results
 from ..core.codec import retrieval_accuracy
 from ..core.features import extract_features
 from .common import HelpFormatter, add_codec, add_common, add_split, machine, say
@@ -40,12 +40,12 @@ def run(args):
     dataset = datasets.open_dataset(args.dataset)
     n_classes = len(dataset.class_names)
     per_class = max(1, -(-args.images // n_classes))
-    split = pipeline.demo_split(dataset, per_class, args.kb_per_class, args.train_per_class,
-                                args.val_per_class)
+    split = protocols.split_dataset(dataset, per_class, args.kb_per_class, args.train_per_class,
+                                    args.val_per_class)
     sent = split.sent[:args.images]
     say(args, f"data: {dataset.name}, {n_classes} classes; {len(sent)} sent, {len(split.kb)} "
               f"KB, {len(split.train)} training images (disjoint)")
-    link = pipeline.prepare_link(extractor, dataset, split, args.cbr, args.channel, args.seed,
+    link = pipeline.prepare_link(extractor, split, args.cbr, args.channel, args.seed,
                                  args.epochs, recipe=args.recipe, lr=args.lr)
     kb, codec, cached = link.kb, link.codec, link.codec_cached
     kb.save(out / "kb")
@@ -54,7 +54,7 @@ def run(args):
               f"{codec.n_symbols} complex symbols, "
               f"trained on {args.channel}{' (cached)' if cached else ''}: {out / 'codec.pt'}")
     sent_feats, sent_kept = extract_features(extractor, sent, desc="ceiling features")
-    ceiling = retrieval_accuracy(sent_feats, pipeline.labels(sent_kept), kb.features(),
+    ceiling = retrieval_accuracy(sent_feats, protocols.labels(sent_kept), kb.features(),
                                  np.array([e["label"] for e in kb.entries]))
     tb = semantic_loopback(sent, extractor, codec, kb, args.channel, args.snr, args.seed,
                            args.channel_impl, str(out / "stream.jsonl"))

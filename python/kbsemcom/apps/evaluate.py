@@ -9,8 +9,9 @@ import shlex
 import time
 from pathlib import Path
 
-from ..core import conventions, evaluation, extractors, protocols
+from ..core import conventions, evaluation, extractors, protocols, report
 from ..core.channel import CHANNELS
+from ..core.recipes import DEFAULT_RECIPE
 from .common import HelpFormatter, machine, say
 
 QUICK = {"sent_per_class": 50, "kb_per_class": "50", "train_per_class": 200, "val_per_class": 20,
@@ -40,10 +41,11 @@ def register(sub):
                         "paper's, downloaded by torchvision), fashion-mnist, or an image folder")
     p.add_argument("--extractor", default=extractors.DEFAULT_EXTRACTOR,
                    help="auto, efficientnet-lite0, or open_clip:MODEL[:PRETRAINED]")
-    p.add_argument("--codecs", default=f"kbsc,{evaluation.DEFAULT_CODEC}",
-                   help="comma-separated methods: kbsc (the paper's recipe), kbsc-kb (ours: "
-                        "decodes against the KB), kbsc-ret (ours: retrieval-trained MLP), raw "
-                        "(features without codec) or any registered method")
+    p.add_argument("--codecs", default=f"{DEFAULT_RECIPE},kbsc-kb",
+                   help=f"comma-separated methods (default {DEFAULT_RECIPE},kbsc-kb: the "
+                        "recipe the apps use, beside ours): kbsc (the paper's MLP), kbsc-kb "
+                        "(ours: linear, decodes against the KB), kbsc-ret (ours: MLP trained "
+                        "for retrieval), raw (features without codec) or any registered method")
     p.add_argument("--raw", action="store_true", help="also evaluate raw features (no codec)")
     p.add_argument("--cbrs", default=None, help="CBRs, e.g. 1/48,1/12 (default: the paper's "
                    f"{','.join(conventions.PAPER_CBRS)})")
@@ -106,19 +108,7 @@ def run(args):
     methods = _names(args.codecs) + (["raw"] if args.raw and "raw" not in args.codecs else [])
     for m in methods:
         evaluation.get_method(m)  # unknown names fail before any work
-    from ..core import codec as codec_mod
-    saved = {k: dict(v) for k, v in codec_mod.RECIPES.items()}
-    try:
-        if args.epochs:
-            for recipe in codec_mod.RECIPES.values():
-                recipe["epochs"] = args.epochs
-        return _run(args, t0, cmd, kb_sizes, methods)
-    finally:  # the cap is for this run only
-        codec_mod.RECIPES.clear()
-        codec_mod.RECIPES.update(saved)
-
-
-def _run(args, t0, cmd, kb_sizes, methods):
+    codec_options = {"epochs": args.epochs} if args.epochs else {}
     extractor = extractors.load_extractor(args.extractor)
     say(args, f"extractor: {extractor.describe()}")
     proto = protocols.make_protocol(args.dataset, args.sent_per_class, max(kb_sizes)
@@ -132,7 +122,7 @@ def _run(args, t0, cmd, kb_sizes, methods):
         (f"; codecs trained on {codec_proto.name} ({len(codec_proto.train)} images)"
          if codec_proto else ""))
     t_feat = time.monotonic()
-    setup = evaluation.build_setup(proto, extractor, codec_proto)
+    setup = evaluation.build_setup(proto, extractor, codec_proto, codec_options=codec_options)
     t_feat = time.monotonic() - t_feat
     say(args, f"features ready in {t_feat:.0f} s; noiseless ceiling {setup.ceiling:.1%} "
               f"({len(setup.kept['sent'])} sent vs {len(setup.kb)} KB images)")
@@ -145,7 +135,7 @@ def _run(args, t0, cmd, kb_sizes, methods):
             progress=not args.json)
     out = Path(args.out or f"runs/evaluate/{proto.name.replace(':', '_')}")
     title = f"{proto.dataset} ({proto.name}), {extractor.name}"
-    files = evaluation.write_outputs(records, out, title)
+    files = report.write_outputs(records, out, title)
     summary = {"command": cmd,
                "dataset": proto.dataset, "protocol": proto.name, "sizes": proto.sizes(),
                "extractor": extractor.name, "extractor_reason": extractor.reason,

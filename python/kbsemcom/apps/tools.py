@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from ..core import datasets, extractors, pipeline
+from ..core import datasets, extractors, pipeline, protocols
 from ..core.codec import SemanticCodec
 from ..core.kb import KnowledgeBase
 from .common import HelpFormatter, add_codec, add_common, add_split, say
@@ -18,7 +18,8 @@ def register(sub):
     p.add_argument("--out", default="runs/kb", help="KB folder")
     p.set_defaults(func=cmd_build_kb)
 
-    p = sub.add_parser("train-codec", help="train the MLP codec for one CBR and channel",
+    p = sub.add_parser("train-codec",
+                       help="train the semantic codec (--recipe) for one CBR and channel",
                        formatter_class=HelpFormatter)
     add_common(p)
     add_split(p)
@@ -52,8 +53,9 @@ def cmd_train_codec(args):
     extractor = extractors.load_extractor(args.extractor)
     say(args, f"extractor: {extractor.describe()}")
     dataset = datasets.open_dataset(args.dataset)
-    split = pipeline.demo_split(dataset, 0, 0, args.train_per_class, args.val_per_class)
-    codec, path, cached = pipeline.prepare_codec(extractor, split, dataset.name, args.cbr,
+    split = protocols.split_dataset(dataset, 0, 0, args.train_per_class, args.val_per_class,
+                                    require=())
+    codec, path, cached = pipeline.prepare_codec(extractor, split, args.cbr,
                                                  args.channel, args.seed, args.epochs,
                                                  recipe=args.recipe, lr=args.lr)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..core import datasets, extractors, pipeline, results
+from ..core import datasets, extractors, pipeline, protocols, results
 from ..core.codec import SemanticCodec
 from ..core.progress import bars_off
 from ..core.kb import KnowledgeBase
@@ -102,8 +102,8 @@ def _radio_opts(args):
 
 def _sent_items(args, dataset):
     per_class = max(1, -(-args.images // len(dataset.class_names)))
-    return pipeline.demo_split(dataset, per_class, args.kb_per_class, args.train_per_class,
-                               args.val_per_class)
+    return protocols.split_dataset(dataset, per_class, args.kb_per_class,
+                                   args.train_per_class, args.val_per_class)
 
 
 def _codec(args, extractor_spec, split, dataset):
@@ -111,7 +111,7 @@ def _codec(args, extractor_spec, split, dataset):
     if args.codec:
         return SemanticCodec.load(args.codec), args.codec
     extractor = extractors.load_extractor(extractor_spec)
-    codec, path, _ = pipeline.prepare_codec(extractor, split, dataset.name, args.cbr,
+    codec, path, _ = pipeline.prepare_codec(extractor, split, args.cbr,
                                             args.channel, args.seed, args.epochs,
                                             recipe=args.recipe, lr=args.lr)
     return codec, str(path)

@@ -4,7 +4,8 @@ cache, so that a flowgraph can name them and run from any folder with no command
 A bundle is defined by its settings (data set, extractor, CBR, recipe, channel, seed, images
 per class). Its folder ``<cache>/bundles/<name>/`` holds ``kb/``, ``codec.pt`` and
 ``bundle.json`` (the settings and the extractor that was actually used). Building it runs the
-very steps of ``kbsemcom demo`` (:func:`pipeline.prepare_link`), so the default bundle holds
+very steps of ``kbsemcom demo`` (``protocols.split_dataset``, then
+:func:`pipeline.prepare_link`), so the default bundle holds
 the demo's KB and codec; features and codecs come from the shared caches when they exist.
 
 Constructing a :class:`Bundle` is cheap and touches nothing (GNU Radio Companion evaluates it
@@ -19,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import datasets
+from .recipes import DEFAULT_RECIPE
+from .protocols import ROLES, split_dataset
 
 BUNDLE_FILE = "bundle.json"
 
@@ -34,7 +37,7 @@ class Bundle:
     dataset: str = "fashion-mnist"
     extractor_spec: str = "auto"
     cbr: str = "1/48"
-    recipe: str = "kbsc"
+    recipe: str = DEFAULT_RECIPE
     channel: str = "awgn"
     seed: int = 0
     kb_per_class: int = 100
@@ -87,8 +90,9 @@ class Bundle:
 
     @property
     def sent(self):
-        """The sent images (per class, the ``sent_per_class`` images after the KB's), classes
-        taking turns, so that a live display shows every class from the start."""
+        """The sent images (per class, the first ``sent_per_class`` test images; the KB's
+        follow them), classes taking turns, so that a live display shows every class from the
+        start."""
         turn = {}
         return sorted(self.split().sent, key=lambda it: (_count(turn, it.label), it.label))
 
@@ -98,7 +102,7 @@ class Bundle:
     def content_key(self):
         """What changes when any of the bundle's images changes (added, removed, edited)."""
         split, h = self.split(), hashlib.sha256()
-        for role in ("sent", "kb", "train", "val_sent", "val_kb"):
+        for role in ROLES:
             for it in getattr(split, role):
                 h.update(f"{role}:{it.fingerprint()}\0".encode())
         return h.hexdigest()[:16]
@@ -127,8 +131,7 @@ class Bundle:
                 "trains on the rest); add images (one sub-folder per class) or lower 'KB "
                 "images per class'")
         extractor = extractors.load_extractor(self.extractor_spec)
-        dataset = datasets.open_dataset(self.dataset)
-        link = pipeline.prepare_link(extractor, dataset, split, self.cbr, self.channel,
+        link = pipeline.prepare_link(extractor, split, self.cbr, self.channel,
                                      self.seed, recipe=self.recipe, progress=progress)
         link.kb.save(self.kb)
         link.codec.save(self.codec, getattr(link.codec, "history", []))
@@ -151,13 +154,14 @@ def _count(counts, key):
 
 @functools.lru_cache(maxsize=8)
 def _split(bundle):
-    """The bundle's split, kept: GNU Radio Companion re-evaluates ``bundle.sent`` often."""
-    from .pipeline import demo_split
-    return demo_split(datasets.open_dataset(bundle.dataset), bundle.sent_per_class,
-                      bundle.kb_per_class, bundle.train_per_class, bundle.val_per_class)
+    """The bundle's split, kept: GNU Radio Companion re-evaluates ``bundle.sent`` often. Empty
+    roles are allowed here: :meth:`Bundle.ensure` refuses them with sizes that say why."""
+    return split_dataset(datasets.open_dataset(bundle.dataset), bundle.sent_per_class,
+                         bundle.kb_per_class, bundle.train_per_class, bundle.val_per_class,
+                         require=())
 
 
-def kb_bundle(dataset="fashion-mnist", extractor="auto", cbr="1/48", recipe="kbsc",
+def kb_bundle(dataset="fashion-mnist", extractor="auto", cbr="1/48", recipe=DEFAULT_RECIPE,
               channel="awgn", seed=0, kb_per_class=100, sent_per_class=20):
     """A knowledge base, a codec and sent images, built once in the user cache and named by
     their settings, so that a flowgraph runs from any folder with no command first.
@@ -176,8 +180,8 @@ def kb_bundle(dataset="fashion-mnist", extractor="auto", cbr="1/48", recipe="kbs
       Extractor: auto (CLIP ViT-B-32 if its weights are cached, else EfficientNet-Lite0),
         efficientnet-lite0, or open_clip:MODEL:TAG_OR_CHECKPOINT.
       CBR: channel bandwidth ratio; CBR x 3072 complex symbols per image (1/48 = 64).
-      Recipe: kbsc (the paper's MLP codec), kbsc-kb (ours: decodes against the KB),
-        kbsc-ret (ours: MLP trained for retrieval).
+      Recipe: kbsc (the paper's MLP codec, the default), kbsc-kb (ours: a linear code that
+        decodes against the KB), kbsc-ret (ours: MLP trained for retrieval).
       Channel: the channel the codec is trained on (awgn or rayleigh).
       Seed: training seed.
       KB images per class, Sent images per class: how many of each class's images the KB

@@ -1,9 +1,14 @@
 """The semantic codec: an encoder/decoder between a feature and k real channel values
 (k/2 complex symbols), its training, and its file format.
 
-Three recipes share one class and one file format (``SemanticCodec.load`` reads them all):
+One base class, :class:`SemanticCodec`, holds what every recipe shares: the numpy interface
+the GNU Radio blocks call, the file format (``SemanticCodec.load`` reads every recipe and
+returns its class), and the one training loop (:meth:`SemanticCodec.fit`: mini-batches,
+optimiser steps, and for recipes that select an epoch on the validation pair, the best epoch
+and early stopping). Each recipe is a subclass that brings its layers, its loss per batch and
+its own defaults (``RECIPES``; ``recipes.DEFAULT_RECIPE`` is the default, the paper's):
 
-``kbsc`` (the paper's, kept exact)
+``kbsc`` (:class:`PaperCodec`, the paper's, kept exact)
   Encoder  Linear(D,384) -> ReLU -> Linear(384,k) -> BatchNorm1d(k) -> unit power per vector
   Decoder  Linear(k,384) -> ReLU -> Linear(384,D) -> BatchNorm1d(D)
   MSE loss, Adam 1e-4, batch 128, <= 100 epochs, early stop after 20 epochs without
@@ -12,18 +17,7 @@ Three recipes share one class and one file format (``SemanticCodec.load`` reads 
   ~1/sqrt(D)) the decoder's BatchNorm otherwise lets a near-constant output win the MSE and
   the model collapses to chance (measured in NOTES.md).
 
-``kbsc-ret`` (ours, the default)
-  Encoder  Linear(D,h) -> ReLU -> Linear(h,k) -> BatchNorm1d(k) -> unit power per vector
-  Decoder  Linear(k,h) -> ReLU -> Linear(h,h) -> ReLU -> Linear(h,D) -> L2 normalisation
-  Trained for retrieval, not reconstruction: an InfoNCE loss makes the decoded feature pick
-  its own source feature among the batch's features (cosine, temperature tau), plus a
-  class-aware soft nearest-neighbour (NCA) loss against a bank of *training* features (a
-  stand-in KB from the training split) so that the nearest neighbour has the right class.
-  One SNR per *image* drawn uniformly from ``train_snr_range``, so one model serves every
-  SNR; Adam with a cosine-decayed learning rate. Labels are used only as a training signal;
-  they are never transmitted, and the transmitter never sees the receiver's KB.
-
-``kbsc-kb`` (ours, the default: decoding against the KB)
+``kbsc-kb`` (:class:`KBCodec`, ours: a linear encoder, decoding against the KB)
   Encoder  two parts added, then unit power per vector:
            - an instance part: the feature's projection on the training features' principal
              axes (centred on their mean), at unit norm: keeps who is near whom;
@@ -35,11 +29,22 @@ Three recipes share one class and one file format (``SemanticCodec.load`` reads 
            and the received vector's nearest codeword is the maximum-likelihood KB image on
            AWGN (all codewords have the same power).
   Trained in closed form and by one small fit: principal axes by SVD, the classifier by
-  cross-entropy (Adam, ``epochs`` passes), ``class_gain`` picked on the validation pair.
-  Linear parts on purpose: with a few dozen training images per class, MLP encoders trained
-  end to end through the channel (kbsc-ret) fit the training images and lose on held-out
-  ones (docs/results.md). The labels train the classifier only; the transmitter sees the
-  image's feature, never its label.
+  cross-entropy (Adam, ``epochs`` passes, no channel), ``class_gain`` picked on the
+  validation pair. Linear parts on purpose: with a few dozen training images per class, MLP
+  encoders trained end to end through the channel (kbsc-ret) fit the training images and lose
+  on held-out ones (docs/results.md). The labels train the classifier only; the transmitter
+  sees the image's feature, never its label.
+
+``kbsc-ret`` (:class:`RetrievalCodec`, ours: an MLP trained for retrieval)
+  Encoder  Linear(D,h) -> ReLU -> Linear(h,k) -> BatchNorm1d(k) -> unit power per vector
+  Decoder  Linear(k,h) -> ReLU -> Linear(h,h) -> ReLU -> Linear(h,D) -> L2 normalisation
+  Trained for retrieval, not reconstruction: an InfoNCE loss makes the decoded feature pick
+  its own source feature among the batch's features (cosine, temperature tau), plus a
+  class-aware soft nearest-neighbour (NCA) loss against a bank of *training* features (a
+  stand-in KB from the training split) so that the nearest neighbour has the right class.
+  One SNR per *image* drawn uniformly from ``train_snr_range``, so one model serves every
+  SNR; Adam with a cosine-decayed learning rate. Labels are used only as a training signal;
+  they are never transmitted, and the transmitter never sees the receiver's KB.
 """
 import copy
 import logging
@@ -47,6 +52,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -58,6 +64,7 @@ from .errors import UserError
 from .channel import Channel, apply_channel, check_channel, power_normalize
 from .extractors import set_threads
 from .progress import bars_off
+from .recipes import DEFAULT_RECIPE, DESCRIPTIONS
 
 log = logging.getLogger("kbsemcom.codec")
 
@@ -75,7 +82,7 @@ class CodecConfig:
     extractor: dict
     cbr: str = "1/48"
     hidden: int = 384
-    recipe: str = "kbsc"
+    recipe: str = DEFAULT_RECIPE
     train_channel: str = "awgn"
     train_snrs: tuple = PAPER_TRAIN_SNRS
     epochs: int = 100
@@ -112,53 +119,49 @@ class CodecConfig:
 
 
 class SemanticCodec(nn.Module):
-    """Feature [batch, D] <-> unit-power real channel values [batch, k] (k = 2 n_symbols)."""
+    """Base of every recipe: feature [batch, D] <-> unit-power real channel values [batch, k]
+    (k = 2 n_symbols). ``SemanticCodec(config)`` and ``SemanticCodec.load(path)`` return the
+    class of ``config.recipe``.
+
+    A recipe subclass sets ``recipe`` (its name), ``defaults`` (its CodecConfig values) and
+    implements ``build`` (layers), ``encode_real`` / ``decode_real`` (torch, real layout) and
+    ``batch_loss`` (one training batch); optional hooks: ``optimizer``, ``prepare_training``,
+    ``finish_training``, ``training_config``.
+    """
+    recipe = None
+    defaults = MappingProxyType({})
+    against_kb = False        # decodes against the KB in symbol space (kb_keys are codewords)
+    min_batch = 1             # smaller training batches are skipped (BatchNorm needs 2)
+    selects_epoch = True      # keep the epoch with the best validation accuracy, stop early
+
+    def __new__(cls, *args, **kwargs):
+        if cls is SemanticCodec:  # the base builds the class of the config's recipe
+            config = args[0] if args else kwargs["config"]
+            cls = codec_class(config.recipe)
+        return super().__new__(cls)
 
     def __init__(self, config):
         super().__init__()
+        if type(self).recipe != config.recipe:
+            raise CodecError(f"{type(self).__name__} is the {type(self).recipe} recipe, the "
+                             f"config is {config.recipe!r}")
         self.config = config
-        d, k, h = config.dim, 2 * config.n_symbols, config.hidden
-        self.scale = math.sqrt(d)
-        self.retrieval = config.recipe == "kbsc-ret"
-        self.against_kb = config.recipe == "kbsc-kb"
-        if config.recipe not in RECIPES:
-            raise CodecError(f"unknown codec recipe {config.recipe!r}; known: "
-                             f"{', '.join(RECIPES)}")
-        if self.against_kb:
-            self.encoder, self.decoder = nn.Linear(d, k, bias=False), nn.Identity()
-            self.classifier = nn.Linear(d, max(1, config.n_classes))
-            self.register_buffer("feature_mean", torch.zeros(d))
-            self.register_buffer("class_codewords", torch.zeros(max(1, config.n_classes), k))
-            self.register_buffer("class_gain", torch.zeros(()))
-            return
-        self.encoder = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, k),
-                                     nn.BatchNorm1d(k))
-        if self.retrieval:
-            self.decoder = nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
-                                         nn.Linear(h, d))
-        else:
-            self.decoder = nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, d),
-                                         nn.BatchNorm1d(d))
+        self.scale = math.sqrt(config.dim)
+        self.build(config.dim, 2 * config.n_symbols, config.hidden)
+
+    def build(self, d, k, h):
+        raise NotImplementedError
 
     @property
     def n_symbols(self):
         return self.config.n_symbols
 
     def encode_real(self, features):
-        if self.against_kb:
-            centred = (features - self.feature_mean) * self.scale
-            instance = nn.functional.normalize(self.encoder(centred), dim=-1)
-            posterior = torch.softmax(self.classifier(centred), dim=-1)
-            return power_normalize(instance + self.class_gain * posterior @ self.class_codewords)
-        return power_normalize(self.encoder(features * self.scale))
+        raise NotImplementedError
 
     def decode_real(self, received):
         """Received real symbols -> the vector the KB is searched with (see kb_keys)."""
-        if self.against_kb:
-            return received
-        if self.retrieval:  # unit norm, like the KB's features: L2 search = cosine search
-            return nn.functional.normalize(self.decoder(received), dim=-1)
-        return self.decoder(received) / self.scale
+        raise NotImplementedError
 
     def forward(self, features, channel, snr_db, generator=None):
         return self.decode_real(apply_channel(self.encode_real(features), channel, snr_db,
@@ -226,6 +229,7 @@ class SemanticCodec(nn.Module):
 
     @classmethod
     def load(cls, path):
+        """The codec saved at ``path``, as the class of its recipe."""
         path = Path(path)
         if not path.exists():
             raise CodecError(f"codec file {path} does not exist; train one with "
@@ -236,14 +240,21 @@ class SemanticCodec(nn.Module):
             raise CodecError(f"{path} is not a readable codec file: {err}") from err
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
             raise CodecError(f"{path} is not a {FORMAT} file")
+        retrain = (f"; retrain it with this version ('kbsemcom train-codec', or delete it to "
+                   "let the demo, bundles and evaluate train it again)")
         cfg = dict(blob["config"])
         cfg.pop("n_symbols", None)
         cfg.pop("dim", None)
         cfg["train_snrs"] = tuple(cfg["train_snrs"])
         if "train_snr_range" in cfg:
             cfg["train_snr_range"] = tuple(cfg["train_snr_range"])
-        codec = cls(CodecConfig(**cfg))
-        codec.load_state_dict(blob["state_dict"])
+        try:
+            config = CodecConfig(**cfg)
+            codec = codec_class(config.recipe)(config)
+            codec.load_state_dict(blob["state_dict"])
+        except (TypeError, RuntimeError, CodecError) as err:
+            raise CodecError(f"{path} was saved by another version of the codec and does not "
+                             f"load ({str(err).splitlines()[0]}){retrain}") from err
         codec.history = blob.get("history", [])
         codec.eval()
         return codec
@@ -251,6 +262,207 @@ class SemanticCodec(nn.Module):
     def size_parameters(self):
         """Numbers stored: trained parameters plus fixed buffers (kbsc-kb's codewords)."""
         return sum(t.numel() for t in self.state_dict().values())
+
+    # training: one loop for every recipe, the recipe's hooks inside it
+    @classmethod
+    def training_config(cls, config, labels):
+        """The config the codec is built with, once the training labels are known."""
+        return config
+
+    def prepare_training(self, data, labels, gen):
+        """Closed-form parts fitted before the loop (kbsc-kb's principal axes)."""
+
+    def optimizer(self, steps):
+        """(optimiser, scheduler or None) for ``steps`` optimiser steps."""
+        return torch.optim.Adam(self.parameters(), lr=self.config.lr), None
+
+    def batch_loss(self, data, idx, labels, gen):
+        """The loss of the training batch ``data[idx]`` (idx: indices into data)."""
+        raise NotImplementedError
+
+    def finish_training(self, validation):
+        """Choices made on the validation pair after the loop; returns history entries."""
+        return []
+
+    def fit(self, data, labels, validation, gen, progress=True):
+        """The training loop shared by every recipe: ``epochs`` passes over ``data`` in a
+        random order of ``batch_size`` batches; a recipe that selects its epoch
+        (``selects_epoch``) is scored on the validation pair after each pass, keeps the best
+        epoch and stops after ``patience`` passes without gain. Returns the history."""
+        config = self.config
+        self.prepare_training(data, labels, gen)
+        opt, sched = self.optimizer(config.epochs * max(1, -(-len(data) // config.batch_size)))
+        best, best_state, history, stale = -1.0, None, [], 0
+        bar = tqdm(range(config.epochs), desc=f"train {config.recipe} CBR {config.cbr} "
+                   f"{config.train_channel}", unit="epoch", disable=bars_off(progress),
+                   leave=False)
+        for epoch in bar:
+            self.train()
+            perm = torch.randperm(len(data), generator=gen)
+            losses = []
+            for i in range(0, len(data), config.batch_size):
+                idx = perm[i:i + config.batch_size]
+                if len(idx) < self.min_batch:
+                    continue
+                loss = self.batch_loss(data, idx, labels, gen)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                losses.append(loss.item())
+            entry = {"epoch": epoch, "loss": float(np.mean(losses))}
+            history.append(entry)
+            if not self.selects_epoch:
+                continue
+            entry["val_accuracy"] = acc = validation_accuracy(self, validation, config)
+            bar.set_postfix(loss=f"{entry['loss']:.3f}", val_acc=f"{acc:.3f}")
+            if acc > best:
+                best, best_state, stale = acc, copy.deepcopy(self.state_dict()), 0
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    break
+        if best_state is not None:
+            self.load_state_dict(best_state)
+        history += self.finish_training(validation)
+        return history
+
+
+class PaperCodec(SemanticCodec):
+    """kbsc, the paper's recipe: MLP encoder and decoder, MSE on sqrt(D)-scaled features,
+    one SNR per batch from the paper's training SNRs (see the module docstring)."""
+    recipe = "kbsc"
+    defaults = MappingProxyType({})
+    min_batch = 2
+
+    def build(self, d, k, h):
+        self.encoder = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, k),
+                                     nn.BatchNorm1d(k))
+        self.decoder = self.build_decoder(d, k, h)
+
+    def build_decoder(self, d, k, h):
+        return nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, d), nn.BatchNorm1d(d))
+
+    def encode_real(self, features):
+        return power_normalize(self.encoder(features * self.scale))
+
+    def decode_real(self, received):
+        return self.decoder(received) / self.scale
+
+    def batch_loss(self, data, idx, labels, gen):
+        batch = data[idx]
+        snrs = torch.tensor(self.config.train_snrs, dtype=torch.float32)
+        snr = snrs[torch.randint(len(snrs), (1,), generator=gen)].item()
+        out = self(batch, self.config.train_channel, snr, gen)
+        return torch.mean((out - batch) ** 2) * self.config.dim
+
+
+class RetrievalCodec(PaperCodec):
+    """kbsc-ret: the paper's encoder, a deeper decoder with a unit-norm output, trained for
+    retrieval with one SNR per image (see the module docstring)."""
+    recipe = "kbsc-ret"
+    # sized for the shared 2-core machine: 30 epochs of batch 512 (see docs/results.md)
+    defaults = MappingProxyType({"hidden": 512, "epochs": 30, "patience": 10,
+                                 "batch_size": 512, "lr": 1e-3})
+
+    def build_decoder(self, d, k, h):
+        return nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
+                             nn.Linear(h, d))
+
+    def decode_real(self, received):  # unit norm, like the KB's features: L2 = cosine search
+        return nn.functional.normalize(self.decoder(received), dim=-1)
+
+    def optimizer(self, steps):
+        opt = torch.optim.Adam(self.parameters(), lr=self.config.lr)
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+
+    def batch_loss(self, data, idx, labels, gen):
+        lo, hi = self.config.train_snr_range
+        snr = lo + (hi - lo) * torch.rand(len(idx), generator=gen)
+        out = self(data[idx], self.config.train_channel, snr, gen)
+        return _retrieval_loss(out, idx, data, labels, self.config, gen)
+
+
+class KBCodec(SemanticCodec):
+    """kbsc-kb: a linear encoder (principal axes plus a soft class codeword) and no decoder:
+    the receiver searches the KB's codewords (see the module docstring)."""
+    recipe = "kbsc-kb"
+    defaults = MappingProxyType({"epochs": 100, "batch_size": 256, "lr": 1e-3})
+    against_kb = True
+    selects_epoch = False     # the loop fits the classifier; the class gain is selected after
+
+    def build(self, d, k, h):
+        n = max(1, self.config.n_classes)
+        self.encoder, self.decoder = nn.Linear(d, k, bias=False), nn.Identity()
+        self.classifier = nn.Linear(d, n)
+        self.register_buffer("feature_mean", torch.zeros(d))
+        self.register_buffer("class_codewords", torch.zeros(n, k))
+        self.register_buffer("class_gain", torch.zeros(()))
+
+    def _centred(self, features):
+        return (features - self.feature_mean) * self.scale
+
+    def encode_real(self, features):
+        centred = self._centred(features)
+        instance = nn.functional.normalize(self.encoder(centred), dim=-1)
+        posterior = torch.softmax(self.classifier(centred), dim=-1)
+        return power_normalize(instance + self.class_gain * posterior @ self.class_codewords)
+
+    def decode_real(self, received):
+        return received
+
+    @classmethod
+    def training_config(cls, config, labels):
+        if labels is None:
+            raise CodecError("the kbsc-kb recipe trains a classifier on the class labels of "
+                             "the training split; pass train_labels")
+        return replace(config, n_classes=int(labels.max()) + 1)
+
+    def prepare_training(self, data, labels, gen):
+        with torch.no_grad():
+            mean, axes = _principal_axes(data, self.encoder.out_features)
+            self.feature_mean.copy_(mean)
+            self.encoder.weight.copy_(axes)
+            self.class_codewords.copy_(_class_codewords(self.config.n_classes,
+                                                        self.encoder.out_features, gen))
+
+    def optimizer(self, steps):
+        return torch.optim.Adam(self.classifier.parameters(), lr=self.config.lr,
+                                weight_decay=1e-4), None
+
+    def batch_loss(self, data, idx, labels, gen):
+        return nn.functional.cross_entropy(self.classifier(self._centred(data[idx])),
+                                           labels[idx])
+
+    def finish_training(self, validation):
+        """The class gain with the best validation accuracy."""
+        history = []
+        for gain in KB_CLASS_GAINS:
+            self.class_gain.fill_(gain)
+            history.append({"class_gain": gain, "val_accuracy": validation_accuracy(
+                self, validation, self.config)})
+        self.class_gain.fill_(max(history, key=lambda h: h["val_accuracy"])["class_gain"])
+        return history
+
+
+# name -> recipe class; each class's ``defaults`` are read-only (pass overrides instead)
+RECIPES = MappingProxyType({c.recipe: c for c in (PaperCodec, KBCodec, RetrievalCodec)})
+assert set(RECIPES) == set(DESCRIPTIONS) and DEFAULT_RECIPE in RECIPES
+
+
+def codec_class(recipe):
+    """The SemanticCodec subclass of a recipe name."""
+    if recipe not in RECIPES:
+        raise CodecError(f"unknown codec recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    return RECIPES[recipe]
+
+
+def recipe_config(recipe, extractor, cbr, train_channel="awgn", seed=0, **overrides):
+    """The CodecConfig of a named recipe (its defaults, then ``overrides``)."""
+    kw = dict(codec_class(recipe).defaults, **overrides)
+    return CodecConfig(extractor=dict(extractor), cbr=conventions.format_cbr(cbr), recipe=recipe,
+                       train_channel=check_channel(train_channel), seed=seed, **kw)
 
 
 def retrieval_accuracy(decoded, labels, kb_features, kb_labels):
@@ -260,23 +472,6 @@ def retrieval_accuracy(decoded, labels, kb_features, kb_labels):
     index.add(np.ascontiguousarray(kb_features, dtype=np.float32))
     _, nearest = index.search(np.ascontiguousarray(decoded, dtype=np.float32), 1)
     return float(np.mean(np.asarray(kb_labels)[nearest[:, 0]] == np.asarray(labels)))
-
-
-RECIPES = {
-    "kbsc": {},
-    "kbsc-kb": {"epochs": 100, "batch_size": 256, "lr": 1e-3},
-    # sized for the shared 2-core machine: 30 epochs of batch 512 (see docs/results.md)
-    "kbsc-ret": {"hidden": 512, "epochs": 30, "patience": 10, "batch_size": 512, "lr": 1e-3},
-}
-
-
-def recipe_config(recipe, extractor, cbr, train_channel="awgn", seed=0, **overrides):
-    """The CodecConfig of a named recipe (its defaults, then ``overrides``)."""
-    if recipe not in RECIPES:
-        raise CodecError(f"unknown codec recipe {recipe!r}; known: {', '.join(RECIPES)}")
-    kw = dict(RECIPES[recipe], **overrides)
-    return CodecConfig(extractor=dict(extractor), cbr=conventions.format_cbr(cbr), recipe=recipe,
-                       train_channel=check_channel(train_channel), seed=seed, **kw)
 
 
 def _retrieval_loss(decoded, idx, data, labels, config, gen):
@@ -307,9 +502,6 @@ def _retrieval_loss(decoded, idx, data, labels, config, gen):
     return loss
 
 
-KB_CLASS_GAINS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-
-
 @torch.no_grad()
 def _principal_axes(data, k):
     """Mean and the first k principal axes of data [N, D] (repeated when k exceeds their
@@ -327,38 +519,7 @@ def _class_codewords(n_classes, k, gen):
     return nn.functional.normalize(w[:n_classes], dim=-1)
 
 
-def _fit_against_kb(codec, data, labels, validation, config, gen, progress):
-    """kbsc-kb: principal axes, class codewords, the classifier (cross-entropy), then the
-    class gain with the best validation accuracy. Returns the history."""
-    with torch.no_grad():
-        mean, axes = _principal_axes(data, codec.encoder.out_features)
-        codec.feature_mean.copy_(mean)
-        codec.encoder.weight.copy_(axes)
-        codec.class_codewords.copy_(_class_codewords(config.n_classes,
-                                                     codec.encoder.out_features, gen))
-    centred = (data - mean) * codec.scale
-    opt = torch.optim.Adam(codec.classifier.parameters(), lr=config.lr, weight_decay=1e-4)
-    history = []
-    bar = tqdm(range(config.epochs), desc=f"train kbsc-kb classifier CBR {config.cbr}",
-               unit="epoch", disable=bars_off(progress), leave=False)
-    for epoch in bar:
-        perm = torch.randperm(len(data), generator=gen)
-        losses = []
-        for i in range(0, len(data), config.batch_size):
-            idx = perm[i:i + config.batch_size]
-            loss = nn.functional.cross_entropy(codec.classifier(centred[idx]), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        history.append({"epoch": epoch, "loss": float(np.mean(losses))})
-    for gain in KB_CLASS_GAINS:
-        codec.class_gain.fill_(gain)
-        history.append({"class_gain": gain,
-                        "val_accuracy": validation_accuracy(codec, validation, config)})
-    best = max((h for h in history if "class_gain" in h), key=lambda h: h["val_accuracy"])
-    codec.class_gain.fill_(best["class_gain"])
-    return history
+KB_CLASS_GAINS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
 def train_codec(config, train_features, validation, progress=True, train_labels=None):
@@ -373,6 +534,7 @@ def train_codec(config, train_features, validation, progress=True, train_labels=
     """
     set_threads()
     check_channel(config.train_channel)
+    cls = codec_class(config.recipe)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     data = torch.from_numpy(np.asarray(train_features, dtype=np.float32))
@@ -383,58 +545,8 @@ def train_codec(config, train_features, validation, progress=True, train_labels=
         raise CodecError("training selects the codec on a validation sent/KB pair, which is "
                          "empty; give at least one validation image per class "
                          "(--val-per-class)")
-    if config.recipe == "kbsc-kb":
-        if lab is None:
-            raise CodecError("the kbsc-kb recipe trains a classifier on the class labels of "
-                             "the training split; pass train_labels")
-        config = replace(config, n_classes=int(lab.max()) + 1)
-        codec = SemanticCodec(config)
-        history = _fit_against_kb(codec, data, lab, validation, config, gen, progress)
-        codec.eval()
-        codec.history = history
-        return codec, history
-    codec = SemanticCodec(config)
-    opt = torch.optim.Adam(codec.parameters(), lr=config.lr)
-    steps = config.epochs * max(1, -(-len(data) // config.batch_size))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if codec.retrieval else None
-    snrs = torch.tensor(config.train_snrs, dtype=torch.float32)
-    lo, hi = config.train_snr_range
-    best, best_state, history, stale = -1.0, None, [], 0
-    bar = tqdm(range(config.epochs), desc=f"train {config.recipe} CBR {config.cbr} "
-               f"{config.train_channel}", unit="epoch", disable=bars_off(progress), leave=False)
-    for epoch in bar:
-        codec.train()
-        perm = torch.randperm(len(data), generator=gen)
-        losses = []
-        for i in range(0, len(data), config.batch_size):
-            idx = perm[i:i + config.batch_size]
-            batch = data[idx]
-            if len(batch) < 2:  # BatchNorm needs two samples
-                continue
-            if codec.retrieval:  # one SNR per image over the whole range
-                snr = lo + (hi - lo) * torch.rand(len(batch), generator=gen)
-                out = codec(batch, config.train_channel, snr, gen)
-                loss = _retrieval_loss(out, idx, data, lab, config, gen)
-            else:  # the paper: one SNR per batch, MSE on sqrt(D)-scaled features
-                snr = snrs[torch.randint(len(snrs), (1,), generator=gen)].item()
-                out = codec(batch, config.train_channel, snr, gen)
-                loss = torch.mean((out - batch) ** 2) * codec.config.dim
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            losses.append(loss.item())
-        acc = validation_accuracy(codec, validation, config)
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_accuracy": acc})
-        bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_acc=f"{acc:.3f}")
-        if acc > best:
-            best, best_state, stale = acc, copy.deepcopy(codec.state_dict()), 0
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    codec.load_state_dict(best_state)
+    codec = cls(cls.training_config(config, lab))
+    history = codec.fit(data, lab, validation, gen, progress)
     codec.eval()
     codec.history = history
     return codec, history

@@ -1,5 +1,6 @@
 """Labelled image sets: an image folder with one sub-folder per class, Debian's Fashion-MNIST,
-and the CIFAR-10 / Caltech-101 archives of the project's shared data folder.
+the CIFAR-10 / Caltech-101 archives of the project's shared data folder and CIFAR-100 (through
+torchvision's downloader), all named in one registry (:data:`DATASETS`).
 
 Every image is an :class:`ImageItem` with a stable id, a label, a class name and a source
 (a file path, or ``name:split:index`` for images stored in arrays). ``item.load()`` returns an
@@ -278,13 +279,66 @@ def caltech100():
                              skip_classes=CALTECH_DROPPED)
 
 
-DATASETS = {"fashion-mnist": fashion_mnist, "cifar10": cifar10, "caltech100": caltech100}
+def cifar100(root=None):
+    """CIFAR-100 through torchvision's downloader (arrays kept as array-backed ImageItems)."""
+    try:
+        from torchvision.datasets import CIFAR100
+    except ImportError as err:  # pragma: no cover - torchvision is a requirement
+        raise DatasetError(f"torchvision is needed for CIFAR-100: {err}") from err
+    root = Path(root or cache_dir() / "data" / "cifar100")
+    splits = {}
+    try:
+        for split, train in (("train", True), ("test", False)):
+            ds = CIFAR100(str(root), train=train, download=True)
+            splits[split] = [ImageItem(f"cifar100:{split}:{i:05d}", int(lab), ds.classes[lab],
+                                       pixels=ds.data[i], origin="cifar100")
+                             for i, lab in enumerate(ds.targets)]
+    except Exception as err:  # network errors come in many types (URLError, OSError, ...)
+        raise DatasetError(
+            f"CIFAR-100 could not be downloaded to {root} ({type(err).__name__}: {err}). It "
+            "needs network access to www.cs.toronto.edu once; offline, use --dataset cifar10 "
+            "or caltech100 (the project's stand-ins), or put cifar-100-python.tar.gz in "
+            f"{root}") from err
+    return Dataset("cifar100", list(ds.classes), splits)
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A named data set: its loader, the per-class sizes of its evaluation protocol (sent, KB,
+    training, validation; see protocols.py) and what that protocol is."""
+    loader: object
+    sizes: tuple
+    description: str
+
+
+# The one registry of named data sets (``--dataset NAME`` everywhere). A data set with train/
+# and test/ splits is cut like the paper's CIFAR-100, one with a single split like Caltech.
+DATASETS = {
+    "fashion-mnist": DatasetEntry(
+        fashion_mnist, (500, 500, 1000, 50),
+        "Fashion-MNIST test, per class first 500 sent / next 500 KB; codec trained on train "
+        "images after a 50/50 validation pair"),
+    "cifar10": DatasetEntry(
+        cifar10, (500, 500, 500, 50),
+        "CIFAR-10 test, per class first 500 sent / next 500 KB; codec trained on train images "
+        "after a 50/50 validation sent/KB pair"),
+    "caltech100": DatasetEntry(
+        caltech100, (10, 21, 10 ** 6, 5),
+        "Caltech-101 less BACKGROUND_Google and Faces_easy; per class first 10 by file name "
+        "sent, next 21 KB, rest training (validation pair 5/5 carved from it)"),
+    "cifar100": DatasetEntry(
+        cifar100, (50, 50, 400, 50),
+        "paper: CIFAR-100 test, per class first 50 sent / last 50 KB; train set 80/10/10 = "
+        "codec training / validation sent / validation KB"),
+}
+# an image folder's protocol sizes: with train/ and test/ splits, and with one split
+FOLDER_SIZES = {True: (50, 50, 500, 10), False: (5, 10, 10 ** 6, 2)}
 
 
 def open_dataset(spec):
-    """A data set by name (fashion-mnist, cifar10, caltech100) or by image-folder path."""
+    """A data set by name (a key of DATASETS) or by image-folder path."""
     if spec in DATASETS:
-        return DATASETS[spec]()
+        return DATASETS[spec].loader()
     if Path(spec).expanduser().is_dir():
         return scan_image_folder(spec)
     raise DatasetError(f"unknown data set {spec!r}: give one of {', '.join(DATASETS)} or a "

@@ -1,5 +1,7 @@
 """The evaluation engine (no GNU Radio): features, codecs and semantic accuracy over a grid of
-methods x CBRs x channels x SNRs x seeds, written as results.jsonl / CSV / Markdown and plots.
+methods x CBRs x channels x SNRs x seeds, one record per point. Its report (results.jsonl /
+CSV / Markdown tables and plots) is report.py; the method API (Method, Outcome, the
+registry) is methods.py, re-exported here.
 
 Method registry
 ---------------
@@ -30,29 +32,30 @@ arrived; a lost image always counts as wrong). ``retrieval_outcome(ctx, decoded)
 features into an Outcome. Methods that ignore the CBR report the symbols they used in
 ``Outcome.complex_symbols``. Labels are never an input of the transmitter.
 
-Built-in methods: ``kbsc`` (the paper's recipe), ``kbsc-kb`` (ours, the default: decodes
-against the KB), ``kbsc-ret`` (ours, retrieval-trained MLP) and ``raw`` (the raw feature as
-D/2 complex symbols, no codec).
+Built-in methods: one per codec recipe (``recipes.DESCRIPTIONS``: ``kbsc`` the paper's, the
+default; ``kbsc-kb`` ours, a linear code decoded against the KB; ``kbsc-ret`` ours, an MLP
+trained for retrieval) and ``raw`` (the raw feature as D/2 complex symbols, no codec). The
+baselines package registers its methods (digital chains, bounds) when it is imported, which
+``get_method`` does on first use: the engine knows the baselines, they know only methods.py.
 
 Records (one per evaluated point) carry RECORD_KEYS; see :func:`run_evaluation`.
 """
-import csv
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from . import conventions
-from .channel import apply_channel, check_channel, power_normalize
+from .channel import check_channel, power_normalize
 from .features import extract_features
 from .kb import KnowledgeBase
+from .methods import (METHODS, FunctionMethod, Method, Outcome,  # noqa: F401 (re-exported)
+                      register_method, retrieval_outcome, retrieval_outcome_kb, through_channel)
 from .protocols import ROLES, labels
 from .progress import bars_off
+from .recipes import DESCRIPTIONS
 
 log = logging.getLogger("kbsemcom.evaluation")
 
@@ -62,72 +65,6 @@ RECORD_KEYS = ("dataset", "protocol", "extractor", "codec", "cbr", "complex_symb
 
 
 # --------------------------------------------------------------------------- registry
-
-@dataclass
-class Outcome:
-    """Per sent image: correct (bool [m]) and lost (bool [m]); a lost image counts as wrong."""
-    correct: np.ndarray
-    lost: np.ndarray = None
-    complex_symbols: int = None
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.correct = np.asarray(self.correct, dtype=bool)
-        self.lost = np.zeros_like(self.correct) if self.lost is None else \
-            np.asarray(self.lost, dtype=bool)
-        if self.lost.shape != self.correct.shape:
-            raise ValueError(f"lost {self.lost.shape} and correct {self.correct.shape} differ")
-
-    def accuracy(self):
-        """Semantic accuracy; lost images are wrong whatever ``correct`` says."""
-        if not len(self.correct):
-            return 0.0
-        return float(np.mean(self.correct & ~self.lost))
-
-
-class Method:
-    """Base of an evaluation method (see the module docstring)."""
-    name = "method"
-    description = ""
-    uses_cbr = True
-
-    def prepare(self, setup, cbr, train_channel):
-        return None
-
-    def evaluate(self, ctx):
-        raise NotImplementedError
-
-
-class FunctionMethod(Method):
-    """A plain function ``fn(ctx) -> Outcome`` as a method."""
-
-    def __init__(self, name, fn, uses_cbr=True, description=""):
-        self.name, self.fn, self.uses_cbr = name, fn, uses_cbr
-        self.description = description or (fn.__doc__ or "").strip().split("\n")[0]
-
-    def evaluate(self, ctx):
-        return self.fn(ctx)
-
-
-METHODS = {}
-
-
-def register_method(name_or_method, method=None, replace=False):
-    """Register a Method instance (its ``.name``), or ``register_method(name, fn_or_method)``."""
-    if method is None:
-        method = name_or_method
-        name = method.name
-    else:
-        name = name_or_method
-        if callable(method) and not isinstance(method, Method):
-            method = FunctionMethod(name, method)
-    if not isinstance(method, Method):
-        raise TypeError(f"method {name!r} must be a Method or a function(ctx) -> Outcome")
-    if name in METHODS and not replace:
-        raise ValueError(f"method {name!r} is already registered (pass replace=True)")
-    METHODS[name] = method
-    return method
-
 
 def get_method(name):
     _load_plugins()
@@ -141,8 +78,9 @@ def method_names():
     return sorted(METHODS)
 
 
-# core/<module>.py files imported on first lookup so that their register_method calls run
-# (the baselines' module registers the digital chain, the ideal-code bound, ...)
+# core/<module> packages imported on first lookup so that their register_method calls run
+# (the baselines register the digital chain, the ideal-code bound, ...); they import only
+# methods.py, never this module
 PLUGIN_MODULES = ("baselines",)
 
 
@@ -161,7 +99,9 @@ def _load_plugins():
 @dataclass
 class EvalSetup:
     """Features of one protocol's roles, the KB and the ceiling. ``codec_protocol`` is the
-    protocol whose training split trains codecs (another data set for cross-data-set runs)."""
+    protocol whose training split trains codecs (another data set for cross-data-set runs);
+    ``codec_options`` are CodecConfig values given to every recipe (e.g. ``{"epochs": 25}``
+    to cap training) over the recipe's own defaults."""
     protocol: object
     extractor: object
     features: dict
@@ -169,6 +109,7 @@ class EvalSetup:
     kb: KnowledgeBase
     codec_protocol: object = None
     ceiling: float = 0.0
+    codec_options: dict = field(default_factory=dict)
 
     @property
     def dataset(self):
@@ -181,8 +122,9 @@ class EvalSetup:
         return self.protocol.params.get("kb_per_class")
 
 
-def build_setup(protocol, extractor, codec_protocol=None, progress=True):
-    """Extract (or load cached) features for every role, build the KB, measure the ceiling."""
+def build_setup(protocol, extractor, codec_protocol=None, progress=True, codec_options=None):
+    """Extract (or load cached) features for every role, build the KB, measure the ceiling.
+    codec_options: see EvalSetup."""
     features, kept = {}, {}
     source = {"sent": protocol, "kb": protocol}
     for role in ("train", "val_sent", "val_kb"):
@@ -196,7 +138,8 @@ def build_setup(protocol, extractor, codec_protocol=None, progress=True):
             log.warning("%s %s: %d unreadable images skipped", source[role].name, role, lost)
     kb = KnowledgeBase.from_items(features["kb"], kept["kb"], protocol.class_names,
                                   extractor.identity)
-    setup = EvalSetup(protocol, extractor, features, kept, kb, codec_protocol or protocol)
+    setup = EvalSetup(protocol, extractor, features, kept, kb, codec_protocol or protocol,
+                      codec_options=dict(codec_options or {}))
     setup.ceiling = retrieval_outcome_kb(kb, labels(kept["kb"]), features["sent"],
                                          labels(kept["sent"])).accuracy()
     return setup
@@ -214,7 +157,8 @@ def limit_kb(setup, kb_per_class):
     protocol = setup.protocol.limit_kb(kb_per_class)
     kb = KnowledgeBase.from_items(feats, kept, protocol.class_names, setup.extractor.identity)
     new = EvalSetup(protocol, setup.extractor, dict(setup.features, kb=feats),
-                    dict(setup.kept, kb=kept), kb, setup.codec_protocol)
+                    dict(setup.kept, kb=kept), kb, setup.codec_protocol,
+                    codec_options=setup.codec_options)
     new.ceiling = retrieval_outcome_kb(kb, labels(kept), new.features["sent"],
                                        new.labels("sent")).accuracy()
     return new
@@ -257,31 +201,6 @@ class EvalContext:
         return torch.Generator().manual_seed(int(hashlib.sha1(key.encode()).hexdigest()[:12], 16))
 
 
-def retrieval_outcome_kb(kb, kb_labels, decoded, sent_labels, lost=None):
-    """Outcome of a top-1 KB search for decoded features (rows of lost images may be any)."""
-    decoded = np.asarray(decoded, dtype=np.float32)
-    if not len(decoded):
-        return Outcome(np.zeros(0, bool), lost)
-    _, nearest = kb.search(decoded, 1)
-    return Outcome(np.asarray(kb_labels)[nearest[:, 0]] == np.asarray(sent_labels), lost)
-
-
-def retrieval_outcome(ctx, decoded, lost=None, complex_symbols=None, kb=None):
-    """Outcome of decoded features [m, D] against the context's KB (or ``kb``, a view of it
-    such as a codec's ``searchable_kb``)."""
-    out = retrieval_outcome_kb(ctx.kb if kb is None else kb, ctx.kb_labels, decoded,
-                               ctx.sent_labels, lost)
-    out.complex_symbols = complex_symbols
-    return out
-
-
-def through_channel(ctx, real_symbols):
-    """Real-layout unit-power symbols [m, 2n] (numpy or torch) through ctx's channel, seeded."""
-    x = torch.as_tensor(np.asarray(real_symbols, dtype=np.float32))
-    snr = 0.0 if ctx.snr_db is None else ctx.snr_db
-    return apply_channel(x, ctx.channel, snr, ctx.generator())
-
-
 # --------------------------------------------------------------------------- built-in methods
 
 class CodecMethod(Method):
@@ -319,24 +238,19 @@ class RawFeatures(Method):
         return retrieval_outcome(ctx, received, complex_symbols=feats.shape[1] // 2)
 
 
-register_method(CodecMethod("kbsc", "the paper's recipe: MLP 384, MSE, Adam 1e-4, batch 128, "
-                            "SNR per batch from {-7,-4,0,4,7,10}"))
-register_method(CodecMethod("kbsc-kb", "ours, the default: linear code trained on the channel's "
-                            "class posterior; the receiver decodes against the KB in symbol "
-                            "space (maximum likelihood on AWGN)"))
-register_method(CodecMethod("kbsc-ret", "ours: retrieval-trained MLP (contrastive loss on the "
-                            "decoded feature, per-image SNR), unit-norm output"))
+for _recipe, _description in DESCRIPTIONS.items():
+    register_method(CodecMethod(_recipe, _description))
 register_method(RawFeatures())
-DEFAULT_CODEC = "kbsc-kb"
 
 
 def codec_for(setup, recipe, cbr, train_channel, seed=0, progress=True):
     """Train (or load from the cache) the codec of a recipe for a CBR and training channel on
-    the setup's codec-training split."""
+    the setup's codec-training split (with the setup's codec_options)."""
     from .codec import recipe_config
     from .pipeline import train_or_load_codec
     cp = setup.codec_protocol
-    config = recipe_config(recipe, setup.extractor.identity, cbr, train_channel, seed)
+    config = recipe_config(recipe, setup.extractor.identity, cbr, train_channel, seed,
+                           **setup.codec_options)
     config.training_data = {"dataset": cp.dataset, "protocol": cp.name,
                             "n_train": len(setup.kept["train"]),
                             "n_val_sent": len(setup.kept["val_sent"]),
@@ -394,139 +308,3 @@ def run_evaluation(setup, methods, cbrs, snrs, channels, train_channels=None, se
         rec.update(extra or {})
         records.append(rec)
     return records
-
-
-# --------------------------------------------------------------------------- outputs
-
-def mean_over_seeds(records):
-    """Records averaged over seeds: accuracy mean and std, n_seeds."""
-    groups = {}
-    for r in records:
-        key = tuple((k, r.get(k)) for k in RECORD_KEYS if k not in ("seed", "accuracy", "n_lost"))
-        groups.setdefault(key, []).append(r)
-    out = []
-    for key, rs in groups.items():
-        acc = np.array([r["accuracy"] for r in rs])
-        out.append(dict(dict(key), accuracy=float(acc.mean()), accuracy_std=float(acc.std()),
-                        n_seeds=len(rs)))
-    return out
-
-
-def _sort_key(r):
-    snr = -99 if r["snr_db"] is None else r["snr_db"]
-    n = r["complex_symbols"] or 0
-    return (r["dataset"], r.get("kb_per_class") or 0, r["codec"], r["train_channel"] or "",
-            r["channel"], n, snr)
-
-
-def write_outputs(records, out, title=""):
-    """results.jsonl, results.csv, results.md (seed means) and plots under ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "results.jsonl", "w") as fh:
-        for r in records:
-            fh.write(json.dumps(r) + "\n")
-    keys = list(RECORD_KEYS) + sorted({k for r in records for k in r} - set(RECORD_KEYS))
-    with open(out / "results.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(records)
-    (out / "results.md").write_text(markdown_table(records, title))
-    return [out / "results.jsonl", out / "results.csv", out / "results.md"] + \
-        plot_results(records, out)
-
-
-def markdown_table(records, title=""):
-    """Seed-mean accuracy (%) per codec / CBR / channels (rows) and SNR (columns)."""
-    means = sorted(mean_over_seeds(records), key=_sort_key)
-    snrs = sorted({r["snr_db"] for r in means if r["snr_db"] is not None})
-    has_none = any(r["snr_db"] is None for r in means)
-    cols = [f"{s:g} dB" for s in snrs] + (["no noise"] if has_none else [])
-    rows, lines = {}, []
-    for r in means:
-        key = (r["dataset"], r.get("kb_per_class"), r["codec"], r["cbr"],
-               r["complex_symbols"], r["train_channel"], r["channel"], r["ceiling"])
-        rows.setdefault(key, {})[r["snr_db"]] = r
-    if title:
-        lines += [f"### {title}", ""]
-    lines.append("| data set | KB/class | codec | CBR | symbols | trained on | channel | ceiling | " +
-                 " | ".join(cols) + " |")
-    lines.append("|" + "---|" * (8 + len(cols)))
-    for key, by_snr in rows.items():
-        ds, kbpc, codec, cbr, n, tch, ch, ceil = key
-        cells = [f"{100 * by_snr[s]['accuracy']:.1f}" if s in by_snr else "" for s in snrs]
-        if has_none:
-            cells.append(f"{100 * by_snr[None]['accuracy']:.1f}" if None in by_snr else "")
-        lines.append(f"| {ds} | {kbpc or ''} | {codec} | {cbr} | {n} | {tch or '-'} | {ch} | "
-                     f"{100 * ceil:.1f} | " + " | ".join(cells) + " |")
-    n_seeds = max((r["n_seeds"] for r in means), default=0)
-    lines += ["", f"Semantic accuracy in %, mean of {n_seeds} noise seed(s); ceiling = noiseless "
-              "retrieval of the raw sent features against the same KB."]
-    return "\n".join(lines) + "\n"
-
-
-def plot_results(records, out, fixed_snrs=(-4.0, 0.0, 10.0)):
-    """accuracy_vs_snr_<dataset>_<codec>_<channel>.png and accuracy_vs_cbr_<dataset>_<channel>.png."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    means = [r for r in mean_over_seeds(records) if r["snr_db"] is not None]
-    paths = []
-    groups = {}
-    for r in means:
-        groups.setdefault((r["dataset"], r.get("kb_per_class"), r["channel"]), []).append(r)
-    for (ds, kbpc, ch), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        tag = f"{ds}{'_kb' + str(kbpc) if kbpc else ''}_{ch}"
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        lines = {}
-        for r in rs:
-            lines.setdefault((r["codec"], r["cbr"], r["train_channel"]), []).append(r)
-        styles = ["-", "--", ":", "-."]
-        codecs = sorted({k[0] for k in lines})
-        for (codec, cbr, tch), pts in sorted(lines.items(), key=lambda kv: (
-                kv[0][0], -(kv[1][0]["complex_symbols"] or 0), kv[0][2] or "")):
-            pts = sorted(pts, key=lambda r: r["snr_db"])
-            label = f"{codec} {cbr}" + (f" (trained {tch})" if tch and tch != ch else "")
-            ax.plot([p["snr_db"] for p in pts], [100 * p["accuracy"] for p in pts],
-                    styles[codecs.index(codec) % 4], marker="o", ms=3, label=label)
-        ax.axhline(100 * rs[0]["ceiling"], color="k", lw=1, alpha=0.6, label="ceiling")
-        ax.set_xlabel("SNR (dB)")
-        ax.set_ylabel("semantic accuracy (%)")
-        ax.set_title(f"{ds} ({rs[0]['extractor']}), {ch}" + (f", KB {kbpc}/class" if kbpc else ""),
-                     fontsize=9)
-        paths.append(_save_plot(fig, ax, Path(out) / f"accuracy_vs_snr_{tag}.png"))
-        # accuracy vs CBR at fixed SNRs (methods with a CBR axis, matched training)
-        cbr_pts = [r for r in rs if r["snr_db"] in fixed_snrs and r["train_channel"] in (ch, None)
-                   and r["codec"] != "raw"]
-        if len({r["complex_symbols"] for r in cbr_pts}) < 2:
-            continue
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        by = {}
-        for r in cbr_pts:
-            by.setdefault((r["codec"], r["snr_db"]), []).append(r)
-        for (codec, snr), pts in sorted(by.items()):
-            pts = sorted(pts, key=lambda r: r["complex_symbols"])
-            ax.plot([p["complex_symbols"] for p in pts], [100 * p["accuracy"] for p in pts],
-                    styles[codecs.index(codec) % 4], marker="o", ms=3,
-                    label=f"{codec} {snr:g} dB")
-        ax.axhline(100 * rs[0]["ceiling"], color="k", lw=1, alpha=0.6, label="ceiling")
-        ax.set_xscale("log", base=2)
-        ticks = sorted({p["complex_symbols"] for p in cbr_pts})
-        ax.set_xticks(ticks)
-        ax.set_xticklabels([conventions.cbr_for_complex_symbols(t) for t in ticks])
-        ax.set_xlabel("CBR (complex symbols / 3072)")
-        ax.set_ylabel("semantic accuracy (%)")
-        ax.set_title(f"{ds}, {ch}: accuracy vs CBR", fontsize=9)
-        paths.append(_save_plot(fig, ax, Path(out) / f"accuracy_vs_cbr_{tag}.png"))
-    return paths
-
-
-def _save_plot(fig, ax, path):
-    """Grid, legend, tight layout, PNG; returns the path."""
-    import matplotlib.pyplot as plt
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path

@@ -1,4 +1,4 @@
-"""The preparation steps the apps share: split a data set into sent / KB / training images,
+"""The preparation steps the apps share, on a data set cut by ``protocols.split_dataset``:
 build (or reuse) the KB, train (or reuse) the codec. Everything is cached by content.
 """
 import contextlib
@@ -8,49 +8,13 @@ import json
 import logging
 from dataclasses import dataclass
 
-import numpy as np
-
 from . import datasets
-from .codec import SemanticCodec, recipe_config, train_codec
+from .codec import DEFAULT_RECIPE, SemanticCodec, recipe_config, train_codec
 from .features import extract_features
 from .kb import KnowledgeBase
+from .protocols import labels
 
 log = logging.getLogger("kbsemcom.pipeline")
-
-
-@dataclass
-class Split:
-    """Images per role. The sets are disjoint; the codec never sees sent or KB images."""
-    sent: list
-    kb: list
-    train: list
-    val_sent: list
-    val_kb: list
-
-
-def demo_split(dataset, sent_per_class, kb_per_class, train_per_class, val_per_class=50):
-    """Per class: sent and KB images from the test split (first KB, then sent), training and
-    validation (a sent/KB pair) from the train split. A data set with one split ('all') is
-    cut per class into sent, KB, validation sent, validation KB, then training."""
-    if "test" in dataset.splits and "train" in dataset.splits:
-        test, train = dataset.items("test"), dataset.items("train")
-        kb = datasets.take_per_class(test, kb_per_class)
-        sent = datasets.take_per_class(test, sent_per_class, kb_per_class)
-        val_sent = datasets.take_per_class(train, val_per_class)
-        val_kb = datasets.take_per_class(train, val_per_class, val_per_class)
-        train_items = datasets.take_per_class(train, train_per_class, 2 * val_per_class)
-    else:
-        allitems = dataset.items("all")
-        offsets = np.cumsum([0, sent_per_class, kb_per_class, val_per_class, val_per_class])
-        sent, kb, val_sent, val_kb = (
-            datasets.take_per_class(allitems, n, int(o)) for n, o in
-            zip((sent_per_class, kb_per_class, val_per_class, val_per_class), offsets))
-        train_items = datasets.take_per_class(allitems, train_per_class, int(offsets[-1]))
-    return Split(sent, kb, train_items, val_sent, val_kb)
-
-
-def labels(items):
-    return np.array([it.label for it in items], dtype=np.int64)
 
 
 def build_kb(extractor, items, class_names, progress_desc="KB features"):
@@ -83,30 +47,34 @@ def train_or_load_codec(config, features, kept, progress=True):
 
 @dataclass
 class Link:
-    """What both ends of a link need: the split, the receiver's KB and the trained codec."""
-    split: Split
+    """What both ends of a link need: the split (a Protocol), the receiver's KB and the
+    trained codec."""
+    split: object
     kb: KnowledgeBase
     codec: SemanticCodec
     codec_cached: bool
 
 
-def prepare_link(extractor, dataset, split, cbr, channel, seed, epochs=None, recipe="kbsc",
+def prepare_link(extractor, split, cbr, channel, seed, epochs=None, recipe=DEFAULT_RECIPE,
                  lr=None, progress=True):
     """The KB of the split's KB images and the codec trained on its training images (both
-    from the caches when they exist): the preparation of ``kbsemcom demo`` and of bundles."""
-    kb = build_kb(extractor, split.kb, dataset.class_names)
-    codec, _, cached = prepare_codec(extractor, split, dataset.name, cbr, channel, seed, epochs,
+    from the caches when they exist): the preparation of ``kbsemcom demo`` and of bundles.
+    split: a Protocol (``protocols.split_dataset``)."""
+    kb = build_kb(extractor, split.kb, split.class_names)
+    codec, _, cached = prepare_codec(extractor, split, cbr, channel, seed, epochs,
                                      recipe=recipe, lr=lr, progress=progress)
     return Link(split, kb, codec, cached)
 
 
-def prepare_codec(extractor, split, dataset_name, cbr, channel, seed, epochs=None,
-                  recipe="kbsc", lr=None, progress=True):
+def prepare_codec(extractor, split, cbr, channel, seed, epochs=None, recipe=DEFAULT_RECIPE,
+                  lr=None, progress=True):
     """Train the codec of a recipe for a CBR and channel on the split's training images
-    (validation on its val_sent / val_kb pair), or load it from the cache. epochs / lr: None
+    (validation on its val_sent / val_kb pair), or load it from the cache. split: a Protocol
+    (``protocols.split_dataset``). epochs / lr: None
     keeps the recipe's own. Returns (codec, cache path, whether it came from the cache).
     Two processes that prepare the same codec at once (``kbsemcom rx &`` and ``kbsemcom tx``
     on a cold cache) do it once: the second waits, then reads the caches."""
+    dataset_name = split.dataset
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
     config = recipe_config(recipe, extractor.identity, cbr, channel, seed, **overrides)
     key = json.dumps([dataset_name, config.to_dict()], sort_keys=True, default=str)

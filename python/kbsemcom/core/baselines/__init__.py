@@ -7,8 +7,8 @@
 * bound.py       the ideal capacity-achieving code (AWGN and ergodic Rayleigh capacity)
 * methods.py     the evaluation methods 'digital', 'digital-16qam', 'digital-bound'
 
-Importing the package registers the methods in core.evaluation (which imports it on first
-method lookup). The raw-feature baseline is core.evaluation's built-in 'raw' method.
+Importing the package registers the methods in the registry of core.methods (core.evaluation
+imports the package on its first method lookup; the baselines never import core.evaluation). The raw-feature baseline is core.evaluation's built-in 'raw' method.
 """
 from .methods import register
 

@@ -19,7 +19,7 @@ import logging
 import numpy as np
 from tqdm import tqdm
 
-from .. import evaluation as ev
+from .. import methods as ev
 from . import bound, digital, hevc
 
 log = logging.getLogger("kbsemcom.baselines")
