@@ -241,3 +241,25 @@ def test_deepjscc_blocks_compile_in_grc_and_run(tmp_path, fmnist, trained):
     by_id = {m["image_id"]: np.asarray(datasets.decode_image(p.tobytes())) for m, p in out}
     expected = model.transmit(deepjscc.load_arrays(items, progress=False), "awgn", 3.0, 4)
     assert np.array_equal(np.stack([by_id[it.image_id] for it in items]), expected)
+
+
+def test_the_docs_benchmark_runs_end_to_end(fmnist, effnet, tmp_path, monkeypatch):
+    """benchmarks/deepjscc_table.py, the command of docs/baselines.md, on a tiny Fashion-MNIST
+    grid: it runs `kbsemcom evaluate`, then writes the accuracy / PSNR table and the plot."""
+    import importlib.util
+    from pathlib import Path
+    from gnuradio.kbsemcom.core.baselines import methods
+    monkeypatch.setattr(methods.DeepJsccMethod, "overrides", dict(TINY, epochs=1))
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "deepjscc_table.py"
+    spec = importlib.util.spec_from_file_location("deepjscc_table", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "out"
+    assert bench.main(["--dataset=fashion-mnist", "--codecs=deepjscc", "--cbrs=1/48,1/12",
+                       "--snrs=0,10", "--channels=awgn", "--sent-per-class=1",
+                       "--kb-per-class=2", "--train-per-class=6", "--val-per-class=1",
+                       f"--out={out}"]) == 0
+    table = (out / "deepjscc_table.md").read_text()
+    assert "| deepjscc | 1/48 | 64 | awgn |" in table and " dB |" in table
+    assert "| raw | 5/24 | 640 | awgn |" in table
+    assert (out / "accuracy_psnr_vs_snr.png").stat().st_size > 1000
