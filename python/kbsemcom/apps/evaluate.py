@@ -43,7 +43,9 @@ def register(sub):
     p.add_argument("--codecs", default=f"kbsc,{evaluation.DEFAULT_CODEC}",
                    help="comma-separated methods: kbsc (the paper's recipe), kbsc-kb (ours: "
                         "decodes against the KB), kbsc-ret (ours: retrieval-trained MLP), raw "
-                        "(features without codec) or any registered method")
+                        "(features without codec), the baselines digital, digital-16qam, "
+                        "digital-bound and deepjscc (deep JSCC: images, records add PSNR) or "
+                        "any registered method")
     p.add_argument("--raw", action="store_true", help="also evaluate raw features (no codec)")
     p.add_argument("--cbrs", default=None, help="CBRs, e.g. 1/48,1/12 (default: the paper's "
                    f"{','.join(conventions.PAPER_CBRS)})")
