@@ -146,7 +146,8 @@ def test_blocks_turn_bad_payloads_into_lost_records(trained):
 def test_evaluate_records_accuracy_and_psnr(fmnist, effnet, tmp_path, monkeypatch):
     """`kbsemcom evaluate --codecs deepjscc` on a real image folder: every sent image ends in
     the record (none lost), which carries semantic accuracy and the mean PSNR, and PSNR falls
-    with the SNR (a 4-epoch model of 120 images: by little, but it falls)."""
+    with the SNR (a 4-epoch model of 120 images: by little, but it falls); the loopback
+    flowgraph with that model delivers every image."""
     from PIL import Image
     from gnuradio.kbsemcom.core import evaluation, protocols
     from gnuradio.kbsemcom.core.baselines import methods
@@ -167,6 +168,15 @@ def test_evaluate_records_accuracy_and_psnr(fmnist, effnet, tmp_path, monkeypatc
         assert r["n_sent"] == 12 and r["n_lost"] == 0 and r["complex_symbols"] == 64
         assert 0.0 <= r["accuracy"] <= 1.0 and np.isfinite(r["psnr_db"])
     assert by[("awgn", 20.0)]["psnr_db"] > by[("awgn", -10.0)]["psnr_db"]
+    # the ready-made flowgraph with the same (cached) model: every image ends in the sink
+    from conftest import run_flowgraph
+    from gnuradio.kbsemcom.deepjscc.loopback import deepjscc_loopback
+    model = methods.DeepJsccMethod().prepare(setup, "1/48", "awgn")
+    items = setup.kept["sent"]
+    tb = deepjscc_loopback(items, model, effnet, setup.kb, channel="rayleigh", snr_db=5.0)
+    results = run_flowgraph(tb, tb.sink, timeout=90)
+    assert sorted(r["image_id"] for r in results) == sorted(it.image_id for it in items)
+    assert not any(r["lost"] for r in results)
 
 
 DEEPJSCC_GRC = """options:
