@@ -19,6 +19,8 @@ import hashlib
 import logging
 
 import numpy as np
+import torch
+from PIL import Image
 from tqdm import tqdm
 
 from .. import evaluation as ev
@@ -205,8 +207,6 @@ class DeepJsccMethod(ev.Method):
         return np.stack([self._arrays[_ImageCache.key(it)] for it in items])
 
     def evaluate(self, ctx):
-        from PIL import Image
-        import torch
         model = ctx.state
         images = self.images(ctx.sent_items)
         # no channel: the SNR input at the top of the training range
