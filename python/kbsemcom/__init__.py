@@ -27,6 +27,8 @@ _BLOCKS = {
     "coherent_channel": "digital.coherent_channel",
     "digital_demodulator": "digital.digital_demodulator",
     "hevc_image_decoder": "digital.hevc_image_decoder",
+    "deepjscc_encoder": "deepjscc.deepjscc_encoder",
+    "deepjscc_decoder": "deepjscc.deepjscc_decoder",
 }
 
 __all__ = sorted(_BLOCKS)

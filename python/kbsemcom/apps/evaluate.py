@@ -45,7 +45,9 @@ def register(sub):
                    help=f"comma-separated methods (default {DEFAULT_RECIPE},kbsc-kb: the "
                         "recipe the apps use, beside ours): kbsc (the paper's MLP), kbsc-kb "
                         "(ours: linear, decodes against the KB), kbsc-ret (ours: MLP trained "
-                        "for retrieval), raw (features without codec) or any registered method")
+                        "for retrieval), raw (features without codec), the baselines digital, "
+                        "digital-16qam, digital-bound and deepjscc (deep JSCC: images, records "
+                        "add PSNR) or any registered method")
     p.add_argument("--raw", action="store_true", help="also evaluate raw features (no codec)")
     p.add_argument("--cbrs", default=None, help="CBRs, e.g. 1/48,1/12 (default: the paper's "
                    f"{','.join(conventions.PAPER_CBRS)})")

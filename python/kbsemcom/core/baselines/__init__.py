@@ -5,7 +5,9 @@
 * modulation.py  QPSK / 16-QAM mapping and soft demapping (LLRs, coherent receiver)
 * digital.py     the whole digital chain: budget, quality choice, coding, channel, decoding
 * bound.py       the ideal capacity-achieving code (AWGN and ergodic Rayleigh capacity)
-* methods.py     the evaluation methods 'digital', 'digital-16qam', 'digital-bound'
+* deepjscc.py    deep joint source-channel coding: an image autoencoder with the channel in
+                 the loop (the DeepJSCC / ADJSCC baseline)
+* methods.py     the evaluation methods 'digital', 'digital-16qam', 'digital-bound', 'deepjscc'
 
 Importing the package registers the methods in the registry of core.methods (core.evaluation
 imports the package on its first method lookup; the baselines never import core.evaluation). The raw-feature baseline is core.evaluation's built-in 'raw' method.

@@ -5,6 +5,8 @@ records, tables and plots as the semantic codecs:
 ``digital``        HEVC-intra + LDPC (gr-fec rate-1/4 matrix) + QPSK, coherent receiver
 ``digital-16qam``  the same with 16-QAM
 ``digital-bound``  HEVC-intra with an ideal capacity-achieving code (see bound.py)
+``deepjscc``       deep joint source-channel coding (see deepjscc.py): the image itself as
+                   CBR x 3072 analog symbols, reconstructed, re-embedded, looked up
 
 The raw-feature baseline is evaluation.py's built-in ``raw`` method.
 
@@ -17,10 +19,12 @@ import hashlib
 import logging
 
 import numpy as np
+import torch
+from PIL import Image
 from tqdm import tqdm
 
 from .. import methods as ev
-from . import bound, digital, hevc
+from . import bound, deepjscc, digital, hevc
 
 log = logging.getLogger("kbsemcom.baselines")
 
@@ -170,8 +174,56 @@ class DigitalBound(ev.Method):
                         [len(s) if s else None for _, s in picks], {"receiver": receiver})
 
 
+class DeepJsccMethod(ev.Method):
+    """Deep JSCC (deepjscc.py): a model per CBR and training channel, trained on the codec
+    training split's images (cached), sends each sent image as CBR x 3072 symbols over the
+    point's channel (the same seeded draws as every method); the receiver reconstructs the
+    image, embeds it with the same extractor and searches the same KB. Records add the mean
+    PSNR (``psnr_db``) of the 32x32 reconstructions; both ends know the SNR."""
+    name = "deepjscc"
+    uses_cbr = True
+    description = ("deep JSCC: convolutional autoencoder with SNR attention, image -> CBR x 3072 "
+                   "symbols -> image, re-embedded and looked up in the KB")
+    # the configuration fields every model of the evaluation gets (tests shrink them)
+    overrides = {}
+
+    def __init__(self):
+        self._arrays = {}
+
+    def prepare(self, setup, cbr, train_channel):
+        cp = setup.codec_protocol
+        config = deepjscc.DeepJsccConfig(cbr=cbr, train_channel=train_channel, **self.overrides)
+        config.training_data = {"dataset": cp.dataset, "protocol": cp.name,
+                                "n_train": len(setup.kept["train"]),
+                                "n_val": len(setup.kept["val_sent"])}
+        return deepjscc.train_or_load(config, setup.kept["train"], setup.kept["val_sent"])[0]
+
+    def images(self, items):
+        """uint8 [m, 32, 32, 3] of the sent items (loaded once per item)."""
+        missing = [it for it in items if _ImageCache.key(it) not in self._arrays]
+        if missing:
+            for it, arr in zip(missing, deepjscc.load_arrays(missing, "deepjscc sent images")):
+                self._arrays[_ImageCache.key(it)] = arr
+        return np.stack([self._arrays[_ImageCache.key(it)] for it in items])
+
+    def evaluate(self, ctx):
+        model = ctx.state
+        images = self.images(ctx.sent_items)
+        # no channel: the SNR input at the top of the training range
+        snr = model.config.train_snr_range[1] if ctx.snr_db is None else ctx.snr_db
+        with torch.no_grad():
+            x = model.encode_real(deepjscc.to_tensor(images), snr)
+            decoded = deepjscc.to_uint8(model.decode_real(ev.through_channel(ctx, x), snr))
+        psnr = deepjscc.psnr_db(images, decoded)
+        feats = ctx.extractor.embed([Image.fromarray(im) for im in decoded])
+        out = ev.retrieval_outcome(ctx, feats, complex_symbols=model.n_symbols)
+        out.extra = {"psnr_db": float(np.mean(psnr)), "psnr_db_std": float(np.std(psnr)),
+                     "receiver": "deep JSCC decoder (SNR known), 32x32 reconstruction"}
+        return out
+
+
 METHODS = (DigitalMethod("digital", "qpsk"), DigitalMethod("digital-16qam", "16qam"),
-           DigitalBound())
+           DigitalBound(), DeepJsccMethod())
 
 
 def register():
