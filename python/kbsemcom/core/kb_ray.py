@@ -34,7 +34,7 @@ class RayError(UserError, RuntimeError):
 class _ShardExtractor:
     """A Ray Data actor: one extractor, loaded once, turning shards into feature files."""
 
-    def __init__(self, spec, items_ref, parts):
+    def __init__(self, spec, items_ref, parts, shard):
         import ray
         from . import extractors
         extractors.set_threads()
@@ -42,6 +42,7 @@ class _ShardExtractor:
         refs = ray.get(items_ref) if isinstance(items_ref, ray.ObjectRef) else items_ref
         self.items = refs
         self.parts = Path(parts)
+        self.shard = shard
         self.node = ray.get_runtime_context().get_node_id()
         (self.parts / f"worker-{os.getpid()}.pid").write_text(f"{socket.gethostname()}\n")
 
@@ -50,7 +51,7 @@ class _ShardExtractor:
         nodes, counts = [], []
         for shard in batch["shard"]:
             shard = int(shard)
-            items = self.items[shard * SHARD:(shard + 1) * SHARD]
+            items = self.items[shard * self.shard:(shard + 1) * self.shard]
             feats, kept = extract_features(self.extractor, items, use_cache=False,
                                            desc=f"shard {shard}")
             keep = {id(it) for it in kept}
@@ -72,13 +73,15 @@ def parts_folder(root, spec, items):
     return Path(root) / f"ray-{h.hexdigest()[:16]}"
 
 
-def extract_features_ray(spec, items, parts, address=None, workers=2, progress=None):
+def extract_features_ray(spec, items, parts, address=None, workers=2, progress=None,
+                         shard=SHARD):
     """Features of ``items`` extracted on Ray: (features [m, dim], kept items, report).
 
     spec: the extractor spec each worker loads (``extractors.load_extractor``).
     parts: checkpoint folder (``parts_folder``); finished shards there are not redone.
     address: a running cluster ('HOST:PORT' or 'auto'), or None for a local Ray of
-      ``workers`` CPUs. report: shards done now and before, and shards per Ray node.
+      ``workers`` CPUs. shard: images per shard (a multiple of 64 for bit-equal features).
+    report: shards in all, shards found done from an earlier run, and shards per Ray node.
     """
     try:
         import ray
@@ -88,9 +91,11 @@ def extract_features_ray(spec, items, parts, address=None, workers=2, progress=N
             from None
     parts = Path(parts)
     parts.mkdir(parents=True, exist_ok=True)
-    (parts / "job.json").write_text(json.dumps({"extractor": spec, "images": len(items),
-                                                "shard": SHARD}))
-    n_shards = (len(items) + SHARD - 1) // SHARD
+    job = {"extractor": spec, "images": len(items), "shard": shard}
+    if (parts / "job.json").exists() and json.loads((parts / "job.json").read_text()) != job:
+        raise RayError(f"{parts} holds shards of another job; remove it to start afresh")
+    (parts / "job.json").write_text(json.dumps(job))
+    n_shards = (len(items) + shard - 1) // shard
     todo = [s for s in range(n_shards) if not (parts / f"shard-{s:06d}.npz").exists()]
     report = {"shards": n_shards, "resumed": n_shards - len(todo), "per_node": {}}
     started = False
@@ -114,7 +119,7 @@ def extract_features_ray(spec, items, parts, address=None, workers=2, progress=N
             out = ds.map_batches(
                 _ShardExtractor, batch_size=1, num_cpus=1, concurrency=workers,
                 fn_constructor_kwargs={"spec": spec, "items_ref": ray.put(items),
-                                       "parts": str(parts)},
+                                       "parts": str(parts), "shard": shard},
                 # a dead worker is restarted and its shard retried, without limit
                 max_restarts=-1, max_task_retries=-1)
             for row in out.iter_rows():
@@ -127,7 +132,7 @@ def extract_features_ray(spec, items, parts, address=None, workers=2, progress=N
     for s in range(n_shards):
         data = np.load(parts / f"shard-{s:06d}.npz")
         feats.append(data["features"])
-        kept += [items[s * SHARD + int(i)] for i in data["kept"]]
+        kept += [items[s * shard + int(i)] for i in data["kept"]]
     dim = feats[0].shape[1] if feats else 0
     features = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)
     return features.astype(np.float32, copy=False), kept, report
