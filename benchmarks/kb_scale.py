@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import resource
+import sys
 import time
 
 import faiss
@@ -107,16 +108,15 @@ def exact_top1(chunks, queries):
     return best_i, best_lab
 
 
-def measure(size, spec, search, real, real_labels, model, queries, q_labels, seed, threads):
+def measure(size, spec, searches, real, real_labels, model, queries, q_labels, seed,
+            threads):
     dim = real.shape[1]
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     train = next(iter(kb_chunks(real, real_labels, model, size, seed)))[0]
     if len(train) < min(size, 262_144):
         extra = model.draw(min(size, 262_144) - len(train), seed + 99)[0]
         train = np.concatenate([train, extra])
     index = build_index(spec, dim, train, seed)
-    set_search(index, search)
     labels, start = [], 0
     for x, lab in kb_chunks(real, real_labels, model, size, seed):
         index.add_with_ids(x, np.arange(start, start + len(x), dtype=np.int64))
@@ -126,6 +126,21 @@ def measure(size, spec, search, real, real_labels, model, queries, q_labels, see
     labels = np.concatenate(labels)
     mem = index_bytes(index)
     ex_i, ex_lab = exact_top1(kb_chunks(real, real_labels, model, size, seed), queries)
+    rows = []
+    for search in searches:
+        set_search(index, search)
+        rows.append(dict(_time_queries(index, queries, threads), size=size,
+                         real_entries=int(min(size, len(real))), index=spec, search=search,
+                         index_mb=mem / 1e6, build_s=build_s))
+        hits = rows[-1].pop("hits")
+        rows[-1].update(recall_at_1=float((hits == ex_i).mean()),
+                        accuracy=float((labels[hits] == q_labels).mean()),
+                        accuracy_exact=float((ex_lab == q_labels).mean()),
+                        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3)
+    return rows
+
+
+def _time_queries(index, queries, threads):
     faiss.omp_set_num_threads(1)  # one query runs on the calling thread: its CPU time counts
     for q in queries[:50]:  # warm-up
         index.search(q[None], 1)
@@ -143,16 +158,10 @@ def measure(size, spec, search, real, real_labels, model, queries, q_labels, see
     batch_qps = len(queries) / (time.perf_counter() - t)
     batch_cpu_qps = len(queries) / max(time.process_time() - c, 1e-9)
     lat, cpu = np.array(lat) * 1e3, np.array(cpu) * 1e3
-    return {"size": size, "real_entries": int(min(size, len(real))), "index": spec,
-            "search": search, "p50_cpu_ms": float(np.percentile(cpu, 50)),
+    return {"p50_cpu_ms": float(np.percentile(cpu, 50)),
             "p99_cpu_ms": float(np.percentile(cpu, 99)), "p50_ms": float(np.percentile(lat, 50)),
             "p99_ms": float(np.percentile(lat, 99)), "batch_qps": batch_qps,
-            "batch_cpu_qps": batch_cpu_qps,
-            "recall_at_1": float((hits == ex_i).mean()),
-            "accuracy": float((labels[hits] == q_labels).mean()),
-            "accuracy_exact": float((ex_lab == q_labels).mean()),
-            "index_mb": mem / 1e6, "build_s": build_s,
-            "peak_rss_mb": max(rss0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1e3}
+            "batch_cpu_qps": batch_cpu_qps, "hits": hits}
 
 
 def main():
@@ -160,7 +169,9 @@ def main():
     p.add_argument("--sizes", default="10000,100000,1000000")
     p.add_argument("--index", default=None, help="factory string for every size (default: "
                                                  "core/kb.py default_index)")
-    p.add_argument("--search", default=None, help="search parameters (default: the index's)")
+    p.add_argument("--search", default=None,
+                   help="search parameters, several separated by ';' (each measured on the "
+                        "same index); 'default' is the index's own (the default)")
     p.add_argument("--extractor", default="efficientnet-lite0")
     p.add_argument("--queries", type=int, default=1000, help="held-out real queries")
     p.add_argument("--snr-db", type=float, default=0.0)
@@ -192,12 +203,12 @@ def main():
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
         spec = args.index or default_index(size, feats.shape[1])
-        search = default_search(spec) if args.search is None else args.search
-        row = measure(size, spec, search, real, real_labels, model, queries, q_labels,
-                      args.seed, threads)
-        rows.append(row)
-        if args.json:
-            print(json.dumps(row), flush=True)
+        searches = [default_search(spec) if s == "default" else s
+                    for s in (args.search or "default").split(";")]
+        for row in measure(size, spec, searches, real, real_labels, model, queries, q_labels,
+                           args.seed, threads):
+            rows.append(row)
+            print(json.dumps(row), flush=True, file=None if args.json else sys.stderr)
     machine = (f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, faiss "
                f"{faiss.__version__} {threads} threads, load avg {os.getloadavg()[0]:.1f}")
     if args.json:
