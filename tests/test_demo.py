@@ -43,7 +43,7 @@ def test_demo_end_to_end(tmp_path):
     assert {"image_id", "label", "retrieved_id", "retrieved_label", "distance", "snr_db",
             "cbr", "lost"} <= set(records[0])
     assert (tmp_path / "montage.png").stat().st_size > 10_000
-    assert (tmp_path / "codec.pt").exists() and (tmp_path / "kb" / "index.faiss").exists()
+    assert (tmp_path / "codec.pt").exists() and (tmp_path / "kb" / "manifest.json").exists()
     # a rerun reuses the cached features and codec: it writes nothing new into the cache
     cache = Path(os.environ["KBSEMCOM_CACHE"])
     before = cache_files(cache)

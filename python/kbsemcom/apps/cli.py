@@ -19,7 +19,7 @@ os.environ.setdefault("GR_CONF_LOG_LOG_FILE", "stderr")
 from ..core.errors import UserError
 from .common import EXIT_ERROR, EXIT_MISSING, EXIT_TIMEOUT, EXIT_USAGE
 
-SUBCOMMANDS = ["demo", "tools", "evaluate", "txrx", "grc", "models", "channel"]
+SUBCOMMANDS = ["demo", "tools", "kb", "evaluate", "txrx", "grc", "models", "channel"]
 
 EPILOG = f"""\
 exit status:

@@ -1,8 +1,9 @@
 """``kbsemcom build-kb``, ``train-codec`` and ``check``: the parts of the main job alone."""
 import json
+import shutil
 from pathlib import Path
 
-from ..core import datasets, extractors, pipeline, protocols
+from ..core import datasets, extractors, kb_ray, pipeline, protocols
 from ..core.codec import SemanticCodec
 from ..core.kb import KnowledgeBase
 from .common import HelpFormatter, add_codec, add_common, add_split, say
@@ -16,6 +17,18 @@ def register(sub):
     p.add_argument("--per-class", type=int, default=0, help="images per class (0 = all)")
     p.add_argument("--offset", type=int, default=0, help="skip this many per class first")
     p.add_argument("--out", default="runs/kb", help="KB folder")
+    p.add_argument("--index", default=None,
+                   help="FAISS index factory string (Flat, IVF1024,Flat, HNSW32, "
+                        "PCA128,IVF4096,Flat,Refine(SQ8), ...); default: chosen by KB size "
+                        "(Flat up to 20,000 images; docs/kb.md)")
+    p.add_argument("--search", default=None,
+                   help="its search parameters, e.g. nprobe=32,k_factor_rf=16; default: the "
+                        "index's own (nprobe=16, k_factor_rf=16, efSearch=64)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="extract the features on this Ray cluster (HOST:6379 of 'ray start "
+                        "--head', or 'local' for a Ray on this machine); default: one process")
+    p.add_argument("--workers", type=int, default=2,
+                   help="Ray workers (one extractor and one CPU each)")
     p.set_defaults(func=cmd_build_kb)
 
     p = sub.add_parser("train-codec",
@@ -40,12 +53,34 @@ def cmd_build_kb(args):
     items = dataset.items(args.split)
     if args.per_class:
         items = datasets.take_per_class(items, args.per_class, args.offset)
-    kb = pipeline.build_kb(extractor, items, dataset.class_names)
+    if args.ray_address:
+        feats, kept, report = kb_ray.extract_features_ray(
+            args.extractor, items, kb_ray.parts_folder(f"{args.out}.parts", args.extractor,
+                                                       items),
+            address=None if args.ray_address == "local" else args.ray_address,
+            workers=args.workers)
+        if not kept:
+            raise datasets.DatasetError("no readable image for the knowledge base")
+        say(args, f"Ray: {report['shards']} shards ({report['resumed']} from an earlier run), "
+                  f"per node: {report['per_node']}")
+        kb = KnowledgeBase.from_items(feats, kept, dataset.class_names, extractor.identity,
+                                      index=args.index, search=args.search)
+    else:
+        report = None
+        feats, kept = pipeline.extract_features(extractor, items, desc="KB features")
+        if not kept:
+            raise datasets.DatasetError("no readable image for the knowledge base")
+        kb = KnowledgeBase.from_items(feats, kept, dataset.class_names, extractor.identity,
+                                      index=args.index, search=args.search)
     kb.save(args.out)
+    if report is not None:
+        shutil.rmtree(f"{args.out}.parts", ignore_errors=True)  # the KB is safe on disk now
     info = {"kb": str(args.out), "size": len(kb), "dim": kb.dim, "extractor": extractor.name,
-            "dataset": dataset.name, "built_at": kb.built_at}
+            "dataset": dataset.name, "built_at": kb.built_at, "index": kb.index_spec,
+            "search": kb.search_params, "ray": report}
     print(json.dumps(info) if args.json else
-          f"KB of {len(kb)} images ({kb.dim}-d {extractor.name}) written to {args.out}")
+          f"KB of {len(kb)} images ({kb.dim}-d {extractor.name}, index {kb.index_spec}) "
+          f"written to {args.out}")
     return 0
 
 

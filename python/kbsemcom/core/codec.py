@@ -240,7 +240,7 @@ class SemanticCodec(nn.Module):
             raise CodecError(f"{path} is not a readable codec file: {err}") from err
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
             raise CodecError(f"{path} is not a {FORMAT} file")
-        retrain = (f"; retrain it with this version ('kbsemcom train-codec', or delete it to "
+        retrain = ("; retrain it with this version ('kbsemcom train-codec', or delete it to "
                    "let the demo, bundles and evaluate train it again)")
         cfg = dict(blob["config"])
         cfg.pop("n_symbols", None)

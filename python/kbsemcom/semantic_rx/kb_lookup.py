@@ -1,18 +1,28 @@
-"""KB lookup block: estimated feature in, retrieval result out."""
+"""KB lookup block: estimated feature in, retrieval result out; KB changes in on a second port."""
+from pathlib import Path
+
 import numpy as np
+import pmt
 
 from ..core.codec import SemanticCodec
 from ..core.kb import KBMismatchError, KnowledgeBase
-from ..pdus import PduBlock
+from ..pdus import PduBlock, parse_pdu
+
+ENTRY_FIELDS = ("image_id", "path", "label", "class_name")
 
 
 class kb_lookup(PduBlock):
-    """Find the nearest knowledge-base image (FAISS exact L2 search) for a decoded feature.
+    """Find the nearest knowledge-base image (FAISS search with the KB's own index) for a
+    decoded feature, and take live additions and removals to the KB while the graph runs.
 
     Input:
       in: PDU; payload = f32 vector from the Semantic Decoder: a feature [dim], or for a codec
         that decodes against the KB (kbsc-kb) the received symbols [2n]; metadata extractor is
         checked against the KB's extractor when present.
+      kb: PDU that changes the KB in memory (the folder on disk is left alone; change it with
+        'kbsemcom kb add/remove'): metadata op = 'add' with image_id, path, label, class_name
+        and payload = f32 feature [dim]; op = 'remove' with image_id; or op = 'reload' (empty
+        payload) to read the KB folder again after 'kbsemcom kb' changed it.
 
     Output:
       out: PDU; payload = f32 [1] distance; metadata + retrieved_id, retrieved_path,
@@ -20,25 +30,66 @@ class kb_lookup(PduBlock):
         sent label) when the sent label is known.
 
     Parameters:
-      KB folder: a knowledge base built by 'kbsemcom build-kb' (index.faiss + manifest.json), or
+      KB folder: a knowledge base built by 'kbsemcom build-kb' (manifest.json + its index), or
         a KB Bundle's bundle.kb. From Python also a loaded core.kb.KnowledgeBase.
       Codec file: the Semantic Decoder's codec, or '' for none. Needed for kbsc-kb codecs, which
-        search the KB in symbol space (the KB's features are encoded once at start); for the
-        other recipes it only checks that KB and codec share an extractor.
+        search the KB in symbol space (the KB's features are encoded once at start, and each
+        added feature when it arrives); for the other recipes it only checks that KB and codec
+        share an extractor.
 
     A vector of another extractor or dimension becomes a lost record that says which KB or codec
-    it needs; lost records pass through unchanged. A folder that is not a KB, or a KB and codec
-    of different extractors, stops the flowgraph before it starts, with a one-line error.
+    it needs; lost records pass through unchanged. A KB change that cannot be made (unknown
+    image, duplicate, wrong dimension) is logged and ignored. A folder that is not a KB, or a KB
+    and codec of different extractors, stops the flowgraph before it starts, with a one-line
+    error.
     """
 
     def __init__(self, kb, codec=""):
         PduBlock.__init__(self, "kb_lookup")
-        self.kb = KnowledgeBase.load(kb) if isinstance(kb, str) else kb
-        self.search_kb = self.kb
-        if codec:
-            codec = SemanticCodec.load(codec) if isinstance(codec, str) else codec
-            self.kb.check_extractor(codec.config.extractor)
-            self.search_kb = codec.searchable_kb(self.kb)
+        self.folder = Path(kb) if isinstance(kb, (str, Path)) else None
+        self.codec = SemanticCodec.load(codec) if isinstance(codec, str) and codec else codec
+        self._use(KnowledgeBase.load(self.folder) if self.folder else kb)
+        self.message_port_register_in(pmt.intern("kb"))
+        self.set_msg_handler(pmt.intern("kb"), self._handle_kb)
+
+    def _use(self, kb):
+        search_kb = kb
+        if self.codec:
+            kb.check_extractor(self.codec.config.extractor)
+            search_kb = self.codec.searchable_kb(kb)
+        self.kb, self.search_kb = kb, search_kb
+
+    def _handle_kb(self, msg):
+        try:
+            meta, data = parse_pdu(msg)
+            self.change(meta, data)
+        except Exception as err:  # noqa: BLE001 - a bad KB change must not stop the receiver
+            self.log.error(f"KB change refused: {err}")
+
+    def change(self, meta, data=None):
+        """Apply one KB change (see the 'kb' port); the handler of that port calls it."""
+        op = meta.get("op")
+        if op == "add":
+            missing = [f for f in ENTRY_FIELDS if meta.get(f) is None]
+            if missing:
+                raise ValueError(f"an 'add' needs {', '.join(missing)} in its metadata")
+            entry = {f: meta[f] for f in ENTRY_FIELDS}
+            entry["label"] = int(entry["label"])
+            feature = np.asarray(data, np.float32).reshape(1, -1)
+            self.kb.add(feature, [entry])
+            if self.search_kb is not self.kb:
+                self.search_kb.add(self.codec.kb_keys(feature), [entry])
+        elif op == "remove":
+            self.kb.remove([meta.get("image_id")])
+            if self.search_kb is not self.kb:
+                self.search_kb.remove([meta.get("image_id")])
+        elif op == "reload":
+            if self.folder is None:
+                raise ValueError("'reload' needs a kb_lookup made from a KB folder")
+            self._use(KnowledgeBase.load(self.folder))
+        else:
+            raise ValueError(f"unknown KB change op {op!r}: use add, remove or reload")
+        self.log.info(f"KB {op}: {len(self.kb)} entries")
 
     def process(self, meta, data):
         if meta.get("extractor") and meta["extractor"] != self.kb.extractor["name"]:

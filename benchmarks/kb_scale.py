@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""KB at scale: search latency, throughput, recall and semantic accuracy of the default index
+at each KB size, against exact search, the way the receiver searches (one query at a time).
+
+Entries: every real feature in the cache (benchmarks/kb_scale_features.py extracts them; all
+data sets here hold about 140,000 images) except the held-out queries; above that, entries
+drawn from a model fitted to the real KB features: per class, a Gaussian in the top
+``--model-rank`` principal axes of the real features (class mean, per-axis standard deviation)
+plus isotropic noise with the real features' residual variance off those axes, then scaled to
+unit length like the real ones. Class shares follow the real classes.
+Queries: held-out real images (``--queries`` of them, drawn across data sets), sent through
+the paper's codec (kbsc, CBR 1/48, trained on real KB features) over AWGN at 0 dB; the
+decoded features search the KB. Semantic accuracy = share whose top-1 entry has the query's
+class; recall@1 = share whose top-1 entry is exact search's top-1.
+
+    nice .venv/bin/python benchmarks/kb_scale_features.py      # real features, resumable
+    nice .venv/bin/python benchmarks/kb_scale.py --sizes 10000,100000,1000000
+
+Prints a Markdown table (or --json lines) with the machine, threads, seed and the index each
+size gets by default (core/kb.py default_index); --index overrides it for every size.
+Latency is given twice: CPU time of the searching thread (what the search costs; a single
+query runs on the calling thread with FAISS at one thread) and wall-clock time (what it took
+on this machine at that moment, with its load average printed: on a shared machine the wall
+clock measures the neighbours too). Build time is wall clock: training plus adding.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+import faiss
+import numpy as np
+
+from gnuradio.kbsemcom.core import extractors
+from gnuradio.kbsemcom.core.codec import recipe_config, train_codec
+from gnuradio.kbsemcom.core.kb import (build_index, default_index, default_search,
+                                       index_bytes, set_search)
+
+import kb_scale_features
+
+CHUNK = 50_000
+
+
+def load_real(extractor_spec):
+    ex = extractors.load_extractor(extractor_spec)
+    feats, labels, names = [], [], []
+    for name, f, lab in kb_scale_features.real_chunks(ex, extract=False):
+        feats.append(f)
+        labels.append(lab)
+        names.append(name)
+    if not feats:
+        raise SystemExit("no real features in the cache: run benchmarks/kb_scale_features.py")
+    return np.concatenate(feats), np.concatenate(labels), sorted(set(names)), ex
+
+
+class FittedModel:
+    """Per-class Gaussian in the top principal axes + isotropic residual (module docstring)."""
+
+    def __init__(self, feats, labels, rank):
+        self.mean = feats.mean(0)
+        x = feats - self.mean
+        _, s, vt = np.linalg.svd(x[:min(len(x), 20_000)], full_matrices=False)
+        self.axes = vt[:rank].astype(np.float32)
+        coords = x @ self.axes.T
+        resid = x - coords @ self.axes
+        self.resid_std = float(np.sqrt((resid ** 2).mean()))
+        self.classes, counts = np.unique(labels, return_counts=True)
+        self.share = counts / counts.sum()
+        self.cmean = np.stack([coords[labels == c].mean(0) for c in self.classes])
+        self.cstd = np.stack([coords[labels == c].std(0) + 1e-6 for c in self.classes])
+
+    def draw(self, n, seed):
+        rng = np.random.default_rng(seed)
+        which = rng.choice(len(self.classes), n, p=self.share)
+        coords = self.cmean[which] + self.cstd[which] * rng.standard_normal(
+            (n, len(self.axes)), dtype=np.float32)
+        x = self.mean + coords @ self.axes
+        x += self.resid_std * rng.standard_normal(x.shape, dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        return x.astype(np.float32), self.classes[which]
+
+
+def kb_chunks(real, real_labels, model, size, seed):
+    """The KB of ``size`` entries chunk by chunk (same chunks every call): real first."""
+    yield real[:size], real_labels[:size]
+    left, i = size - min(size, len(real)), 0
+    while left > 0:
+        n = min(CHUNK, left)
+        yield model.draw(n, seed * 1_000_003 + i)
+        left, i = left - n, i + 1
+
+
+def exact_top1(chunks, queries):
+    """Exact nearest entry of each query over the KB's chunks (brute force, chunk by chunk)."""
+    best_d = np.full(len(queries), np.inf, np.float32)
+    best_i = np.zeros(len(queries), np.int64)
+    best_lab = np.zeros(len(queries), np.int64)
+    start = 0
+    for x, lab in chunks:
+        d, i = faiss.knn(queries, x, 1)
+        better = d[:, 0] < best_d
+        best_d[better], best_i[better] = d[better, 0], start + i[better, 0]
+        best_lab[better] = lab[i[better, 0]]
+        start += len(x)
+    return best_i, best_lab
+
+
+def measure(size, spec, searches, real, real_labels, model, queries, q_labels, seed,
+            threads):
+    dim = real.shape[1]
+    t0 = time.perf_counter()
+    train = next(iter(kb_chunks(real, real_labels, model, size, seed)))[0]
+    if len(train) < min(size, 262_144):
+        extra = model.draw(min(size, 262_144) - len(train), seed + 99)[0]
+        train = np.concatenate([train, extra])
+    index = build_index(spec, dim, train, seed)
+    labels, start = [], 0
+    for x, lab in kb_chunks(real, real_labels, model, size, seed):
+        index.add_with_ids(x, np.arange(start, start + len(x), dtype=np.int64))
+        labels.append(lab)
+        start += len(x)
+    build_s = time.perf_counter() - t0
+    labels = np.concatenate(labels)
+    mem = index_bytes(index)
+    ex_i, ex_lab = exact_top1(kb_chunks(real, real_labels, model, size, seed), queries)
+    rows = []
+    for search in searches:
+        set_search(index, search)
+        rows.append(dict(_time_queries(index, queries, threads), size=size,
+                         real_entries=int(min(size, len(real))), index=spec, search=search,
+                         index_mb=mem / 1e6, build_s=build_s))
+        hits = rows[-1].pop("hits")
+        rows[-1].update(recall_at_1=float((hits == ex_i).mean()),
+                        accuracy=float((labels[hits] == q_labels).mean()),
+                        accuracy_exact=float((ex_lab == q_labels).mean()),
+                        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3)
+    return rows
+
+
+def _time_queries(index, queries, threads):
+    faiss.omp_set_num_threads(1)  # one query runs on the calling thread: its CPU time counts
+    for q in queries[:50]:  # warm-up
+        index.search(q[None], 1)
+    lat, cpu = [], []
+    hits = np.zeros(len(queries), np.int64)
+    for k, q in enumerate(queries):
+        t, c = time.perf_counter(), time.thread_time()
+        _, i = index.search(q[None], 1)
+        cpu.append(time.thread_time() - c)
+        lat.append(time.perf_counter() - t)
+        hits[k] = i[0, 0]
+    faiss.omp_set_num_threads(threads)
+    t, c = time.perf_counter(), time.process_time()
+    index.search(queries, 1)
+    batch_qps = len(queries) / (time.perf_counter() - t)
+    batch_cpu_qps = len(queries) / max(time.process_time() - c, 1e-9)
+    lat, cpu = np.array(lat) * 1e3, np.array(cpu) * 1e3
+    return {"p50_cpu_ms": float(np.percentile(cpu, 50)),
+            "p99_cpu_ms": float(np.percentile(cpu, 99)), "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)), "batch_qps": batch_qps,
+            "batch_cpu_qps": batch_cpu_qps, "hits": hits}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="10000,100000,1000000")
+    p.add_argument("--index", default=None, help="factory string for every size (default: "
+                                                 "core/kb.py default_index)")
+    p.add_argument("--search", default=None,
+                   help="search parameters, several separated by ';' (each measured on the "
+                        "same index); 'default' is the index's own (the default)")
+    p.add_argument("--extractor", default="efficientnet-lite0")
+    p.add_argument("--queries", type=int, default=1000, help="held-out real queries")
+    p.add_argument("--snr-db", type=float, default=0.0)
+    p.add_argument("--cbr", default="1/48")
+    p.add_argument("--epochs", type=int, default=20, help="codec training epochs")
+    p.add_argument("--model-rank", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    extractors.set_threads()
+    threads = int(os.environ.get("KBSEMCOM_THREADS", os.cpu_count() or 1))
+    faiss.omp_set_num_threads(threads)
+    feats, labels, sets, ex = load_real(args.extractor)
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(feats))
+    q_idx, kb_idx = order[:args.queries], order[args.queries:]
+    real, real_labels = feats[kb_idx], labels[kb_idx]
+    # the codec: trained on real KB features (never on the queries), picked on a slice of them
+    n_val = min(1000, len(real) // 5)
+    val = {"sent_features": real[:n_val // 2], "sent_labels": real_labels[:n_val // 2],
+           "kb_features": real[n_val // 2:n_val], "kb_labels": real_labels[n_val // 2:n_val]}
+    config = recipe_config("kbsc", ex.identity, args.cbr, seed=args.seed, epochs=args.epochs)
+    codec, _ = train_codec(config, real[n_val:], val, progress=False,
+                           train_labels=real_labels[n_val:])
+    queries = codec.transmit(feats[q_idx], "awgn", args.snr_db, seed=args.seed)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    q_labels = labels[q_idx]
+    model = FittedModel(real, real_labels, args.model_rank)
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        spec = args.index or default_index(size, feats.shape[1])
+        searches = [default_search(spec) if s == "default" else s
+                    for s in (args.search or "default").split(";")]
+        for row in measure(size, spec, searches, real, real_labels, model, queries, q_labels,
+                           args.seed, threads):
+            rows.append(row)
+            print(json.dumps(row), flush=True, file=None if args.json else sys.stderr)
+    machine = (f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, faiss "
+               f"{faiss.__version__} {threads} threads, load avg {os.getloadavg()[0]:.1f}")
+    if args.json:
+        return
+    print(f"KB scale: {len(feats)} real {ex.name} features ({', '.join(sets)}), "
+          f"{len(real)} as KB entries, {args.queries} held-out real queries through kbsc CBR "
+          f"{args.cbr} AWGN {args.snr_db:g} dB; fitted model rank {args.model_rank}; "
+          f"seed {args.seed}; {machine}\n")
+    print("| entries | real | index (search) | p50 / p99 CPU ms | p50 / p99 wall ms | batch q/s "
+          "(per CPU s) | recall@1 | accuracy % | exact acc. % | index MB | build s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['size']:,} | {r['real_entries']:,} | `{r['index']}` ({r['search'] or '-'})"
+              f" | {r['p50_cpu_ms']:.3f} / {r['p99_cpu_ms']:.3f} | {r['p50_ms']:.3f} / "
+              f"{r['p99_ms']:.3f} | {r['batch_qps']:,.0f} ({r['batch_cpu_qps']:,.0f}) | "
+              f"{r['recall_at_1']:.3f} | {100 * r['accuracy']:.1f} | "
+              f"{100 * r['accuracy_exact']:.1f} | {r['index_mb']:.0f} | {r['build_s']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
