@@ -33,14 +33,17 @@ class pdu_collector(gr.basic_block):
 
 
 def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, timeout=60,
-                 threshold=0.3, dc_offset=0.0, dc_block=True, channel=None, mode="short"):
+                 threshold=0.3, dc_offset=0.0, dc_block=True, channel=None, mode="short",
+                 stall_s=0.6):
     """Send complex64 payloads (seq = index) through the PHY and a channel_model.
     ``dc_offset`` adds a constant (a zero-IF radio's LO leakage); ``dc_block`` turns on the
     receiver's DC blocker. ``channel``: a complex-in, complex-out block used instead of the
     channel_model (e.g. relay.channel_impairments; snr_db, cfo, sro_ppm and taps are then
     ignored). ``mode``: the PHY mode of ofdm_tx and ofdm_rx ('short' or 'robust'). Returns (received PDUs [(meta, symbols)], receiver stats).
     Never hangs: it stops when
-    every frame is out, when the receiver stops taking samples, or at ``timeout``."""
+    every frame is out, when the receiver has taken no sample for ``stall_s`` seconds (raise
+    it on a loaded machine, where a receiver thread can wait that long for a core), or at
+    ``timeout``."""
     tb = gr.top_block()
     tx = ofdm_tx(mode=mode)
     rx = ofdm_rx(threshold=threshold, dc_block=dc_block, mode=mode)
@@ -62,7 +65,7 @@ def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, ti
             tx.framer._handle(make_pdu({"seq": seq}, np.asarray(pay, np.complex64)))
         deadline = time.monotonic() + timeout
         seen, still = -1, 0
-        while rx.stats()["frames"] < len(payloads) and still < 6 and \
+        while rx.stats()["frames"] < len(payloads) and still < max(1, stall_s / 0.1) and \
                 time.monotonic() < deadline:
             time.sleep(0.1)
             now = rx.deframer.nitems_read(0)
