@@ -29,7 +29,8 @@ def test_dc_offset_at_minus_6_db_robust():
     runs = {}
     for dc in (0.0, 1.0):
         got, stats = phy_loopback(sent, -6, 2 / 64, 20, MULTIPATH, seed=4, timeout=60,
-                                  mode="robust", dc_offset=dc, dc_block=True)
+                                  mode="robust", dc_offset=dc, dc_block=True,
+                                  stall_s=5.0)
         assert sorted(m["seq"] for m, _ in got) == list(range(20)), (dc, stats)
         runs[dc] = np.mean([np.mean(np.abs(s - sent[m["seq"]]) ** 2) for m, s in got])
     assert runs[1.0] < 1.25 * runs[0.0], runs  # DC costs < 1 dB of payload MSE
@@ -41,14 +42,16 @@ def _corr(x, z):
 
 
 def _run(samples, tags, mode, timeout=60):
-    """samples (complex) with tags [(offset, rx_time seconds)] -> ofdm_rx at 1 MS/s."""
+    """samples (complex) with tags [(offset, rx_time: seconds or (whole, fraction))] ->
+    ofdm_rx at 1 MS/s."""
     from gnuradio import blocks, gr
     from gnuradio.kbsemcom.phy.ofdm_rx import ofdm_rx
     gtags = []
     for off, t in tags:
         tag = gr.tag_t()
         tag.offset, tag.key = int(off), pmt.intern("rx_time")
-        tag.value = pmt.make_tuple(pmt.from_uint64(int(t)), pmt.from_double(t - int(t)))
+        secs, frac = t if isinstance(t, tuple) else (int(t), t - int(t))
+        tag.value = pmt.make_tuple(pmt.from_uint64(secs), pmt.from_double(frac))
         gtags.append(tag)
     tb = gr.top_block()
     src = blocks.vector_source_c(samples.astype(np.complex64).tolist(), False, 1, gtags)
@@ -118,5 +121,7 @@ def test_rx_time_that_continues_is_not_a_gap():
     """A UHD source re-tags time without dropping samples (e.g. after a stream command):
     no gap, no frame lost."""
     samples, gap, sent = _stream_with_gap("robust", 0.0, frames=3, cut=1, lost=0)
-    got, stats = _run(samples, [(0, 5.0), (gap, 5.0 + gap / RATE)], "robust")
+    secs = 1_764_700_000  # a radio clock set from GPS: seconds since 1970
+    got, stats = _run(samples, [(0, (secs, 0.25)), (gap, (secs, 0.25 + gap / RATE))],
+                      "robust")
     assert sorted(got) == [0, 1, 2] and stats["gaps"] == 0, stats

@@ -20,10 +20,12 @@ RX_TIME = pmt.intern("rx_time")
 
 
 def tag_time(value):
-    """Seconds of an ``rx_time`` tag value, or None if it is not (uint64, double)."""
+    """(whole seconds, fractional seconds) of an ``rx_time`` tag value, or None if it is not
+    (uint64, double). Kept apart: a radio's clock can count from 1970, where one double
+    would resolve only about 0.2 us."""
     try:
         secs, frac = pmt.to_python(value)
-        return float(secs) + float(frac)
+        return int(secs), float(frac)
     except (TypeError, ValueError):
         return None
 
@@ -111,7 +113,8 @@ class ofdm_deframer(gr.sync_block):
             if prev is None:
                 continue  # the stream's first time stamp
             if t is not None and prev[1] is not None and self.samp_rate > 0:
-                lost = round((t - prev[1]) * self.samp_rate) - (off - prev[0])
+                elapsed = (t[0] - prev[1][0]) + (t[1] - prev[1][1])
+                lost = round(elapsed * self.samp_rate) - (off - prev[0])
                 if lost == 0:
                     continue  # the timeline goes on: nothing was dropped
                 with self._lock:

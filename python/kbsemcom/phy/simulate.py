@@ -34,7 +34,7 @@ class pdu_collector(gr.basic_block):
 
 def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, timeout=60,
                  threshold=0.3, dc_offset=0.0, dc_block=True, channel=None, mode="short",
-                 stall_s=0.6):
+                 stall_s=2.0):
     """Send complex64 payloads (seq = index) through the PHY and a channel_model.
     ``dc_offset`` adds a constant (a zero-IF radio's LO leakage); ``dc_block`` turns on the
     receiver's DC blocker. ``channel``: a complex-in, complex-out block used instead of the
