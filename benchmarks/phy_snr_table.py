@@ -80,6 +80,8 @@ def plot(rows, info, path):
     ax.plot(x, pct("accuracy_of_received"), "s--", label="over the PHY, received frames")
     ax.plot(x, pct("codec_awgn_at_reported_snr"), "^:",
             label="same codec over AWGN at the reported SNR")
+    ax.plot(x, pct("accuracy_of_received_unit_power"), "x-.", color="C4", alpha=0.7,
+            label="received frames rescaled to unit power (diagnostic)")
     ax.axhline(100 * info["ceiling"], color="grey", lw=0.8, label="noiseless ceiling")
     ax.axhline(100 / info["classes"], color="grey", lw=0.8, ls="--", label="chance")
     ax.set_ylabel("semantic accuracy (%)")
@@ -166,7 +168,9 @@ def main():
         row = {"snr_db": snr, "frames_sent": len(kept), "frames_found": len(seqs),
                "false_or_bad_headers": stats["bad_header"], "reported_snr_db": None,
                "awgn_snr_db": None, "accuracy": 0.0, "accuracy_of_received": None,
-               "codec_awgn_at_reported_snr": None, "accuracy_of_received_unit_power": None}
+               "codec_awgn_at_reported_snr": None, "accuracy_of_received_unit_power": None,
+               "missing": sorted(set(range(len(kept))) - set(seqs)),
+               "receiver_stop": stats["stop"], "samples_read": stats["samples_read"]}
         if seqs:
             rx = np.stack([best[s][1] for s in seqs])
             truth = labels[seqs]
@@ -204,7 +208,7 @@ def main():
             "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores"}
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=COLUMNS)
+            w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
     if args.json_out:

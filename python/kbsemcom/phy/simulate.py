@@ -39,7 +39,9 @@ def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, ti
     ``dc_offset`` adds a constant (a zero-IF radio's LO leakage); ``dc_block`` turns on the
     receiver's DC blocker. ``channel``: a complex-in, complex-out block used instead of the
     channel_model (e.g. relay.channel_impairments; snr_db, cfo, sro_ppm and taps are then
-    ignored). ``mode``: the PHY mode of ofdm_tx and ofdm_rx ('short' or 'robust'). Returns (received PDUs [(meta, symbols)], receiver stats).
+    ignored). ``mode``: the PHY mode of ofdm_tx and ofdm_rx ('short' or 'robust'). Returns
+    (received PDUs [(meta, symbols)], receiver stats plus ``stop`` (why it stopped) and
+    ``samples_read``).
     Never hangs: it stops when
     every frame is out, when the receiver has taken no sample for ``stall_s`` seconds (raise
     it on a loaded machine, where a receiver thread can wait that long for a core), or at
@@ -60,6 +62,7 @@ def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, ti
         tb.connect(tx, chan, rx)
     tb.msg_connect(rx, "out", col, "in")
     tb.start()
+    deadline = float("inf")
     try:
         for seq, pay in enumerate(payloads):
             tx.framer._handle(make_pdu({"seq": seq}, np.asarray(pay, np.complex64)))
@@ -71,7 +74,19 @@ def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, ti
             now = rx.deframer.nitems_read(0)
             still = still + 1 if now == seen else 0
             seen = now
+        # PDUs the receiver has published may still be queued for the collector's thread
+        # (many on a loaded machine): let them arrive before stopping
+        settle = time.monotonic() + 10
+        while time.monotonic() < settle and len(col.got) < (
+                rx.stats()["frames"] + rx.stats()["wrong_length"]):
+            time.sleep(0.05)
     finally:
         tb.stop()
         tb.wait()
-    return list(col.got), rx.stats()
+    stats = rx.stats()
+    # why the loop ended, and how far the receiver got: a stall on a loaded machine shows
+    # as 'stalled' with samples_read short of what the transmitter sent
+    stats["stop"] = "all frames" if stats["frames"] >= len(payloads) else (
+        "timeout" if time.monotonic() >= deadline else "stalled")
+    stats["samples_read"] = int(rx.deframer.nitems_read(0))
+    return list(col.got), stats
