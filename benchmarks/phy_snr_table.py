@@ -88,7 +88,7 @@ def plot(rows, info, path):
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(f"{info['mode']} PHY, {info['channel']}, CFO {info['cfo']:g} cyc/sample, "
+    ax.set_title(f"{info['mode']} PHY, {info['channel']},\nCFO {info['cfo']:g} cyc/sample, "
                  f"SRO {info['sro_ppm']:g} ppm\n{info['dataset']}, {info['extractor']}, "
                  f"CBR {info['cbr']}, {info['images']} images/point, seed {info['seed']}",
                  fontsize=9)

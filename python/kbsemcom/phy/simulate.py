@@ -85,8 +85,8 @@ def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, ti
         tb.wait()
     stats = rx.stats()
     # why the loop ended, and how far the receiver got: a stall on a loaded machine shows
-    # as 'stalled' with samples_read short of what the transmitter sent
+    # as 'idle' with samples_read short of what the transmitter sent
     stats["stop"] = "all frames" if stats["frames"] >= len(payloads) else (
-        "timeout" if time.monotonic() >= deadline else "stalled")
+        "timeout" if time.monotonic() >= deadline else "idle")
     stats["samples_read"] = int(rx.deframer.nitems_read(0))
     return list(col.got), stats
