@@ -23,6 +23,20 @@ class CppMissing(UserError, RuntimeError):
 # ofdm_sync_sc_cfb fires this many samples after the first sample (the CP) of the S&C symbol
 # (measured on clean frames: 68-70); the demodulator's fine timing absorbs the rest
 _TRIGGER_DELAY = 70
+# UHD (and gr-soapy) sources tag the first sample, and the first sample after an overflow,
+# with the radio time of that sample: (whole seconds, fractional seconds)
+RX_TIME = pmt.intern("rx_time")
+
+
+def tag_time(value):
+    """(whole seconds, fractional seconds) of an ``rx_time`` tag value, or None if it is not
+    (uint64, double). Kept apart: a radio's clock can count from 1970, where one double
+    would resolve only about 0.2 us."""
+    try:
+        secs, frac = pmt.to_python(value)
+        return int(secs), float(frac)
+    except (TypeError, ValueError):
+        return None
 
 
 class ofdm_deframer(gr.sync_block):
@@ -39,9 +53,15 @@ class ofdm_deframer(gr.sync_block):
     only its header is skipped.
     Triggers whose header fails are counted (``stats()``), never published: without a header
     nothing says which image it was; the application counts the images that never arrived.
-    Parameters: params (OfdmParams), samp_rate (Hz, for cfo_hz; 0 = unknown),
-    max_buffer (samples kept while a frame is incomplete), payload_len (the symbols every
-    frame must carry, e.g. the codec's; 0 = any).
+    Gaps (overflows): an ``rx_time`` tag whose time does not continue the previous one's at
+    ``samp_rate`` (with samp_rate 0: every ``rx_time`` tag after the first) marks samples the
+    radio dropped. The receiver finishes the frames that ended before the gap, drops the ones
+    the gap cuts (counted: ``gap_dropped``; 'kbsemcom rx' writes their images as lost) and
+    searches the samples after it as a fresh stream, so no frame is built from samples on
+    both sides of a gap.
+    Parameters: params (OfdmParams), samp_rate (Hz, for cfo_hz and the gap length; 0 =
+    unknown), max_buffer (samples kept while a frame is incomplete), payload_len (the symbols
+    every frame must carry, e.g. the codec's; 0 = any).
     """
 
     def __init__(self, params=None, samp_rate=0.0, max_buffer=1 << 21, payload_len=0):
@@ -60,15 +80,21 @@ class ofdm_deframer(gr.sync_block):
         self._pending = []  # absolute coarse positions of S&C bodies
         self._last_end = -self._keep
         self._lock = threading.Lock()
+        self._init_stats()
+
+    def _init_stats(self):
         self._stats = {"triggers": 0, "frames": 0, "bad_header": 0, "inside_frame": 0,
-                       "too_long": 0, "errors": 0, "wrong_length": 0}
+                       "too_long": 0, "errors": 0, "wrong_length": 0, "gaps": 0,
+                       "samples_lost": 0, "gap_dropped": 0}
         self._last = {}
+        self._time = None  # (absolute sample index, radio time in s) of the last rx_time tag
 
     def stats(self):
         """Counts: triggers, frames (decoded), bad_header, inside_frame (triggers within an
         already decoded frame), too_long, errors, wrong_length (headers stating another
-        payload length than expected: published as lost records); plus the last frame's
-        estimates."""
+        payload length than expected: published as lost records), gaps (rx_time tags that
+        do not continue the timeline), samples_lost (their total length, when samp_rate is
+        known), gap_dropped (frames cut by a gap); plus the last frame's estimates."""
         with self._lock:
             return dict(self._stats, last=dict(self._last))
 
@@ -77,9 +103,49 @@ class ofdm_deframer(gr.sync_block):
             self._stats[key] += 1
 
     def work(self, input_items, output_items):
-        x, trig = input_items[0], input_items[1]
-        n = len(x)
-        start = self.nitems_read(0)
+        n = len(input_items[0])
+        pos = 0
+        for gap in self._gaps(n) + [n]:
+            if gap > pos:
+                self._take(input_items, pos, gap)
+            if gap < n:
+                self._resync(self.nitems_read(0) + gap)
+            pos = gap
+        return n
+
+    def _gaps(self, n):
+        """Relative offsets in this call's input where samples were dropped before."""
+        out = []
+        for tag in self.get_tags_in_window(0, 0, n, RX_TIME):
+            t, off = tag_time(tag.value), int(tag.offset)
+            prev, self._time = self._time, (off, t)
+            if prev is None:
+                continue  # the stream's first time stamp
+            if t is not None and prev[1] is not None and self.samp_rate > 0:
+                elapsed = (t[0] - prev[1][0]) + (t[1] - prev[1][1])
+                lost = round(elapsed * self.samp_rate) - (off - prev[0])
+                if lost == 0:
+                    continue  # the timeline goes on: nothing was dropped
+                with self._lock:
+                    self._stats["samples_lost"] += max(int(lost), 0)
+            self._count("gaps")
+            out.append(off - self.nitems_read(0))
+        return sorted(set(out))
+
+    def _resync(self, gap):
+        """The buffer holds every sample up to ``gap`` (absolute); later samples are from
+        later radio time. Frames still waiting for samples are cut: drop them; silence
+        replaces the samples before the gap, so the next frame is timed as at a stream start."""
+        with self._lock:
+            self._stats["gap_dropped"] += len(self._pending)
+        self._pending = []
+        self._buf[:] = 0
+        self._last_end = min(self._last_end, gap)
+
+    def _take(self, input_items, lo, hi):
+        """Process input samples [lo, hi) of this call (no gap inside)."""
+        x, trig = input_items[0][lo:hi], input_items[1][lo:hi]
+        start = self.nitems_read(0) + lo
         for i in np.flatnonzero(trig):
             # aim half a CP early: the first CFO estimate needs a window inside the S&C symbol
             self._pending.append(start + int(i) - _TRIGGER_DELAY + self.params.cp_len // 2)
@@ -92,7 +158,6 @@ class ofdm_deframer(gr.sync_block):
             self._count("errors")
             self._pending = self._pending[1:]
         self._trim(self._base + len(self._buf))
-        return n
 
     def _trim(self, keep_to):
         """Drop buffered samples no pending trigger, and no trigger found from ``keep_to`` on,
@@ -193,7 +258,8 @@ class robust_deframer(ofdm_deframer):
     also input 1: the int8 markers of ``robust_detector`` on the same samples (1 at a start
     plus ``markers`` samples, tag robust_sof = (C, cfo bin)); without, the numpy
     robust.Detector runs here. Output 'out': as ``ofdm_deframer`` (metadata also sro_ppm
-    and noise_var). Parameters: params (robust.RobustParams), samp_rate, max_buffer,
+    and noise_var). Gaps (``rx_time`` tags): as ``ofdm_deframer``. Parameters: params
+    (robust.RobustParams), samp_rate, max_buffer,
     payload_len, threshold (on the detector's statistic, noise-only ~ Exp(1) per CFO bin;
     robust.THRESHOLD), block (samples per numpy scan), markers (the C++ detector's delay(),
     0 = numpy detector).
@@ -223,28 +289,35 @@ class robust_deframer(ofdm_deframer):
         self._bins = {}  # start -> CFO bin, from the C++ detector's tags
         self._last_end = -self._keep
         self._last_hit = -(1 << 40)
+        self._floor = 0  # starts before this sample (a gap) are dropped
         self._lock = threading.Lock()
-        self._stats = {"triggers": 0, "frames": 0, "bad_header": 0, "inside_frame": 0,
-                       "too_long": 0, "errors": 0, "wrong_length": 0}
-        self._last = {}
+        self._init_stats()
 
     def _trigger(self, t):
+        if t < self._floor:
+            return  # a start the C++ detector saw before a gap: its frame spans the gap
         if t - self._last_hit > self.demod.search:
             self._pending.append(t)
             self._count("triggers")
         self._last_hit = t
 
-    def work(self, input_items, output_items):
-        x = input_items[0]
+    def _resync(self, gap):
+        ofdm_deframer._resync(self, gap)
+        # candidates before the gap would span it; the detector starts again at the gap
+        self._scan = max(self._scan, gap)
+        self._floor = gap
+        self._last_hit = -(1 << 40)
+
+    def _take(self, input_items, lo, hi):
+        x = input_items[0][lo:hi]
         self._buf = np.concatenate([self._buf, x])
         n_pre = self.detector.n + robust.SEG  # the detector reads SEG - 1 lag samples more
         try:
             if self.markers:
-                start = self.nitems_read(0)
-                marks = np.flatnonzero(input_items[1])
+                start = self.nitems_read(0) + lo
+                marks = np.flatnonzero(input_items[1][lo:hi])
                 if len(marks):
-                    for tag in self.get_tags_in_window(1, 0, len(x),
-                                                       pmt.intern("robust_sof")):
+                    for tag in self.get_tags_in_window(1, lo, hi, pmt.intern("robust_sof")):
                         t = tag.offset - self.markers
                         self._bins[t] = int(pmt.to_long(pmt.tuple_ref(tag.value, 1)))
                     for i in marks:
@@ -267,7 +340,6 @@ class robust_deframer(ofdm_deframer):
             self._count("errors")
             self._pending = self._pending[1:]
         self._trim(min(self._scan, self._base + len(self._buf)))
-        return len(x)
 
     def _demodulate(self, coarse):
         # the C++ detector already timed the start and chose the CFO bin

@@ -33,14 +33,19 @@ class pdu_collector(gr.basic_block):
 
 
 def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, timeout=60,
-                 threshold=0.3, dc_offset=0.0, dc_block=True, channel=None, mode="short"):
+                 threshold=0.3, dc_offset=0.0, dc_block=True, channel=None, mode="short",
+                 stall_s=2.0):
     """Send complex64 payloads (seq = index) through the PHY and a channel_model.
     ``dc_offset`` adds a constant (a zero-IF radio's LO leakage); ``dc_block`` turns on the
     receiver's DC blocker. ``channel``: a complex-in, complex-out block used instead of the
     channel_model (e.g. relay.channel_impairments; snr_db, cfo, sro_ppm and taps are then
-    ignored). ``mode``: the PHY mode of ofdm_tx and ofdm_rx ('short' or 'robust'). Returns (received PDUs [(meta, symbols)], receiver stats).
+    ignored). ``mode``: the PHY mode of ofdm_tx and ofdm_rx ('short' or 'robust'). Returns
+    (received PDUs [(meta, symbols)], receiver stats plus ``stop`` (why it stopped) and
+    ``samples_read``).
     Never hangs: it stops when
-    every frame is out, when the receiver stops taking samples, or at ``timeout``."""
+    every frame is out, when the receiver has taken no sample for ``stall_s`` seconds (raise
+    it on a loaded machine, where a receiver thread can wait that long for a core), or at
+    ``timeout``."""
     tb = gr.top_block()
     tx = ofdm_tx(mode=mode)
     rx = ofdm_rx(threshold=threshold, dc_block=dc_block, mode=mode)
@@ -57,18 +62,31 @@ def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, ti
         tb.connect(tx, chan, rx)
     tb.msg_connect(rx, "out", col, "in")
     tb.start()
+    deadline = float("inf")
     try:
         for seq, pay in enumerate(payloads):
             tx.framer._handle(make_pdu({"seq": seq}, np.asarray(pay, np.complex64)))
         deadline = time.monotonic() + timeout
         seen, still = -1, 0
-        while rx.stats()["frames"] < len(payloads) and still < 6 and \
+        while rx.stats()["frames"] < len(payloads) and still < max(1, stall_s / 0.1) and \
                 time.monotonic() < deadline:
             time.sleep(0.1)
             now = rx.deframer.nitems_read(0)
             still = still + 1 if now == seen else 0
             seen = now
+        # PDUs the receiver has published may still be queued for the collector's thread
+        # (many on a loaded machine): let them arrive before stopping
+        settle = time.monotonic() + 10
+        while time.monotonic() < settle and len(col.got) < (
+                rx.stats()["frames"] + rx.stats()["wrong_length"]):
+            time.sleep(0.05)
     finally:
         tb.stop()
         tb.wait()
-    return list(col.got), rx.stats()
+    stats = rx.stats()
+    # why the loop ended, and how far the receiver got: a stall on a loaded machine shows
+    # as 'idle' with samples_read short of what the transmitter sent
+    stats["stop"] = "all frames" if stats["frames"] >= len(payloads) else (
+        "timeout" if time.monotonic() >= deadline else "idle")
+    stats["samples_read"] = int(rx.deframer.nitems_read(0))
+    return list(col.got), stats
