@@ -41,6 +41,7 @@ REPLAY = "tests/test_doc_commands.py::test_record_then_replay_as_written (smalle
 KB_LIVE = "tests/test_kb_docs.py::test_live_kb_commands_as_written (in a temporary folder)"
 RAY_CLUSTER = ("not run: a Ray cluster on several machines (and `ray stop` kills by name); "
                "closest: tests/test_kb_ray.py::test_two_ray_nodes_with_one_cpu_each_split_the_work")
+PHY_TABLES = "tests/test_phy_benchmarks.py::test_snr_table_commands_run_small (fewer images and SNRs)"
 SDR = "tests/test_doc_commands.py::test_sdr_lines_exit_3_without_a_device (as written)"
 
 # command (as doc_blocks reads it) -> the test that runs it, or why none can
@@ -82,6 +83,22 @@ COVERAGE = {
     "kbsemcom build-kb --dataset cifar10 --split all --ray-address HEAD:6379 --workers 4 "
     "--out runs/kb-cifar": RAY_CLUSTER,
     # docs/phy.md
+    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 500 --cfo 0.03125 --snrs=-6,-3,0,3,6,10,15,20 --plot docs/img/phy_robust_accuracy_awgn.png":
+        PHY_TABLES,
+    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-6,-3,0,3,10,20 --flat --fading rayleigh --doppler-hz 10":
+        PHY_TABLES,
+    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-6,-3,0,3,10,20 --flat --fading rayleigh --doppler-hz 100":
+        PHY_TABLES,
+    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-6,-3,0,3,10,20 --flat --fading rician --rician-k 4 --doppler-hz 10":
+        PHY_TABLES,
+    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-6,-3,0,3,10,20 --flat --fading rician --rician-k 4 --doppler-hz 100":
+        PHY_TABLES,
+    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-6,-3,0,3,10,20 --fading rayleigh --selective --doppler-hz 10":
+        PHY_TABLES,
+    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-6,-3,0,3,10,20 --fading rayleigh --selective --doppler-hz 100 --plot docs/img/phy_robust_accuracy_selective100.png":
+        PHY_TABLES,
+    ".venv/bin/python benchmarks/phy_overhead.py":
+        "tests/test_phy_benchmarks.py::test_overhead_table_in_the_doc_is_what_the_command_prints",
     "kbsemcom rx --source zmq --address tcp://127.0.0.1:5555 --out runs/rx &": PHY_QUICK,
     "kbsemcom tx --sink zmq --address tcp://127.0.0.1:5555 --images 50": PHY_QUICK + "; " + RELAY,
     "wait": PHY_QUICK + "; " + RELAY + "; " + MORE,
