@@ -114,7 +114,9 @@ def test_tx_restart_keeps_rx_state(link, tmp_path):
     """TX is killed after a few images and started again (it resends everything): the
     receiver keeps what it had, counts the repeats as duplicates, and ends complete."""
     port = free_port()
-    rx = start(rx_cmd(link, tmp_path, port), tmp_path / "rx.log")
+    # the receiver waits out the second transmitter's start (codec and extractor loading
+    # took over 10 s, the default idle timeout, on a loaded 2-core machine)
+    rx = start(rx_cmd(link, tmp_path, port, "--idle-timeout", 90), tmp_path / "rx.log")
     tx1 = start(tx_cmd(link, tmp_path, port, "--interval", "0.5"), tmp_path / "tx1.log")
     stream = tmp_path / "rx" / "stream.jsonl"
     deadline = time.monotonic() + 120
