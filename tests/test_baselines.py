@@ -2,7 +2,6 @@
 ideal-code bound, their evaluation methods, and the digital chain as a real flowgraph."""
 import numpy as np
 import pytest
-import torch
 
 from conftest import compile_grc, run_flowgraph
 
@@ -13,22 +12,19 @@ def images(fmnist):
 
 
 @pytest.fixture(scope="module")
-def link():
+def chain():
     from gnuradio.kbsemcom.core.baselines import digital
-    return digital.DigitalLink("qpsk")
+    return digital.DigitalChain("qpsk")
 
 
-def _through(link, stream, channel, snr_db, seed=0):
-    from gnuradio.kbsemcom.core.baselines import digital
-    symbols = link.encode(stream)
-    received, gain = digital.channel_with_gain(symbols[None], channel, snr_db,
-                                               torch.Generator().manual_seed(seed))
-    return link.decode(received[0], snr_db, gain[0] if channel == "rayleigh" else None,
-                       n_bytes=len(stream))
+def _through(chain, stream, channel, snr_db, seed=0):
+    from gnuradio.kbsemcom.core.channel import Channel
+    [(data, reason)] = chain.send([stream], Channel(channel, snr_db, seed))
+    return data, reason
 
 
-def test_ldpc_code_is_a_valid_code(link):
-    code = link.code
+def test_ldpc_code_is_a_valid_code(chain):
+    code = chain.code
     assert (code.k, code.n) == (130, 512)  # gr-fec's rate-1/4 matrix, the paper's code rate
     assert not ((code.G.astype(int) @ code.H.T.astype(int)) % 2).any()
     msg = np.random.default_rng(0).integers(0, 2, 3 * code.k).astype(np.uint8)
@@ -40,35 +36,35 @@ def test_ldpc_code_is_a_valid_code(link):
 @pytest.mark.parametrize("channel", ["awgn", "rayleigh"])
 def test_ldpc_chain_error_free_at_high_snr_fails_at_very_low_snr(modulation, channel):
     from gnuradio.kbsemcom.core.baselines import digital
-    link = digital.DigitalLink(modulation)
+    chain = digital.DigitalChain(modulation)
     stream = np.random.default_rng(1).integers(0, 256, 60, dtype=np.uint8).tobytes()
     for seed in range(3):
-        data, reason = _through(link, stream, channel, 15.0, seed)
+        data, reason = _through(chain, stream, channel, 15.0, seed)
         assert data == stream, reason
-        data, reason = _through(link, stream, channel, -10.0, seed)
+        data, reason = _through(chain, stream, channel, -10.0, seed)
         assert data is None and "LDPC decoding failed" in reason
 
 
 def test_coherent_receiver_uses_the_fading_it_is_given():
-    """The |h| recovered from the channel's own draws is the real fading: with it, 16-QAM
-    hard decisions on Rayleigh make far fewer bit errors than with |h| assumed 1, and the
-    received symbols are exactly core.channel.Channel's for the same seed."""
-    from gnuradio.kbsemcom.core.baselines import digital, modulation
+    """The |h| the channel returns is the fading it applied: it equals the amplitude ratio of
+    the noiseless channel with the same seed, and with it 16-QAM hard decisions on Rayleigh
+    make far fewer bit errors than with |h| assumed 1."""
+    from gnuradio.kbsemcom.core.baselines import modulation
     from gnuradio.kbsemcom.core.channel import Channel
     bits = np.random.default_rng(2).integers(0, 2, 8000).astype(np.uint8)
     symbols = modulation.modulate(bits, "16qam")
     assert abs(np.mean(np.abs(symbols) ** 2) - 1) < 0.05
-    received, gain = digital.channel_with_gain(symbols[None], "rayleigh", 12.0,
-                                               torch.Generator().manual_seed(3))
+    received, gain = Channel("rayleigh", 12.0, seed=3).transmit(symbols[None])
     assert 0.9 < float(np.mean(gain ** 2)) < 1.1 and gain.std() > 0.3
+    noiseless = Channel("rayleigh", 300.0, seed=3)(symbols[None])  # same draws, no noise
+    np.testing.assert_allclose(gain, np.abs(noiseless) / np.abs(symbols[None]), rtol=1e-5)
     with_csi = ((modulation.demodulate(received[0], 12.0, "16qam", gain[0]) < 0) != bits).sum()
     without = ((modulation.demodulate(received[0], 12.0, "16qam") < 0) != bits).sum()
     assert with_csi < 0.75 * without
-    again = Channel("rayleigh", 12.0, seed=3)(symbols[None])
-    assert np.allclose(again, received, atol=1e-6)
-    # AWGN: the gain is exactly one
-    _, ones = digital.channel_with_gain(symbols[None], "awgn", 12.0)
-    assert np.all(ones == 1)
+    # AWGN and no channel: the fading is exactly one
+    for channel in ("awgn", "none"):
+        _, ones = Channel(channel, 12.0).transmit(symbols[None])
+        assert ones.shape == symbols[None].shape and np.all(ones == 1)
 
 
 def test_hevc_bitstream_round_trip_and_corrupt_streams(images):
@@ -89,8 +85,9 @@ def test_hevc_bitstream_round_trip_and_corrupt_streams(images):
         hevc.decode(stream[:hevc.HEADER_BYTES] + bytes(size))  # payload all zeros
 
 
-def test_quality_selection_never_exceeds_the_budget(images, link):
+def test_quality_selection_never_exceeds_the_budget(images, chain):
     from gnuradio.kbsemcom.core.baselines import digital, hevc
+    from gnuradio.kbsemcom.core.channel import Channel
     for image in images:
         ladder = hevc.QualityLadder(image)
         smallest = len(ladder.stream(0))
@@ -103,15 +100,17 @@ def test_quality_selection_never_exceeds_the_budget(images, link):
             assert quality == 100 or len(ladder.stream(quality + 1)) > budget
         for cbr in ("1/48", "1/12", "1/3", "1", "2"):
             n_sym = digital.symbol_budget(cbr, image.size)
-            for lnk in (link, digital.DigitalLink("16qam")):
-                cap = lnk.capacity_bytes(n_sym)
-                assert lnk.symbols_for(cap) <= n_sym
-                out = digital.transmit_image(image, lnk, cbr, "awgn", 20.0, ladder=ladder)
-                assert out["used_symbols"] <= n_sym
-                if out["quality"] is None:
-                    assert out["lost"] and "no HEVC quality fits" in out["reason"]
-                else:
-                    assert out["stream_bytes"] <= cap and not out["lost"]
+            for ch in (chain, digital.DigitalChain("16qam")):
+                cap = ch.capacity_bytes(n_sym)
+                assert ch.symbols_for(cap) <= n_sym
+                plan = ch.plan(ladder, cbr)
+                assert (plan.n_symbols, plan.capacity_bytes) == (n_sym, cap)
+                if plan.quality is None:
+                    assert plan.stream is None and "no HEVC quality fits" in plan.reason
+                    continue
+                assert len(plan.stream) <= cap and len(ch.encode(plan.stream)) <= n_sym
+                [(data, reason)] = ch.send([plan.stream], Channel("awgn", 20.0))
+                assert data == plan.stream, reason
 
 
 def test_ideal_code_bound():
@@ -163,7 +162,10 @@ def test_lost_images_count_as_failures_in_the_metric(small_setup):
                 nothing = by[(codec, "1/48", ch, snr)]
                 assert nothing["n_lost"] == n_sent and nothing["accuracy"] == 0.0
                 assert nothing["n_nothing_fits"] == n_sent
+            # the symbols the chain really had: floor(CBR x 28 x 28 x 3), not CBR x 3072
+            assert nothing["complex_symbols"] == 49
             good = by[(codec, "1/1", ch, 20.0)]
+            assert good["complex_symbols"] == 28 * 28 * 3
             assert good["n_lost"] == 0 and good["accuracy"] > 0.5
             assert "coherent" in good["receiver"] or "capacity" in good["receiver"]
     # the LDPC chain at -10 dB: everything fits, nothing decodes, all count as wrong
@@ -176,7 +178,7 @@ def test_digital_chain_in_a_real_flowgraph(fmnist, effnet, small_setup):
     """The GNU Radio blocks end to end, with a deadline: at 20 dB every image is decoded and
     retrieved; at CBR 1/48 nothing fits and at -10 dB LDPC fails, and every image still ends
     in the sink as an explicit lost record."""
-    from gnuradio.kbsemcom.digital.loopback import digital_loopback
+    from gnuradio.kbsemcom.flowgraphs import digital_loopback
     items = small_setup.kept["sent"][:6]
     for cbr, channel, snr, lost_reason in (("1", "rayleigh", 20.0, None),
                                            ("1", "awgn", -10.0, "LDPC decoding failed"),

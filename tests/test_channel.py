@@ -38,6 +38,25 @@ def test_rayleigh_fading_power_and_noise(snr):
     assert conventions.measured_snr_db(noiseless, y) == pytest.approx(snr, abs=0.2)
 
 
+def test_channel_returns_the_fading_it_applied():
+    """transmit() gives the received symbols of __call__ (same draws) and the |h| it applied:
+    with the noise removed (same seed, 300 dB) y = |h| x exactly; ones for awgn and none."""
+    x = unit_symbols(4000).reshape(2, 2000)
+    received, fading = Channel("rayleigh", 5.0, seed=9).transmit(x)
+    np.testing.assert_array_equal(received, Channel("rayleigh", 5.0, seed=9)(x))
+    assert fading.shape == x.shape and fading.dtype == np.float32 and fading.std() > 0.3
+    noiseless = Channel("rayleigh", 300.0, seed=9)(x)
+    np.testing.assert_allclose(noiseless, fading * x, rtol=1e-5, atol=1e-6)
+    # the torch function, asked for the fading, draws exactly what it draws without
+    t = torch.from_numpy(conventions.complex_to_real(x))
+    y, amp = apply_channel(t, "rayleigh", 5.0, torch.Generator().manual_seed(9), True)
+    assert torch.equal(y, apply_channel(t, "rayleigh", 5.0, torch.Generator().manual_seed(9)))
+    np.testing.assert_array_equal(amp.numpy(), fading)
+    for name in ("awgn", "none"):
+        _, ones = Channel(name, 5.0, seed=9).transmit(x)
+        assert ones.shape == x.shape and np.all(ones == 1)
+
+
 def test_channel_is_seeded_and_reproducible():
     x = unit_symbols(64)
     np.testing.assert_array_equal(Channel("awgn", 0, 7)(x), Channel("awgn", 0, 7)(x))

@@ -116,7 +116,9 @@ def test_tx_restart_keeps_rx_state(link, tmp_path):
     """TX is killed after a few images and started again (it resends everything): the
     receiver keeps what it had, counts the repeats as duplicates, and ends complete."""
     port = free_port()
-    rx = start(rx_cmd(link, tmp_path, port), tmp_path / "rx.log")
+    # the receiver waits out the second transmitter's start (codec and extractor loading
+    # took over 10 s, the default idle timeout, on a loaded 2-core machine)
+    rx = start(rx_cmd(link, tmp_path, port, "--idle-timeout", 90), tmp_path / "rx.log")
     tx1 = start(tx_cmd(link, tmp_path, port, "--interval", "0.5"), tmp_path / "tx1.log")
     stream = tmp_path / "rx" / "stream.jsonl"
     deadline = time.monotonic() + 120
@@ -237,3 +239,32 @@ def test_help():
         proc = subprocess.run(app(cmd, "--help"), check=False, capture_output=True, text=True,
                               timeout=60)
         assert proc.returncode == 0 and "--address" in proc.stdout
+
+
+def test_tx_and_rx_flowgraphs_in_one_process(world, tmp_path):
+    """flowgraphs.semantic_tx into a file and flowgraphs.semantic_rx from it, without the
+    apps: every image is received under its seq, with the retrievals of encode -> decode -> KB
+    in this process, and the receiver's recording logs each frame."""
+    from gnuradio.kbsemcom.core.features import extract_features
+    from gnuradio.kbsemcom.flowgraphs import semantic_rx, semantic_tx
+    from gnuradio.kbsemcom.phy.manifest import write_manifest
+    from gnuradio.kbsemcom.phy.radio import make_sink, make_source
+    items, codec, kb = world["split"].sent[:4], world["codec"], world["kb"]
+    write_manifest(tmp_path / "manifest.json", items)
+    tx = semantic_tx(items, world["extractor"], codec,
+                     make_sink("file", path=str(tmp_path / "cap")))
+    timed_out, _ = tx.run(timeout=60, linger=0)
+    assert not timed_out and tx.frames_out() == len(items)
+    rx = semantic_rx(make_source("file", path=str(tmp_path / "cap")), codec, kb,
+                     str(tmp_path / "manifest.json"), record_path=str(tmp_path / "heard.raw"))
+    n = (tmp_path / "cap.sigmf-data").stat().st_size // 8
+    reason, _ = rx.run(timeout=120, idle_timeout=60, file_samples=n, progress=False)
+    assert reason == "all images received"
+    records = rx.records(rx.expected(), reason)
+    assert [r["seq"] for r in records] == list(range(len(items)))
+    assert not any(r["lost"] for r in records)
+    feats, _ = extract_features(world["extractor"], items)
+    expect = [kb.retrieve(codec.decode(codec.encode(f)))["image_id"] for f in feats]
+    assert [r["retrieved_id"] for r in records] == expect
+    assert [label.split(" packet")[0] for _, _, label in rx.recorded_frames()] == \
+        [f"seq {i}" for i in range(len(items))]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ..core import datasets, extractors, pipeline, protocols, results
 from ..core.codec import SemanticCodec
-from ..core.progress import bars_off
 from ..core.kb import KnowledgeBase
 from .common import HelpFormatter, add_codec, add_common, add_split, machine, say
 
@@ -118,14 +117,9 @@ def _codec(args, extractor_spec, split, dataset):
 
 
 def run_tx(args):
-    from gnuradio import gr
-
+    from ..flowgraphs import semantic_tx
     from ..phy.manifest import write_manifest
-    from ..phy.ofdm_tx import ofdm_tx
     from ..phy.radio import RadioError, make_sink, write_sigmf_meta
-    from ..semantic_tx.feature_extractor import feature_extractor
-    from ..semantic_tx.semantic_encoder import semantic_encoder
-    from ..sources.image_source import image_source
 
     sdr = args.sink in ("uhd", "soapy")
     try:  # the radio first: without a device, fail before any slow preparation
@@ -152,33 +146,13 @@ def run_tx(args):
     say(args, f"tx: {len(sent)} {dataset.name} images, {extractor.name}, CBR {info['cbr']} "
               f"({codec.n_symbols} symbols) -> {args.sink}; manifest {args.manifest or '-'}")
 
-    tb = gr.top_block("kbsemcom_tx")
-    tb.source = image_source(items=sent, interval=args.interval)
-    tb.extractor = feature_extractor(extractor)
-    tb.encoder = semantic_encoder(codec)
     amplitude = args.amplitude if args.amplitude is not None else (0.3 if sdr else 1.0)
-    tb.phy = ofdm_tx(amplitude=amplitude, mode=args.phy_mode)
-    tb.sink = sink
-    tb.msg_connect((tb.source, "out"), (tb.extractor, "in"))
-    tb.msg_connect((tb.extractor, "out"), (tb.encoder, "in"))
-    tb.msg_connect((tb.encoder, "out"), (tb.phy, "in"))
-    tb.connect(tb.phy, tb.sink)
-    framer = tb.phy.framer
-    t0 = time.monotonic()
-    timed_out = False
+    tb = semantic_tx(sent, extractor, codec, sink, amplitude, args.phy_mode, args.interval)
     start_time = time.time()  # sample 0 of a recording
-    tb.start()
-    try:
-        timed_out = _send(args, tb, framer, len(sent))
-        if not timed_out:
-            time.sleep(args.linger)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        tb.stop()
-        tb.wait()
-    seconds = time.monotonic() - t0
-    out = _frames_out(framer, tb.sink.nitems_read(0))
+    waiting = (f"tx: waiting for a receiver on {args.address} (giving up after "
+               f"{args.timeout:.0f} s without one)") if args.sink == "zmq" else ""
+    timed_out, seconds = tb.run(args.timeout, args.linger, lambda text: say(args, text), waiting)
+    framer, out = tb.framer, tb.frames_out()
     info.update(frames_out=out, not_delivered=len(sent) - framer.skipped - out)
     if timed_out:
         print(f"kbsemcom tx: error: the {args.sink} link took no sample for {args.timeout:.0f} "
@@ -205,60 +179,9 @@ def run_tx(args):
     return 0
 
 
-def _send(args, tb, framer, n_images):
-    """Wait until every image is framed and the sink has taken every sample. Returns True
-    when frames waited and the sink took no sample for ``args.timeout`` seconds: a ZMQ PUSH
-    without a receiver (none came, or it went away) takes nothing and would wait forever;
-    time spent extracting images is not counted."""
-    last_report, taken, moved_at, waiting_said = -1, -1, time.monotonic(), False
-    while True:
-        now, samples, handled = time.monotonic(), framer.samples, framer.handled()
-        if handled != last_report:
-            last_report = handled
-            say(args, f"tx: {framer.frames} frames sent, {framer.skipped} images lost "
-                      "before the PHY")
-        before, taken = taken, tb.sink.nitems_read(0)
-        if taken != before or taken >= samples:  # the link moved, or nothing waits for it
-            moved_at, waiting_said = now, False
-        if handled >= n_images and taken >= samples:
-            return False
-        if now - moved_at > args.timeout:
-            return True
-        if now - moved_at > 2 and not waiting_said and args.sink == "zmq":
-            say(args, f"tx: waiting for a receiver on {args.address} (giving up after "
-                      f"{args.timeout:.0f} s without one)")
-            waiting_said = True
-        time.sleep(0.05)
-
-
-def _frames_out(framer, taken):
-    """Frames whose every sample the sink has taken."""
-    return sum(1 for start, n, _ in list(framer.annotations) if start + n <= taken)
-
-
-def _best(records):
-    """One record per seq: a received one over a lost one, then the best SNR estimate."""
-    best = {}
-    for r in records:
-        key = r["seq"]
-        score = (not r["lost"], r.get("snr_db") if r.get("snr_db") is not None else -99)
-        if key not in best or score > best[key][0]:
-            best[key] = (score, r)
-    return {k: v[1] for k, v in best.items()}
-
-
 def run_rx(args):
-    from gnuradio import gr
-    from tqdm import tqdm
-
-    from ..phy.manifest import frame_annotator, read_manifest
-    from ..phy.ofdm_rx import ofdm_rx
-    from gnuradio import blocks
-
-    from ..phy.radio import RadioError, frame_log, make_source, read_sigmf_meta, sigmf_paths
-    from ..semantic_rx.kb_lookup import kb_lookup
-    from ..semantic_rx.semantic_decoder import semantic_decoder
-    from ..sinks.result_sink import result_sink
+    from ..flowgraphs import semantic_rx
+    from ..phy.radio import RadioError, make_source, read_sigmf_meta, sigmf_paths
 
     try:
         source = make_source(args.source, **_radio_opts(args))
@@ -267,19 +190,7 @@ def run_rx(args):
         return 3
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = None
-    if not (args.codec and args.kb):
-        dataset = datasets.open_dataset(args.dataset)
-        split = _sent_items(args, dataset)
-    codec, _ = (SemanticCodec.load(args.codec), args.codec) if args.codec else \
-        _codec(args, args.extractor, split, dataset)
-    if args.kb:
-        kb = KnowledgeBase.load(args.kb)
-    else:
-        extractor = extractors.load_extractor(args.extractor)
-        kb = pipeline.build_kb(extractor, split.kb, dataset.class_names)
-        kb.save(out / "kb")
-    kb.check_extractor(codec.config.extractor)
+    codec, kb = _rx_codec_and_kb(args, out)
     samp_rate = args.samp_rate
     file_samples, freq = None, args.freq if args.source in ("uhd", "soapy") else None
     if args.source == "file":
@@ -288,83 +199,49 @@ def run_rx(args):
             samp_rate = meta.get_global_field("core:sample_rate") or samp_rate
             freq = meta.get_captures()[0].get("core:frequency")
         file_samples = data_path.stat().st_size // 8
-
-    tb = gr.top_block("kbsemcom_rx")
-    tb.src = source
-    # payload_len: a header stating another length is a lost record at once, so a
-    # transmitter with another codec, or a header that passed its CRC by chance, costs one
-    # header instead of a wait for (and a skip over) up to 110,000 samples
-    tb.phy = ofdm_rx(threshold=args.threshold, samp_rate=samp_rate,
-                     dc_block=args.dc_block == "on" or (
-                         args.dc_block == "auto" and args.source in ("uhd", "soapy")),
-                     payload_len=codec.n_symbols, mode=args.phy_mode)
-    tb.annotate = frame_annotator(args.manifest)
-    tb.decoder = semantic_decoder(codec)
-    tb.lookup = kb_lookup(kb, codec)
-    tb.sink = result_sink(str(out / "stream.jsonl"))
-    tb.connect(tb.src, tb.phy)
+    record_path = ""
     if args.record:
         record_path, _ = sigmf_paths(args.record)
         record_path.parent.mkdir(parents=True, exist_ok=True)
-        tb.record = blocks.file_sink(gr.sizeof_gr_complex, str(record_path), False)
-        tb.record.set_unbuffered(False)
-        tb.connect(tb.src, tb.record)
-        tb.frame_log = frame_log()
-        tb.msg_connect((tb.phy, "out"), (tb.frame_log, "in"))
-    chain = [tb.phy, tb.annotate, tb.decoder, tb.lookup, tb.sink]
-    for a, b in zip(chain, chain[1:]):
-        tb.msg_connect((a, "out"), (b, "in"))
+    sdr = args.source in ("uhd", "soapy")
+    tb = semantic_rx(source, codec, kb, args.manifest, str(out / "stream.jsonl"),
+                     args.threshold, samp_rate,
+                     args.dc_block == "on" or (args.dc_block == "auto" and sdr),
+                     args.phy_mode, record_path)
     say(args, f"rx: {args.source} -> OFDM -> {codec.config.extractor['name']} codec "
               f"({codec.n_symbols} symbols) -> KB of {len(kb)}; results in {out}")
-
-    def expected():
-        m = read_manifest(args.manifest) if args.manifest else None
-        return m
-    t0 = time.monotonic()
-    last_frame, n_frames, reason = t0, 0, "timeout"
     start_time = time.time()  # sample 0 of a recording: the source starts with the flowgraph
-    tb.start()
-    try:
-        with tqdm(desc="rx images", unit="img", disable=bars_off(not args.json), leave=False) as bar:
-            while True:
-                time.sleep(0.25)
-                now = time.monotonic()
-                st = tb.phy.stats()
-                if st["frames"] + st["wrong_length"] != n_frames:  # any header is activity
-                    n_frames, last_frame = st["frames"] + st["wrong_length"], now
-                recs = {seq: r for seq, r in _best(tb.sink.records()).items() if not r["lost"]}
-                manifest = expected()
-                total = len(manifest["images"]) if manifest else None
-                bar.total = total
-                bar.n = len(recs)
-                bar.set_postfix(frames=st["frames"], bad_hdr=st["bad_header"],
-                                dup=tb.annotate.duplicates, snr=round(st["last"].get(
-                                    "snr_db", float("nan")), 1), refresh=False)
-                bar.refresh()
-                if total is not None and all(e["seq"] in recs for e in manifest["images"]):
-                    reason = "all images received"
-                    break
-                if file_samples is not None and tb.phy.deframer.nitems_read(0) >= \
-                        file_samples and now - last_frame > 1.0 and \
-                        tb.sink.count() >= st["frames"] + st["wrong_length"]:
-                    reason = "end of recording"
-                    break
-                if n_frames and now - last_frame > args.idle_timeout:
-                    reason = f"no frame for {args.idle_timeout:.0f} s"
-                    break
-                if now - t0 > args.timeout:
-                    break
-    except KeyboardInterrupt:
-        reason = "interrupted"
-    finally:
-        time.sleep(0.3)  # let the last decoded frame reach the sink
-        tb.stop()
-        tb.wait()
-    seconds = time.monotonic() - t0
-    manifest = expected()
+    reason, seconds = tb.run(args.timeout, args.idle_timeout, file_samples,
+                             progress=not args.json)
+    manifest = tb.expected()
     if args.record:
         _write_record(args, tb, samp_rate, freq, start_time)
-    records = _finish(tb, manifest, reason)
+    records = tb.records(manifest, reason)
+    _report_rx(args, tb, codec, records, manifest, reason, seconds, out)
+    return 0
+
+
+def _rx_codec_and_kb(args, out):
+    """The codec and KB files given, or the demo's (cached) ones for the data set; a KB
+    built here is saved under ``out``."""
+    dataset = split = None
+    if not (args.codec and args.kb):
+        dataset = datasets.open_dataset(args.dataset)
+        split = _sent_items(args, dataset)
+    codec = SemanticCodec.load(args.codec) if args.codec else \
+        _codec(args, args.extractor, split, dataset)[0]
+    if args.kb:
+        kb = KnowledgeBase.load(args.kb)
+    else:
+        extractor = extractors.load_extractor(args.extractor)
+        kb = pipeline.build_kb(extractor, split.kb, dataset.class_names)
+        kb.save(out / "kb")
+    kb.check_extractor(codec.config.extractor)
+    return codec, kb
+
+
+def _report_rx(args, tb, codec, records, manifest, reason, seconds, out):
+    """results.jsonl, summary.json, montage.png and the summary line (or --json)."""
     st = tb.phy.stats()
     summary = dict(results.summarize(records), stop_reason=reason, frames=st["frames"],
                    bad_headers=st["bad_header"], triggers=st["triggers"],
@@ -398,17 +275,13 @@ def run_rx(args):
               f"{summary['n_lost']} lost, {summary['duplicates']} duplicates; {acc}; mean "
               f"post-EQ SNR {summary['mean_snr_db']} dB\nresults: {out / 'results.jsonl'}\n"
               f"montage: {out / 'montage.png'}\nsummary: {out / 'summary.json'}")
-    return 0
 
 
 def _write_record(args, tb, samp_rate, freq, start_time):
     """The SigMF meta of rx --record: one annotation per frame the receiver found (start of
     its Schmidl & Cox symbol, frame length, seq and packet number)."""
     from ..phy.radio import write_sigmf_meta
-    tb.record.close()
-    phy = tb.phy
-    delay = phy.dc.group_delay() if hasattr(phy, "dc") else 0  # the DC blocker's delay
-    notes = tb.frame_log.annotations(phy.params.frame_len, delay)
+    notes = tb.recorded_frames()
     write_sigmf_meta(args.record, samp_rate, freq, recorder="gr-kbsemcom kbsemcom rx",
                      description=f"what kbsemcom rx heard from {args.source}: {len(notes)} "
                                  "OFDM frames annotated", annotations=notes,
@@ -416,27 +289,6 @@ def _write_record(args, tb, samp_rate, freq, start_time):
                      extra={"source": args.source, "threshold": args.threshold,
                             "manifest": args.manifest, "phy_samp_rate": samp_rate,
                             "device_rate": args.device_rate})
-
-
-def _finish(tb, manifest, reason):
-    """Best record per seq with its PHY estimates, plus a lost record for every manifest
-    image that never arrived. With a manifest, a lost record for a seq it does not hold (a
-    header that passed its CRC by chance) is no image: it stays in stream.jsonl only."""
-    best = _best(tb.sink.records())
-    if manifest:
-        sent = {e["seq"] for e in manifest["images"]}
-        best = {seq: r for seq, r in best.items()
-                if seq is None or seq in sent or not r["lost"]}
-    done = []
-    for seq, rec in best.items():
-        phy = tb.annotate.frames.get(seq, {})
-        done.append(dict(rec, **{k: v for k, v in phy.items() if k != "snr_db"}))
-    if manifest:
-        for e in manifest["images"]:
-            if e["seq"] not in best:
-                done.append(results.lost_record(
-                    e, "phy", f"no frame with this seq was received ({reason})"))
-    return sorted(done, key=lambda r: r["seq"] if r["seq"] is not None else -1)
 
 
 def _mean(values):

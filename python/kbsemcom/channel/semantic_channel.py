@@ -26,7 +26,7 @@ class semantic_channel(PduBlock):
     """
 
     def __init__(self, channel="awgn", snr_db=10.0, seed=0):
-        PduBlock.__init__(self, "semantic_channel")
+        PduBlock.__init__(self, type(self).__name__)
         self.link = Channel(channel, snr_db, seed)
 
     def set_snr_db(self, snr_db):

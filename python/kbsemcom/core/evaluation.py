@@ -297,7 +297,7 @@ def run_evaluation(setup, methods, cbrs, snrs, channels, train_channels=None, se
         n_sym = out.complex_symbols or n_sym
         rec = {"dataset": setup.dataset, "protocol": setup.protocol.name,
                "extractor": setup.extractor.name, "codec": m.name,
-               "cbr": conventions.cbr_for_complex_symbols(n_sym) if n_sym else None,
+               "cbr": cbr or (conventions.cbr_for_complex_symbols(n_sym) if n_sym else None),
                "complex_symbols": n_sym, "train_channel": tch, "channel": ch,
                "snr_db": ctx.snr_db, "seed": int(seed), "n_sent": len(out.correct),
                "n_kb": len(setup.kb), "n_lost": int(out.lost.sum()),

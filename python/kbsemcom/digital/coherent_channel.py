@@ -1,13 +1,10 @@
 """Coherent channel block: the core channel plus the fading a coherent receiver knows."""
 import numpy as np
-import torch
 
-from ..core.baselines import digital
-from ..core.channel import check_channel
-from ..pdus import PduBlock
+from ..channel.semantic_channel import semantic_channel
 
 
-class coherent_channel(PduBlock):
+class coherent_channel(semantic_channel):
     """Apply Semantic Channel's seeded channel and hand the receiver the fading it drew (CSI).
 
     The same draws as Semantic Channel with the same seed, plus perfect channel knowledge for a
@@ -33,20 +30,10 @@ class coherent_channel(PduBlock):
     """
 
     def __init__(self, channel="rayleigh", snr_db=10.0, seed=0):
-        PduBlock.__init__(self, "coherent_channel")
-        self.channel = check_channel(channel)
-        self.snr_db = float(snr_db)
-        self.generator = torch.Generator().manual_seed(int(seed))
-
-    def set_snr_db(self, snr_db):
-        self.snr_db = float(snr_db)
-
-    def set_channel(self, channel):
-        self.channel = check_channel(channel)
+        semantic_channel.__init__(self, channel, snr_db, seed)
 
     def process(self, meta, data):
-        received, gain = digital.channel_with_gain(np.asarray(data, np.complex64)[None],
-                                                   self.channel, self.snr_db, self.generator)
-        snr = None if self.channel == "none" else self.snr_db
-        return (dict(meta, channel=self.channel, snr_db=snr, csi=gain[0].astype(np.float32)),
-                received[0])
+        received, fading = self.link.transmit(np.asarray(data, np.complex64))
+        snr = None if self.link.channel == "none" else self.link.snr_db
+        return (dict(meta, channel=self.link.channel, snr_db=snr,
+                     csi=fading.astype(np.float32)), received)

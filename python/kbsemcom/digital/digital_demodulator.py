@@ -33,7 +33,7 @@ class digital_demodulator(PduBlock):
     def __init__(self, snr_db=10.0, modulation="qpsk", code=DEFAULT_CODE):
         PduBlock.__init__(self, "digital_demodulator")
         self.snr_db = float(snr_db)
-        self.link = digital.DigitalLink(modulation, code)
+        self.chain = digital.DigitalChain(modulation, code)
 
     def set_snr_db(self, snr_db):
         self.snr_db = float(snr_db)
@@ -47,7 +47,7 @@ class digital_demodulator(PduBlock):
             gain = np.asarray(gain, np.float32)
             if gain.shape != received.shape:
                 raise ValueError(f"csi has {gain.size} values for {received.size} symbols")
-        data, reason = self.link.decode(received, snr, gain, meta.get("stream_bytes"))
+        data, reason = self.chain.decode(received, snr, gain, meta.get("stream_bytes"))
         if data is None:
             raise ValueError(reason)
         meta = {k: v for k, v in meta.items() if k != "csi"}  # not needed downstream

@@ -27,10 +27,10 @@ class digital_modulator(PduBlock):
 
     def __init__(self, modulation="qpsk", code=DEFAULT_CODE):
         PduBlock.__init__(self, "digital_modulator")
-        self.link = digital.DigitalLink(modulation, code)
+        self.chain = digital.DigitalChain(modulation, code)
 
     def process(self, meta, data):
         stream = np.asarray(data, np.uint8).tobytes()
-        symbols = self.link.encode(stream)
-        return (dict(meta, stream_bytes=len(stream), modulation=self.link.modulation,
-                     ldpc_code=self.link.code.name, used_symbols=len(symbols)), symbols)
+        symbols = self.chain.encode(stream)
+        return (dict(meta, stream_bytes=len(stream), modulation=self.chain.modulation,
+                     ldpc_code=self.chain.code.name, used_symbols=len(symbols)), symbols)

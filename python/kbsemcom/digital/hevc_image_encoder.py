@@ -33,16 +33,13 @@ class hevc_image_encoder(PduBlock):
     def __init__(self, cbr="1/3", modulation="qpsk", code=DEFAULT_CODE):
         PduBlock.__init__(self, "hevc_image_encoder")
         self.cbr = str(cbr)
-        self.link = digital.DigitalLink(modulation, code)
+        self.chain = digital.DigitalChain(modulation, code)
 
     def process(self, meta, data):
         image = datasets.decode_image(np.asarray(data, np.uint8).tobytes(),
                                       meta.get("image_id", "image"))
-        n_sym = digital.symbol_budget(self.cbr, image.size)
-        budget = self.link.capacity_bytes(n_sym)
-        quality, stream = hevc.QualityLadder(image).best(budget)
-        if stream is None:
-            raise ValueError(f"no HEVC quality fits {budget} bytes ({n_sym} symbols at CBR "
-                             f"{self.cbr}, {self.link.describe()})")
-        return (dict(meta, cbr=self.cbr, n_symbols=n_sym, quality=quality,
-                     stream_bytes=len(stream)), np.frombuffer(stream, np.uint8))
+        plan = self.chain.plan(hevc.QualityLadder(image), self.cbr)
+        if plan.stream is None:
+            raise ValueError(plan.reason)
+        return (dict(meta, cbr=self.cbr, n_symbols=plan.n_symbols, quality=plan.quality,
+                     stream_bytes=len(plan.stream)), np.frombuffer(plan.stream, np.uint8))

@@ -8,16 +8,26 @@ conventions.complex_symbols_for_cbr). Those carry floor(symbols * bits_per_symbo
 codewords of k message bits; the image is coded at the highest quality whose link bitstream
 (hevc.encode: 5-byte header + HEVC payload) fits in them. Nothing fits -> lost.
 
+One class, :class:`DigitalChain`, holds every step; the evaluation methods (methods.py), the GNU
+Radio blocks (digital/) and the tests all call it:
+
+    plan = chain.plan(ladder, cbr)         # budget + highest quality that fits (or a reason)
+    symbols = chain.encode(plan.stream)    # LDPC + modulation
+    received, fading = Channel(...).transmit(symbols)   # core.channel, fading returned
+    data, reason = chain.decode(received, snr_db, fading, n_bytes)   # demapping + LDPC
+    image = hevc.decode(data)
+    chain.send(streams, channel)           # encode, channel, decode for a batch of streams
+
 Receiver: coherent. For Rayleigh it knows each symbol's real fading amplitude |h| (perfect
 channel knowledge, as the paper's authors assumed for their digital baseline) and the noise
 level; the semantic codec gets no channel knowledge.
 """
+from dataclasses import dataclass
+
 import numpy as np
-import torch
 
 from .. import conventions
-from ..channel import apply_channel, check_channel
-from . import hevc, modulation
+from . import modulation
 from .ldpc import DEFAULT_CODE, get_code
 
 RECEIVER = "coherent (Rayleigh: receiver knows |h| per symbol and the noise level)"
@@ -37,33 +47,33 @@ def bits_to_bytes(bits):
     return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
 
 
-def channel_with_gain(symbols, channel, snr_db, generator=None):
-    """Complex symbols [m, n] through core.channel.apply_channel; returns (received [m, n]
-    complex64, |h| [m, n] float32: ones for AWGN / none).
-
-    The fading amplitude a coherent receiver knows is recovered exactly from the same draws:
-    apply_channel draws h, then the noise, so replaying the generator state on an all-ones and
-    an all-zeros input gives |h| + w and w."""
-    channel = check_channel(channel)
-    x = torch.from_numpy(conventions.complex_to_real(np.atleast_2d(symbols)))
-    snr = 0.0 if snr_db is None else float(snr_db)
-    generator = generator or torch.Generator().manual_seed(0)
-    state = generator.get_state()
-    y = apply_channel(x, channel, snr, generator)
-    gain = np.ones(x.shape[:-1] + (x.shape[-1] // 2,), np.float32)
-    if channel == "rayleigh":
-        after = generator.get_state()
-        generator.set_state(state)
-        ones = apply_channel(torch.ones_like(x), channel, snr, generator)
-        generator.set_state(state)
-        zeros = apply_channel(torch.zeros_like(x), channel, snr, generator)
-        generator.set_state(after)
-        gain = (ones - zeros).numpy()[..., :x.shape[-1] // 2]
-    return conventions.real_to_complex(y.numpy()), gain
+@dataclass
+class Plan:
+    """What the transmitter decided for one image: its symbol budget, the bytes those carry,
+    the HEVC quality and link bitstream that fit (None, None when nothing fits) and why not."""
+    n_symbols: int
+    capacity_bytes: int
+    quality: int = None
+    stream: bytes = None
+    reason: str = ""
 
 
-class DigitalLink:
-    """Link bitstream <-> channel symbols: LDPC code + modulation.
+def plan_image(ladder, cbr, capacity, link=""):
+    """The budget of one image (a hevc.QualityLadder) at a CBR and the highest HEVC quality
+    whose bitstream fits it. capacity: n_symbols -> bytes the link carries (None =
+    unlimited); link: its description for the reason when nothing fits."""
+    n_sym = symbol_budget(cbr, ladder.image.size)
+    cap = capacity(n_sym)
+    quality, stream = ladder.best(float("inf") if cap is None else cap)
+    reason = "" if stream is not None else (
+        f"no HEVC quality fits {cap} bytes ({n_sym} symbols at CBR {cbr}"
+        + (f", {link}" if link else "") + ")")
+    return Plan(n_sym, cap, quality, stream, reason)
+
+
+class DigitalChain:
+    """The digital baseline's chain: HEVC quality choice under the budget, LDPC code,
+    modulation, soft demapping and LDPC decoding (the channel is core.channel.Channel).
 
     Parameters: modulation ('qpsk' or '16qam'), code (a gr-fec alist name, see ldpc.py).
     """
@@ -89,6 +99,11 @@ class DigitalLink:
         words = -(-8 * n_bytes // self.code.k)
         return -(-words * self.code.n // self.bps)
 
+    def plan(self, ladder, cbr):
+        """The transmitter's choice for one image (a hevc.QualityLadder) at a CBR over this
+        chain's LDPC code and modulation (see plan_image)."""
+        return plan_image(ladder, cbr, self.capacity_bytes, self.describe())
+
     def encode(self, stream):
         """Bitstream bytes -> complex64 symbols (whole codewords, zero-padded message bits;
         the last symbol is padded with zero bits when a codeword does not fill it)."""
@@ -101,10 +116,11 @@ class DigitalLink:
         return modulation.modulate(np.concatenate([coded, np.zeros(pad, np.uint8)]),
                                    self.modulation)
 
-    def decode(self, received, snr_db, gain=None, n_bytes=None):
+    def decode(self, received, snr_db, fading=None, n_bytes=None):
         """Received symbols -> (bitstream bytes, None) or (None, reason) on a detected LDPC
-        failure. n_bytes: how many bytes were sent (default: all whole codewords)."""
-        llr = modulation.demodulate(received, snr_db, self.modulation, gain)
+        failure. fading: |h| per symbol known to the receiver (None = 1). n_bytes: how many
+        bytes were sent (default: all whole codewords)."""
+        llr = modulation.demodulate(received, snr_db, self.modulation, fading)
         words = llr.size // self.code.n
         if n_bytes is not None:
             words = min(words, -(-8 * n_bytes // self.code.k))
@@ -116,33 +132,20 @@ class DigitalLink:
         data = bits_to_bytes(bits)
         return (data if n_bytes is None else data[:n_bytes]), None
 
-
-def transmit_image(image, link, cbr, channel, snr_db, generator=None, ladder=None):
-    """One image through the whole digital chain. Returns a dict: quality, stream_bytes,
-    n_symbols (budget), used_symbols, received stream (or None), image (decoded PIL or None),
-    lost (bool), reason."""
-    ladder = ladder or hevc.QualityLadder(image)
-    n_sym = symbol_budget(cbr, image.size)
-    quality, stream = ladder.best(link.capacity_bytes(n_sym))
-    out = {"quality": quality, "stream_bytes": None if stream is None else len(stream),
-           "n_symbols": n_sym, "used_symbols": 0, "received": None, "image": None,
-           "lost": True, "reason": ""}
-    if stream is None:
-        out["reason"] = (f"no HEVC quality fits {link.capacity_bytes(n_sym)} bytes "
-                         f"({n_sym} symbols, {link.describe()})")
-        return out
-    symbols = link.encode(stream)
-    out["used_symbols"] = len(symbols)
-    received, gain = channel_with_gain(symbols[None], channel, snr_db, generator)
-    data, reason = link.decode(received[0], snr_db, gain[0] if channel == "rayleigh" else None)
-    if data is None:
-        out["reason"] = reason
-        return out
-    out["received"] = data
-    try:
-        out["image"] = hevc.decode(data)
-    except hevc.HevcError as err:
-        out["reason"] = str(err)
-        return out
-    out["lost"] = False
-    return out
+    def send(self, streams, channel):
+        """Bitstreams through encode -> channel (a core.channel.Channel, one draw for the
+        zero-padded batch [m, longest]) -> decode. Returns [(bytes or None, reason)]. The
+        'none' channel hands every stream over as sent (noiseless symbols always decode)."""
+        if not streams:
+            return []
+        symbols = [self.encode(s) for s in streams]
+        batch = np.zeros((len(symbols), max(map(len, symbols))), np.complex64)
+        for row, s in zip(batch, symbols):
+            row[:len(s)] = s
+        received, fading = channel.transmit(batch)
+        if channel.channel == "none":
+            return [(bytes(s), None) for s in streams]
+        coherent = channel.channel == "rayleigh"
+        return [self.decode(received[i, :len(s)], channel.snr_db,
+                            fading[i, :len(s)] if coherent else None, n_bytes=len(stream))
+                for i, (s, stream) in enumerate(zip(symbols, streams))]

@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .. import methods as ev
+from ..channel import Channel
 from . import bound, deepjscc, digital, hevc
 
 log = logging.getLogger("kbsemcom.baselines")
@@ -69,80 +70,72 @@ class _ImageCache:
 CACHE = _ImageCache()
 
 
-def _outcome(ctx, feats, lost, qualities, streams, extra):
+def _outcome(ctx, feats, lost, plans, extra):
+    """The evaluation outcome, with the symbols the chain really had: the images' budget
+    (floor(CBR x w x h x 3), so 49 for a 28x28 image at CBR 1/48), the mean when sizes vary."""
     dim = ctx.extractor.dim
     decoded = np.stack([f if f is not None else np.zeros(dim, np.float32) for f in feats]) \
         if feats else np.zeros((0, dim), np.float32)
-    out = ev.retrieval_outcome(ctx, decoded, lost=np.asarray(lost, bool))
-    fitted = [q for q in qualities if q is not None]
-    out.extra = dict(extra, n_nothing_fits=sum(q is None for q in qualities),
+    budgets = [p.n_symbols for p in plans]
+    out = ev.retrieval_outcome(ctx, decoded, lost=np.asarray(lost, bool),
+                               complex_symbols=int(round(np.mean(budgets))) if budgets else None)
+    fitted = [p.quality for p in plans if p.quality is not None]
+    streams = [len(p.stream) for p in plans if p.stream]
+    out.extra = dict(extra, n_nothing_fits=sum(p.quality is None for p in plans),
                      mean_quality=float(np.mean(fitted)) if fitted else None,
-                     mean_stream_bytes=float(np.mean([s for s in streams if s]))
-                     if any(streams) else None)
+                     mean_stream_bytes=float(np.mean(streams)) if streams else None)
+    if budgets and min(budgets) != max(budgets):
+        out.extra.update(symbols_min=min(budgets), symbols_max=max(budgets))
     return out
 
 
+def _embed_decoded(ctx, name, items, plans, sent, received, feats, lost):
+    """Features of the images that arrived: bit-exact streams from the cache, anything else
+    (an undetected LDPC error) decoded and embedded on its own, as a receiver would."""
+    exact, other = [], []
+    for i, (data, _) in zip(sent, received):
+        if data == plans[i].stream:
+            exact.append(i)
+        elif data is not None:
+            other.append((i, data))
+    for i, f in zip(exact, CACHE.embed(ctx.extractor, [(items[i], plans[i].quality)
+                                                       for i in exact], name)):
+        feats[i], lost[i] = f, False
+    for i, data in other:
+        try:
+            feats[i] = ctx.extractor.embed([hevc.decode(data)])[0]
+            lost[i] = False
+        except hevc.HevcError as err:
+            log.debug("image %s lost: %s", items[i].image_id, err)
+
+
 class DigitalMethod(ev.Method):
-    """HEVC-intra + LDPC + QPSK/16-QAM over the evaluation's channel (see digital.py)."""
+    """HEVC-intra + LDPC + QPSK/16-QAM over the evaluation's channel (digital.DigitalChain)."""
     uses_cbr = True
 
     def __init__(self, name, modulation_name):
         self.name = name
         self.modulation_name = modulation_name
-        self._link = None
+        self._chain = None
         self.description = (f"HEVC-intra (BPG's codec) + LDPC rate 1/4 + "
                             f"{modulation_name.upper()}, {digital.RECEIVER}")
 
     @property
-    def link(self):
-        if self._link is None:
-            self._link = digital.DigitalLink(self.modulation_name)
-        return self._link
+    def chain(self):
+        if self._chain is None:
+            self._chain = digital.DigitalChain(self.modulation_name)
+        return self._chain
 
     def evaluate(self, ctx):
-        link, items = self.link, ctx.sent_items
-        picks = []
-        for it in items:
-            ladder = CACHE.ladder(it)
-            n_sym = digital.symbol_budget(ctx.cbr, ladder.image.size)
-            picks.append(ladder.best(link.capacity_bytes(n_sym)))
-        sent = [i for i, (q, _) in enumerate(picks) if q is not None]
-        lost = np.ones(len(items), bool)
-        feats = [None] * len(items)
-        if sent:
-            symbols = [link.encode(picks[i][1]) for i in sent]
-            batch = np.zeros((len(sent), max(map(len, symbols))), np.complex64)
-            for row, s in zip(batch, symbols):
-                row[:len(s)] = s
-            noiseless = ctx.channel == "none"
-            received, gain = digital.channel_with_gain(batch, ctx.channel, ctx.snr_db,
-                                                       ctx.generator())
-            exact, other = [], []
-            for row, i in enumerate(sent):
-                stream = picks[i][1]
-                if noiseless:
-                    data = stream
-                else:
-                    data, _ = link.decode(received[row, :len(symbols[row])], ctx.snr_db,
-                                          gain[row, :len(symbols[row])]
-                                          if ctx.channel == "rayleigh" else None,
-                                          n_bytes=len(stream))
-                if data == stream:
-                    exact.append(i)
-                elif data is not None:
-                    other.append((i, data))
-            for i, f in zip(exact, CACHE.embed(ctx.extractor, [(items[i], picks[i][0])
-                                                               for i in exact], self.name)):
-                feats[i], lost[i] = f, False
-            for i, data in other:  # undetected LDPC error: decode what arrived, if it decodes
-                try:
-                    feats[i] = ctx.extractor.embed([hevc.decode(data)])[0]
-                    lost[i] = False
-                except hevc.HevcError as err:
-                    log.debug("image %s lost: %s", items[i].image_id, err)
-        return _outcome(ctx, feats, lost, [q for q, _ in picks],
-                        [len(s) if s else None for _, s in picks],
-                        {"receiver": digital.RECEIVER, "link": link.describe()})
+        chain, items = self.chain, ctx.sent_items
+        plans = [chain.plan(CACHE.ladder(it), ctx.cbr) for it in items]
+        sent = [i for i, p in enumerate(plans) if p.stream is not None]
+        received = chain.send([plans[i].stream for i in sent],
+                              Channel(ctx.channel, ctx.snr_db, generator=ctx.generator()))
+        lost, feats = np.ones(len(items), bool), [None] * len(items)
+        _embed_decoded(ctx, self.name, items, plans, sent, received, feats, lost)
+        return _outcome(ctx, feats, lost, plans,
+                        {"receiver": digital.RECEIVER, "link": chain.describe()})
 
 
 class DigitalBound(ev.Method):
@@ -154,24 +147,18 @@ class DigitalBound(ev.Method):
 
     def evaluate(self, ctx):
         items = ctx.sent_items
-        picks = []
-        for it in items:
-            ladder = CACHE.ladder(it)
-            n_sym = digital.symbol_budget(ctx.cbr, ladder.image.size)
-            budget = bound.capacity_bytes(n_sym, ctx.channel, ctx.snr_db)
-            picks.append(ladder.best(budget if budget is not None else float("inf")))
-        fits = [i for i, (q, _) in enumerate(picks) if q is not None]
-        feats = [None] * len(items)
-        lost = np.ones(len(items), bool)
-        for i, f in zip(fits, CACHE.embed(ctx.extractor, [(items[i], picks[i][0]) for i in fits],
-                                          self.name)):
-            feats[i], lost[i] = f, False
+        capacity = lambda n: bound.capacity_bytes(n, ctx.channel, ctx.snr_db)  # noqa: E731
+        plans = [digital.plan_image(CACHE.ladder(it), ctx.cbr, capacity) for it in items]
+        # an ideal code delivers every stream that fits, bit-exact
+        fits = [i for i, p in enumerate(plans) if p.stream is not None]
+        lost, feats = np.ones(len(items), bool), [None] * len(items)
+        _embed_decoded(ctx, self.name, items, plans, fits,
+                       [(plans[i].stream, None) for i in fits], feats, lost)
         cap = bound.capacity_bits_per_symbol(ctx.channel, ctx.snr_db)
         kind = "ergodic, |h| known" if ctx.channel == "rayleigh" else "AWGN"
         receiver = "ideal code at capacity " + (
             "(unlimited)" if not np.isfinite(cap) else f"{cap:.3f} bit/symbol ({kind})")
-        return _outcome(ctx, feats, lost, [q for q, _ in picks],
-                        [len(s) if s else None for _, s in picks], {"receiver": receiver})
+        return _outcome(ctx, feats, lost, plans, {"receiver": receiver})
 
 
 class DeepJsccMethod(ev.Method):
