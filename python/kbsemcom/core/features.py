@@ -31,18 +31,6 @@ def _cache_path(extractor, items):
         f"{extractor.name.replace('/', '_').replace(':', '_')}-{_cache_key(extractor, items)}.npz"
 
 
-def store_features(extractor, items, features, kept_idx):
-    """Put features computed elsewhere (e.g. by a flowgraph's extractor block) in the cache, as
-    extract_features(extractor, items) would have: features [len(kept_idx), dim] of
-    items[kept_idx]."""
-    path = _cache_path(extractor, items)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")  # per process: no shared writer
-    np.savez(tmp, features=np.asarray(features, np.float32),
-             kept=np.asarray(kept_idx, dtype=np.int64))
-    tmp.rename(path)
-
-
 def extract_features(extractor, items, use_cache=True, desc="features", chunk=64):
     """Features for items: returns (features [m, dim] float32, kept items).
 
@@ -70,7 +58,10 @@ def extract_features(extractor, items, use_cache=True, desc="features", chunk=64
             bar.update(min(chunk, len(items) - start))
     features = np.concatenate(feats) if feats else np.zeros((0, extractor.dim), np.float32)
     if use_cache:
-        store_features(extractor, items, features, kept_idx)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")  # per process: no shared writer
+        np.savez(tmp, features=features, kept=np.asarray(kept_idx, dtype=np.int64))
+        tmp.rename(path)
     return features, [items[i] for i in kept_idx]
 
 

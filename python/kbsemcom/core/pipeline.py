@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,10 +94,15 @@ class Link:
 def prepare_link(extractor, dataset, split, cbr, channel, seed, epochs=None, recipe="kbsc",
                  lr=None, progress=True):
     """The KB of the split's KB images and the codec trained on its training images (both
-    from the caches when they exist): the preparation of ``kbsemcom demo`` and of bundles."""
-    kb = build_kb(extractor, split.kb, dataset.class_names)
-    codec, _, cached = prepare_codec(extractor, split, dataset.name, cbr, channel, seed, epochs,
-                                     recipe=recipe, lr=lr, progress=progress)
+    from the caches when they exist): the preparation of ``kbsemcom demo`` and of bundles.
+    The KB's features are extracted in a second thread while the codec's features are
+    extracted and the codec trains: the two are independent, and the small MLP's training
+    leaves a core idle most of the time."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        kb_job = pool.submit(build_kb, extractor, split.kb, dataset.class_names)
+        codec, _, cached = prepare_codec(extractor, split, dataset.name, cbr, channel, seed,
+                                         epochs, recipe=recipe, lr=lr, progress=progress)
+        kb = kb_job.result()
     return Link(split, kb, codec, cached)
 
 
