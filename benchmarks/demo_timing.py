@@ -40,6 +40,9 @@ def main():
                    help="KBSEMCOM_THREADS; default: all cores")
     p.add_argument("extra", nargs="*", help="more demo options (after --)")
     args = p.parse_args()
+    print("| backend | run | wall s | extractor load s | KB + features + codec s | "
+          "flowgraph s | flowgraph images/s | accuracy | ceiling | load avg before/after |")
+    print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="kbsemcom-demo-timing-") as tmp:
         for backend in args.backends.split(","):
@@ -47,17 +50,15 @@ def main():
             for run in ("empty cache", "rerun"):
                 wall, load0, load1, s = run_demo(cache, os.path.join(tmp, f"out-{backend}"),
                                                  backend, args.threads, args.extra)
-                rows.append((backend, s["extractor_backend"], run, wall, s, load0, load1))
-    print("| backend | run | wall s | extractor load s | KB + features + codec s | "
-          "flowgraph s | flowgraph images/s | accuracy | ceiling | load avg before/after |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for backend, used, run, wall, s, load0, load1 in rows:
-        ph = s["phases"]
-        print(f"| {backend} ({used}) | {run} | {wall:.1f} | {ph['extractor_load_s']:.1f} | "
-              f"{ph['prepare_s'] - ph['extractor_load_s']:.1f} | {ph['flowgraph_s']:.1f} | "
-              f"{s['images_per_second']:.1f} | {s['accuracy']:.1%} | {s['ceiling']:.1%} | "
-              f"{load0:.1f} / {load1:.1f} |")
-    s = rows[0][4]
+                rows.append(s)
+                ph = s["phases"]
+                print(f"| {backend} ({s['extractor_backend']}) | {run} | {wall:.1f} | "
+                      f"{ph['extractor_load_s']:.1f} | "
+                      f"{ph['prepare_s'] - ph['extractor_load_s']:.1f} | "
+                      f"{ph['flowgraph_s']:.1f} | {s['images_per_second']:.1f} | "
+                      f"{s['accuracy']:.1%} | {s['ceiling']:.1%} | {load0:.1f} / {load1:.1f} |",
+                      flush=True)
+    s = rows[0]
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores; "
           f"KBSEMCOM_THREADS={args.threads}; {s['dataset']}, {s['extractor']}, {s['codec']} "
           f"CBR {s['cbr']}, {s['channel']} {s['snr_db']} dB, seed {s['seed']}, "

@@ -8,8 +8,8 @@ flowgraph's extractor block must do per image, outside GNU Radio: decode the ima
 embed it, one image per call. Rounds alternate between the two and the median is printed, so a
 neighbour's load on a shared machine hits both alike.
 
-The KB and codec come from the pipeline's caches (built on first use: Fashion-MNIST, 100 KB
-images per class, codec trained on 100 images per class for 20 epochs: their accuracy does not
+The KB and codec come from the pipeline's caches (built on first use: Fashion-MNIST, 50 KB
+images per class, codec trained on 50 images per class for 10 epochs: their accuracy does not
 matter here, only their cost per image).
 Usage: .venv/bin/python benchmarks/flowgraph_profile.py [--images 300] [--rounds 3]
        [--backend auto] [--threads 2]
@@ -36,8 +36,8 @@ def main():
     dataset = datasets.fashion_mnist()
     extractor = extractors.load_extractor("efficientnet-lite0", backend=args.backend)
     per_class = -(-args.images // len(dataset.class_names))
-    split = pipeline.demo_split(dataset, per_class, 100, 100, 20)
-    link = pipeline.prepare_link(extractor, dataset, split, "1/48", "awgn", 0, epochs=20,
+    split = pipeline.demo_split(dataset, per_class, 50, 50, 10)
+    link = pipeline.prepare_link(extractor, dataset, split, "1/48", "awgn", 0, epochs=10,
                                  progress=False)
     sent = split.sent[:args.images]
     payloads = [it.read_bytes() for it in sent]
