@@ -1,42 +1,79 @@
 #!/usr/bin/env python3
-"""Feature extraction speed of EfficientNet-Lite0 and CLIP ViT-B-32, side by side in one run.
+"""Feature extraction speed per inference backend (torch, OpenVINO), side by side in one run.
+
+Rows: each extractor on each backend, at batch 1 (one image per call: the flowgraph's block
+when images arrive one by one) and through the feature cache's path (features.extract_features
+without its cache: decoding, preprocessing and inference in chunks, as KB builds and training
+do). Timing rounds alternate between the rows and the median is printed, so a neighbour's load
+on a shared machine hits every row alike; the ratio column divides by torch at batch 1 measured
+in the same rounds. Also checks that every backend's features equal torch's within
+extractors.FEATURE_TOLERANCE.
 
 CLIP runs with random weights of the paper's architecture (open_clip:ViT-B-32): its speed does
 not depend on the weights, which cannot be downloaded on an offline machine. Real images
-(Fashion-MNIST test set, decoded to RGB once, outside the timing). Prints a table with the
-machine and the thread count.
-Usage: .venv/bin/python benchmarks/extractor_speed.py [--images 128] [--threads 1]
+(Fashion-MNIST test set). Prints the machine, the load average and the thread count.
+Usage: .venv/bin/python benchmarks/extractor_speed.py [--images 64] [--threads 2] [--rounds 3]
+       [--extractors efficientnet-lite0,open_clip:ViT-B-32]
 """
 import argparse
 import os
 import platform
+import statistics
 import time
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", type=int, default=128, help="images per measurement")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (KBSEMCOM_THREADS)")
-    p.add_argument("--batches", default="1,16", help="batch sizes to time, comma-separated")
+    p.add_argument("--images", type=int, default=64, help="images per measurement")
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="inference threads (KBSEMCOM_THREADS); default: all cores")
+    p.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (median)")
+    p.add_argument("--extractors", default="efficientnet-lite0,open_clip:ViT-B-32")
+    p.add_argument("--backends", default="torch,openvino")
     args = p.parse_args()
     os.environ["KBSEMCOM_THREADS"] = str(args.threads)
+    os.environ["TQDM_DISABLE"] = "1"  # the cache path's progress bar
+    import numpy as np
     from gnuradio.kbsemcom.core import datasets, extractors
+    from gnuradio.kbsemcom.core.features import extract_features
 
-    images = [it.load() for it in datasets.fashion_mnist().items("test")[:args.images]]
-    rows = []
-    for spec in ("efficientnet-lite0", "open_clip:ViT-B-32"):
-        ext = extractors.load_extractor(spec)
-        for batch in (int(b) for b in args.batches.split(",")):
-            ext.batch_size = batch
-            ext.embed(images[:batch])  # warm-up
-            start = time.perf_counter()
-            ext.embed(images)
-            rows.append((spec, ext.dim, batch, len(images) / (time.perf_counter() - start)))
-    print("| extractor | dim | batch | images/s |\n|---|---|---|---|")
-    for spec, dim, batch, rate in rows:
-        print(f"| {spec} | {dim} | {batch} | {rate:.1f} |")
-    print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores; torch "
-          f"threads {args.threads}; {len(images)} Fashion-MNIST test images per row")
+    items = datasets.fashion_mnist().items("test")[:args.images]
+    images = [it.load() for it in items]
+    load_before = os.getloadavg()
+    print("| extractor | backend | path | images/s | x torch batch 1 | max abs diff vs torch |")
+    print("|---|---|---|---|---|---|")
+    for spec in args.extractors.split(","):
+        exts = {}
+        for backend in args.backends.split(","):
+            ext = extractors.load_extractor(spec, backend="torch")
+            if exts:  # random weights (CLIP here) differ per load: every backend gets the same
+                ext.model.load_state_dict(next(iter(exts.values())).model.state_dict())
+            exts[backend] = ext.use_backend(backend)
+        ref = exts["torch"].embed(images) if "torch" in exts else None
+        rows = {}
+        for backend, ext in exts.items():
+            ext.embed(images[:2])  # warm-up
+            diff = float(np.abs(ext.embed(images) - ref).max()) if ref is not None else None
+            rows[(backend, "batch 1")] = (lambda e=ext: [e.embed([im]) for im in images], diff)
+            rows[(backend, f"cache (chunks of {ext.batch_size})")] = (
+                lambda e=ext: extract_features(e, items, use_cache=False, desc="bench"), diff)
+        rates = {key: [] for key in rows}
+        for _ in range(args.rounds):
+            for key, (run, _) in rows.items():
+                start = time.perf_counter()
+                run()
+                rates[key].append(len(images) / (time.perf_counter() - start))
+        base = statistics.median(rates[("torch", "batch 1")]) if "torch" in exts else None
+        for (backend, path), (_, diff) in rows.items():
+            rate = statistics.median(rates[(backend, path)])
+            ratio = f"{rate / base:.2f}" if base else "-"
+            print(f"| {spec} | {backend} | {path} | {rate:.1f} | {ratio} | "
+                  f"{'-' if diff is None else f'{diff:.1e}'} |")
+    print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores; "
+          f"{args.threads} inference threads; load average {load_before[0]:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after; {len(images)} Fashion-MNIST test images per row, "
+          f"median of {args.rounds} alternating rounds; tolerance "
+          f"{extractors.FEATURE_TOLERANCE:g}")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ try:
     if int(numpy.__version__.split(".")[0]) >= 2:
         sys.exit(f"numpy {numpy.__version__} is installed but GNU Radio 3.10 needs numpy < 2")
     from gnuradio import gr, kbsemcom  # noqa: F401
-    import faiss, open_clip, torch  # noqa: F401,E401
+    import faiss, open_clip, openvino, torch  # noqa: F401,E401
     from gnuradio.kbsemcom.core import extractors  # noqa: F401
     from gnuradio.kbsemcom.bindings import kbsemcom_python  # noqa: F401 (the C++ blocks)
     import gi  # GNU Radio Companion's GUI (kbsemcom grc)

@@ -1,5 +1,7 @@
 """Each block in a real GNU Radio flowgraph with a deadline, and bad input ending as an
 explicit lost record, never a hang."""
+import time
+
 import numpy as np
 import pmt
 import pytest
@@ -119,3 +121,34 @@ def test_image_source_and_extractor_blocks(world, fmnist):
     for (meta, feature), ref, it in zip(out, direct, src_items):
         assert meta["extractor"] == "efficientnet-lite0" and meta["label"] == it.label
         np.testing.assert_allclose(feature, ref, atol=1e-5)
+
+
+def test_feature_extractor_batches_what_waits_and_keeps_order(world, fmnist):
+    """PDUs already queued at the extractor's input are embedded in one call (up to Max
+    batch), each still under its own metadata and in order; a corrupt one is lost alone."""
+    import pmt
+    from gnuradio import blocks, gr
+    from gnuradio.kbsemcom.pdus import make_pdu, parse_pdu
+    items = fmnist.items("test")[:11]
+    fx = kbsemcom.feature_extractor(world["extractor"], max_batch=8)
+    store = blocks.message_debug()
+    tb = gr.top_block()
+    tb.msg_connect((fx, "out"), (store, "store"))
+    pdus = [({"image_id": it.image_id, "seq": i}, np.frombuffer(it.read_bytes(), np.uint8))
+            for i, it in enumerate(items)]
+    pdus.insert(5, ({"image_id": "corrupt", "seq": 99}, np.arange(40, dtype=np.uint8)))
+    for meta, data in pdus:  # queued before the flowgraph starts: all wait at once
+        fx.to_basic_block()._post(pmt.intern("in"), make_pdu(meta, data))
+    tb.start()
+    deadline = time.monotonic() + 60
+    while store.num_messages() < len(pdus) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    tb.stop()
+    tb.wait()
+    out = [parse_pdu(store.get_message(i)) for i in range(store.num_messages())]
+    assert [m["image_id"] for m, _ in out] == [m["image_id"] for m, _ in pdus]
+    assert fx.profile["handled"] == 12 and fx.profile["calls"] == 2  # 8 + 4
+    assert out[5][0]["lost"] and out[5][0]["stage"] == "feature_extractor"
+    good = [o for o in out if not o[0].get("lost")]
+    direct = world["extractor"].embed([it.load() for it in items])
+    np.testing.assert_allclose(np.stack([f for _, f in good]), direct, atol=1e-5)

@@ -68,3 +68,40 @@ def test_efficientnet_lite0_is_pretrained_and_handles_any_image_mode(effnet, fmn
     bags = [it for it in test[:300] if it.label == 8][:1]
     f = effnet.embed([it.load() for it in trousers + bags])
     assert f[0] @ f[1] > f[0] @ f[2]
+
+
+def test_openvino_backend_gives_torch_features_and_the_same_identity(effnet, fmnist):
+    """The openvino backend runs the very network torch runs: on real images its features
+    equal torch's within FEATURE_TOLERANCE, and the identity (what KBs and codecs record) is
+    the one torch's extractor has, so a KB built on one backend serves the other."""
+    ov = extractors.load_extractor("efficientnet-lite0", backend="openvino")
+    pt = extractors.load_extractor("efficientnet-lite0", backend="torch")
+    assert (ov.backend, pt.backend) == ("openvino", "torch")
+    assert ov.identity == pt.identity and extractors.same_extractor(ov.identity, pt.identity)
+    items = fmnist.items("test")[:24]
+    ims = [it.load() for it in items]
+    f_ov, f_pt = ov.embed(ims), pt.embed(ims)
+    assert f_ov.shape == f_pt.shape == (24, 1280)
+    np.testing.assert_allclose(np.linalg.norm(f_ov, axis=1), 1.0, rtol=1e-5)
+    assert np.abs(f_ov - f_pt).max() <= extractors.FEATURE_TOLERANCE
+    # batch 1 and batch 4 of the same network agree too (dynamic batch dimension)
+    np.testing.assert_allclose(ov.embed(ims[:1])[0], f_ov[0], atol=extractors.FEATURE_TOLERANCE)
+    # KB interchangeability: nearest neighbours of one backend's queries among the other's
+    # features are the same images
+    assert ((f_ov[:12] @ f_pt[12:].T).argmax(1) == (f_pt[:12] @ f_pt[12:].T).argmax(1)).all()
+
+
+def test_openvino_backend_converts_open_clip_too(tiny_clip):
+    """The CLIP path (open_clip image tower, attention and all) converts as well."""
+    import open_clip  # noqa: F401 - tiny_clip registered its config
+    ov = extractors.load_extractor("open_clip:tiny-clip", backend="torch")
+    ov.model.load_state_dict(tiny_clip.model.state_dict())  # random weights: share them
+    reference = ov.embed(images(3))
+    ov.use_backend("openvino")
+    assert ov.backend == "openvino" and "openvino" in ov.describe()
+    assert np.abs(ov.embed(images(3)) - reference).max() <= extractors.FEATURE_TOLERANCE
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(extractors.ExtractorError, match="unknown inference backend 'tensorrt'"):
+        extractors.load_extractor("efficientnet-lite0", backend="tensorrt")

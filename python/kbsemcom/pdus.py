@@ -7,6 +7,8 @@ PDU into a *lost record*: metadata with ``lost: True``, ``reason`` and ``stage``
 empty payload; later blocks pass lost records through untouched, so each sent image ends in
 the sink as a result or as an explicit loss.
 """
+import time
+
 import numpy as np
 import pmt
 from gnuradio import gr
@@ -20,7 +22,8 @@ def make_pdu(meta, data):
     data = np.ascontiguousarray(data)
     if data.dtype not in _VECTOR:
         raise TypeError(f"PDU payload must be uint8, float32 or complex64, not {data.dtype}")
-    # from a list: pmt's binding converts a numpy array element by element, 4x slower
+    # a list crosses into the pmt bindings ~6x faster than a numpy array (measured: 3.3 vs
+    # 20.6 ms for a 50 kB image)
     items = data.tolist() if data.ndim == 1 else data
     return pmt.cons(pmt.to_pmt(meta), _VECTOR[data.dtype](len(data), items))
 
@@ -29,9 +32,13 @@ def parse_pdu(msg):
     """(metadata dict, numpy payload) of a PDU; raises ValueError for a non-PDU message."""
     if not pmt.is_pair(msg) or not pmt.is_uniform_vector(pmt.cdr(msg)):
         raise ValueError("message is not a PDU (a pair of metadata and a uniform vector)")
-    car = pmt.car(msg)
+    car, cdr = pmt.car(msg), pmt.cdr(msg)
     meta = pmt.to_python(car) if pmt.is_dict(car) else {}
-    return dict(meta or {}), np.asarray(pmt.to_python(pmt.cdr(msg)))
+    if pmt.is_u8vector(cdr):  # bytes() of the element list: ~6x faster than to_python
+        data = np.frombuffer(bytes(pmt.u8vector_elements(cdr)), np.uint8)
+    else:
+        data = np.asarray(pmt.to_python(cdr))
+    return dict(meta or {}), data
 
 
 def lost_meta(meta, stage, reason):
@@ -45,31 +52,84 @@ class PduBlock(gr.basic_block):
     untouched, unless the subclass sets ``process_lost = True`` (a block that only adds
     identity, such as the frame annotator, names lost images too); an exception in
     ``process`` is logged and turns the PDU into a lost record.
+
+    A subclass that gains from batches sets ``max_batch`` > 1 and implements
+    ``process_batch([(meta, data), ...]) -> [(meta, data) or exception, ...]``: each call takes
+    the PDU that arrived plus those already waiting in the input queue (up to max_batch), so a
+    lone PDU is never held back for company.
+
+    ``profile``: seconds spent in process (``busy_s``) and in PDU conversion (``pdu_s``), and the
+    PDUs handled (``handled``), counted always (two clock reads per PDU).
     """
 
     process_lost = False
+    max_batch = 1
 
     def __init__(self, name):
         gr.basic_block.__init__(self, name=name, in_sig=None, out_sig=None)
-        self.message_port_register_in(pmt.intern("in"))
-        self.message_port_register_out(pmt.intern("out"))
-        self.set_msg_handler(pmt.intern("in"), self._handle)
+        self._in = pmt.intern("in")
+        self._out = pmt.intern("out")
+        self.message_port_register_in(self._in)
+        self.message_port_register_out(self._out)
+        self.set_msg_handler(self._in, self._handle)
         self.log = gr.logger(f"kbsemcom.{name}")
         self.stage = name
+        self.profile = {"handled": 0, "calls": 0, "busy_s": 0.0, "pdu_s": 0.0}
+
+    def _waiting(self):
+        """The PDUs already queued at 'in', up to max_batch - 1 (never waits)."""
+        more = []
+        if self.max_batch > 1:
+            block = self.to_basic_block()
+            while len(more) < self.max_batch - 1 and block.nmsgs(self._in) > 0:
+                msg = block.delete_head_nowait(self._in)
+                if msg is None:
+                    break
+                more.append(msg)
+        return more
 
     def _handle(self, msg):
-        try:
-            meta, data = parse_pdu(msg)
-        except Exception as err:  # noqa: BLE001 - a stray message must not kill the graph
-            self.log.error(f"dropping a message that is not a PDU: {err}")
-            return
-        if self.process_lost or not meta.get("lost"):
+        t0 = time.perf_counter()
+        parsed = []
+        for m in [msg] + self._waiting():
             try:
-                meta, data = self.process(meta, data)
-            except Exception as err:  # noqa: BLE001 - log, record the loss, keep running
-                self.log.warn(f"image {meta.get('image_id', '?')} lost: {err}")
-                meta, data = lost_meta(meta, self.stage, err), np.zeros(0, np.uint8)
-        self.message_port_pub(pmt.intern("out"), make_pdu(meta, data))
+                parsed.append(parse_pdu(m))
+            except Exception as err:  # noqa: BLE001 - a stray message must not kill the graph
+                self.log.error(f"dropping a message that is not a PDU: {err}")
+        work = [i for i, (meta, _) in enumerate(parsed)
+                if self.process_lost or not meta.get("lost")]
+        t1 = time.perf_counter()
+        if work:
+            if self.max_batch > 1:
+                try:
+                    done = self.process_batch([parsed[i] for i in work])
+                except Exception as err:  # noqa: BLE001 - the whole batch is lost, not the graph
+                    done = [err] * len(work)
+            else:
+                done = []
+                for i in work:
+                    try:
+                        done.append(self.process(*parsed[i]))
+                    except Exception as err:  # noqa: BLE001 - log, record the loss, keep running
+                        done.append(err)
+            for i, result in zip(work, done):
+                if isinstance(result, Exception):
+                    meta = parsed[i][0]
+                    self.log.warn(f"image {meta.get('image_id', '?')} lost: {result}")
+                    result = lost_meta(meta, self.stage, result), np.zeros(0, np.uint8)
+                parsed[i] = result
+        t2 = time.perf_counter()
+        for meta, data in parsed:
+            self.message_port_pub(self._out, make_pdu(meta, data))
+        t3 = time.perf_counter()
+        p = self.profile
+        p["handled"] += len(parsed)
+        p["calls"] += 1
+        p["busy_s"] += t2 - t1
+        p["pdu_s"] += (t1 - t0) + (t3 - t2)
 
     def process(self, meta, data):
         raise NotImplementedError
+
+    def process_batch(self, pdus):
+        return [self.process(meta, data) for meta, data in pdus]

@@ -91,6 +91,8 @@ def main(argv=None):
     logging.getLogger("faiss").setLevel(logging.WARNING)
     if args.quiet or getattr(args, "json", False):
         os.environ["TQDM_DISABLE"] = "1"  # tqdm, and core.progress.bars_off, honour it
+    if getattr(args, "backend", None):  # every extractor this run loads (apps, bundles)
+        os.environ["KBSEMCOM_BACKEND"] = args.backend
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -33,6 +33,10 @@ def add_common(p):
                         "EfficientNet-Lite0; never waits on the network), efficientnet-lite0, "
                         "open_clip:MODEL:TAG (downloaded on first use; `kbsemcom models`), "
                         "open_clip:hf-hub:ORG/REPO or open_clip:MODEL:/path/to/checkpoint")
+    p.add_argument("--backend", default=None, choices=extractors.BACKENDS,
+                   help="what runs the extractor network: auto (openvino when installed, else "
+                        "torch; default, or $KBSEMCOM_BACKEND), torch or openvino; the features, "
+                        "and so the KBs and codecs, are the same")
     p.add_argument("--seed", type=int, default=0, help="seed of training and channel noise")
     p.add_argument("--json", action="store_true", help="print the summary as JSON only")
 

@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import datasets
@@ -59,10 +60,14 @@ def prepare_link(extractor, split, cbr, channel, seed, epochs=None, recipe=DEFAU
                  lr=None, progress=True):
     """The KB of the split's KB images and the codec trained on its training images (both
     from the caches when they exist): the preparation of ``kbsemcom demo`` and of bundles.
-    split: a Protocol (``protocols.split_dataset``)."""
-    kb = build_kb(extractor, split.kb, split.class_names)
-    codec, _, cached = prepare_codec(extractor, split, cbr, channel, seed, epochs,
-                                     recipe=recipe, lr=lr, progress=progress)
+    split: a Protocol (``protocols.split_dataset``). The KB's features are extracted in a
+    second thread while the codec's features are extracted and the codec trains: the two are
+    independent, and the small MLP's training leaves a core idle most of the time."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        kb_job = pool.submit(build_kb, extractor, split.kb, split.class_names)
+        codec, _, cached = prepare_codec(extractor, split, cbr, channel, seed, epochs,
+                                         recipe=recipe, lr=lr, progress=progress)
+        kb = kb_job.result()
     return Link(split, kb, codec, cached)
 
 

@@ -1,0 +1,41 @@
+"""The speed benchmarks the README quotes run, print their tables, and check what they claim
+(features equal across backends; every image through the profiled flowgraph). Tiny sizes:
+the figures themselves come from the full runs, never from tests."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(script, *args, timeout=600):
+    env = dict(os.environ, KBSEMCOM_THREADS=os.environ.get("KBSEMCOM_THREADS", "1"))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_extractor_speed_prints_every_backend_within_tolerance():
+    out = bench("extractor_speed.py", "--images", "4", "--rounds", "1", "--threads", "1",
+                "--extractors", "efficientnet-lite0")
+    rows = [line.split("|")[1:-1] for line in out.splitlines()
+            if line.startswith("| efficientnet-lite0")]
+    assert {(r[1].strip(), r[2].strip().split()[0]) for r in rows} == {
+        ("torch", "batch"), ("torch", "cache"), ("openvino", "batch"), ("openvino", "cache")}
+    assert all(float(r[5]) <= 1e-5 for r in rows)  # features equal to torch's
+    assert "machine:" in out and "load average" in out
+
+
+@pytest.mark.slow
+def test_flowgraph_profile_prints_each_block_and_the_ratio():
+    out = bench("flowgraph_profile.py", "--images", "20", "--rounds", "1", "--threads", "1")
+    for stage in ("feature_extractor", "semantic_encoder", "semantic_channel",
+                  "semantic_decoder", "kb_lookup"):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {stage} |"))
+        assert int(row.split("|")[2]) == 20  # every image passed every block
+    assert "ratio" in out and "machine:" in out
