@@ -57,7 +57,7 @@ def run(args):
     phases["prepare_s"] = time.monotonic() - t0
     tb = semantic_loopback(sent, extractor, codec, kb, args.channel, args.snr, args.seed,
                            args.channel_impl, str(out / "stream.jsonl"))
-    tb.extractor.features = {}  # kept for the ceiling: no second extraction pass
+    tb.extractor.features = {}  # kept for the raw-feature reference: no second pass
     seconds = run_until_done(tb, tb.sink, args.timeout, progress=not args.json)
     phases["flowgraph_s"] = seconds
     ceiling = _ceiling(tb.extractor.features, sent, kb)
@@ -80,8 +80,8 @@ def run(args):
         print(json.dumps(summary))
     else:
         print(f"semantic accuracy: {summary['accuracy']:.1%} ({summary['n_correct']}/"
-              f"{summary['n_sent']}, {summary['n_lost']} lost; noiseless ceiling "
-              f"{ceiling:.1%}, chance {1 / n_classes:.1%}) at {args.snr} dB {args.channel}")
+              f"{summary['n_sent']}, {summary['n_lost']} lost; raw features "
+              f"without noise {ceiling:.1%}, chance {1 / n_classes:.1%}) at {args.snr} dB {args.channel}")
         print(f"throughput: {summary['images_per_second']:.1f} images/s through the GNU Radio "
               f"flowgraph; total {summary['total_seconds']:.0f} s on {machine()}")
         print(f"results: {out / 'results.jsonl'}\nmontage: {out / 'montage.png'}\n"
