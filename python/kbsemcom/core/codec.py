@@ -219,13 +219,7 @@ class SemanticCodec(nn.Module):
         return self.decode(received)
 
     def save(self, path, history=None):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")  # per process: no two writers share it
-        torch.save({"format": FORMAT, "config": self.config.to_dict(),
-                    "history": history or [], "state_dict": self.state_dict()}, tmp)
-        tmp.rename(path)
-        return path
+        return save_model_file(path, FORMAT, self.config.to_dict(), history, self.state_dict())
 
     @classmethod
     def load(cls, path):
@@ -567,3 +561,15 @@ def validation_accuracy(codec, validation, config):
         accs.append(retrieval_accuracy(decoded, validation["sent_labels"],
                                        kb_keys, validation["kb_labels"]))
     return float(np.mean(accs))
+
+
+def save_model_file(path, file_format, config, history, state_dict):
+    """Write a model file (codecs, deep JSCC) atomically: a reader sees the old file or the
+    new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")  # per process: no two writers share it
+    torch.save({"format": file_format, "config": config, "history": history or [],
+                "state_dict": state_dict}, tmp)
+    tmp.rename(path)
+    return path

@@ -32,7 +32,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from tqdm import tqdm
 
 from .. import conventions, datasets
 from ..channel import Channel, apply_channel, check_channel, power_normalize
+from ..codec import save_model_file
 from ..errors import UserError
 from ..extractors import set_threads
 from ..progress import bars_off
@@ -217,13 +217,7 @@ class DeepJscc(nn.Module):
         return self.decode(received, snr_db)
 
     def save(self, path, history=None):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")  # per process: no two writers share it
-        torch.save({"format": FORMAT, "config": self.config.to_dict(),
-                    "history": history or [], "state_dict": self.state_dict()}, tmp)
-        tmp.rename(path)
-        return path
+        return save_model_file(path, FORMAT, self.config.to_dict(), history, self.state_dict())
 
     @classmethod
     def load(cls, path):
