@@ -65,12 +65,15 @@ def register(sub):
     p.set_defaults(func=run_rx)
 
 
-def _add_shared(p):
-    add_common(p)
+def _add_shared(parser):
+    add_common(parser.add_argument_group("images, extractor, seed and output"))
+    p = parser.add_argument_group("codec and KB (without --codec / --kb files: trained and "
+                                  "built from the data set like the demo, cached)")
     add_split(p)
     add_codec(p)
     p.add_argument("--codec", default="", help="codec file (kbsemcom train-codec); default: "
                    "trained on the data set like the demo (cached), equal at TX and RX")
+    p = parser.add_argument_group("link (equal at TX and RX)")
     p.add_argument("--manifest", default="runs/txrx/manifest.json",
                    help="sent manifest: written by tx, read by rx ('' = none)")
     p.add_argument("--address", default="tcp://127.0.0.1:5555", help="ZMQ address")
@@ -80,6 +83,7 @@ def _add_shared(p):
                    help="OFDM frame, equal at TX and RX: short (880 samples of overhead per "
                    "image, above about 4-6 dB per-sample SNR) or robust (3,744 samples, frames "
                    "found and decoded down to about -9 dB; docs/phy.md)")
+    p = parser.add_argument_group("SDR (--sink / --source uhd or soapy)")
     p.add_argument("--device-rate", type=float, default=None, help="the SDR's own sample rate, "
                    "an integer multiple of --samp-rate (interpolated/decimated to it); default "
                    "8e6 for a HackRF, --samp-rate otherwise")
