@@ -30,14 +30,14 @@ def main():
                    help="inference threads (KBSEMCOM_THREADS); default: all cores")
     args = p.parse_args()
     os.environ["KBSEMCOM_THREADS"] = str(args.threads)
-    from gnuradio.kbsemcom.core import datasets, extractors, pipeline
+    from gnuradio.kbsemcom.core import datasets, extractors, pipeline, protocols
     from gnuradio.kbsemcom.flowgraphs import run_until_done, semantic_loopback
 
     dataset = datasets.fashion_mnist()
     extractor = extractors.load_extractor("efficientnet-lite0", backend=args.backend)
     per_class = -(-args.images // len(dataset.class_names))
-    split = pipeline.demo_split(dataset, per_class, 50, 50, 10)
-    link = pipeline.prepare_link(extractor, dataset, split, "1/48", "awgn", 0, epochs=10,
+    split = protocols.split_dataset(dataset, per_class, 50, 50, 10)
+    link = pipeline.prepare_link(extractor, split, "1/48", "awgn", 0, epochs=10,
                                  progress=False)
     sent = split.sent[:args.images]
     payloads = [it.read_bytes() for it in sent]
