@@ -6,8 +6,8 @@ channels.channel_model (AWGN at the per-sample SNR, CFO, sampling-rate offset, t
 profile simulate.MULTIPATH) -> ofdm_rx, in each mode. A frame counts when its header passed
 the CRC (the receiver published it). Also: the payload's SNR measured against what was sent
 (1 / mean squared error of the equaliser output as the decoder gets it: ZF in short mode,
-MMSE in robust mode, whose 1 / MSE is 1 + SNR; and the unbiased SNR of z = a x + e, a fitted
-per frame, comparable across modes), each mode's overhead (preamble + header + guard
+unbiased MMSE in robust mode; and the unbiased SNR of z = a x + e, a fitted per frame,
+comparable across modes), each mode's overhead (preamble + header + guard
 samples per image) and images/s per MHz, and the robust detector's false alarms on noise
 alone (complex Gaussian noise, ``--noise-seconds`` at 1 MS/s, through the same detector
 code).

@@ -408,26 +408,37 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
         }
     std::vector<cd> rot;
     track(obs, total, d_used, times, true, rot, &d_sro);
-    // MMSE
+    // MMSE, then divided by its mean gain fitted on the known header symbols (see
+    // phy/robust.py): an unbiased z = x + e, snr_db = 1 / E|e|^2
+    std::vector<cd> z(size_t(total) * d_fft, cd(0));
+    double num = 0, den = 0;
+    for (int s = 0; s < total; s++)
+        for (int k = 0; k < d_fft; k++) {
+            const size_t i = size_t(s) * d_fft + k;
+            z[i] = Y[i] * rot[i] * std::conj(d_H[k]) / (std::norm(d_H[k]) + d_noise_var);
+        }
+    for (int s = 0; s < d_hs; s++)
+        for (int d = 0; d < D; d++) {
+            const size_t i = size_t(s) * d_fft + (d_data[d] + d_fft) % d_fft;
+            num += z[i].real() * known[i];
+            den += known[i] * known[i];
+        }
+    const double gain = num > 0 ? num / den : 1.0;
     double hdr_err = 0, pil_err = 0;
     std::vector<cd> slots(size_t(n_pay) * D);
     for (int s = 0; s < total; s++) {
         for (int d = 0; d < D; d++) {
-            const int k = (d_data[d] + d_fft) % d_fft;
-            const size_t i = size_t(s) * d_fft + k;
-            const cd z = Y[i] * rot[i] * std::conj(d_H[k]) / (std::norm(d_H[k]) + d_noise_var);
+            const size_t i = size_t(s) * d_fft + (d_data[d] + d_fft) % d_fft;
+            const cd zi = z[i] / gain;
             if (s < d_hs)
-                hdr_err += std::norm(z - known[i]);
+                hdr_err += std::norm(zi - known[i]);
             else
-                slots[size_t(s - d_hs) * D + d] = z;
+                slots[size_t(s - d_hs) * D + d] = zi;
         }
         if (s >= d_hs)
             for (int j = 0; j < P; j++) {
-                const int k = (d_pilots[j] + d_fft) % d_fft;
-                const size_t i = size_t(s) * d_fft + k;
-                const cd z =
-                    Y[i] * rot[i] * std::conj(d_H[k]) / (std::norm(d_H[k]) + d_noise_var);
-                pil_err += std::norm(z - known[i]);
+                const size_t i = size_t(s) * d_fft + (d_pilots[j] + d_fft) % d_fft;
+                pil_err += std::norm(z[i] / gain - known[i]);
             }
     }
     d_snr_db = 10 * std::log10(1 / std::max(hdr_err / (double(d_hs) * D), 1e-12));

@@ -318,12 +318,18 @@ class Demodulator:
     the preamble's first sample in ``buf``; with ``cfo_bin`` (a detector's local maximum and
     its CFO bin, as the C++ robust_detector gives them) ``coarse`` is taken as the start;
     ``key``: see ``_demodulate_cpp``. Returns ('need', samples needed from coarse), ('bad', reason),
-    ('wrong_length', fields + reason, cfo, start, end) or ('ok', fields + symbols [MMSE
-    equalised, payload_len], snr_db (post-MMSE SNR measured on the known header symbols),
-    payload_pilot_snr_db, cfo (cycles/sample), sro_ppm, noise_var, start, end).
+    ('wrong_length', fields + reason, cfo, start, end) or ('ok', fields + symbols [unbiased
+    MMSE equalised, z = x + e, payload_len], snr_db (1 / E|e|^2 measured on the known header
+    symbols), payload_pilot_snr_db, cfo (cycles/sample), sro_ppm, noise_var, start, end).
+    ``equaliser``: see ``_equalise``; only the default "unbiased" runs in C++.
     """
 
-    def __init__(self, p, search=8, payload_len=0):
+    EQUALISERS = ("unbiased", "mmse", "zf", "scalar")
+
+    def __init__(self, p, search=8, payload_len=0, equaliser="unbiased"):
+        if equaliser not in self.EQUALISERS:
+            raise ValueError(f"equaliser {equaliser!r}: use one of {', '.join(self.EQUALISERS)}")
+        self.equaliser = equaliser
         self.p = p
         self.search = int(search)
         self.payload_len = int(payload_len)
@@ -350,7 +356,7 @@ class Demodulator:
             return "need", hdr_end - coarse
         if lo < 0:
             return "bad", "frame starts before the buffer"
-        if cfo_bin is not None and self.cpp is not None:
+        if cfo_bin is not None and self.cpp is not None and self.equaliser == "unbiased":
             return self._demodulate_cpp(buf, coarse, int(cfo_bin), key)
         if cfo_bin is not None:
             # the detector's own local maximum (the C++ robust_detector): coarse is the start
@@ -426,7 +432,7 @@ class Demodulator:
         rot, sro = self._track(obs_k[:, self._used], times, carriers=p.used_carriers,
                                return_sro=True)
         Y = Y * rot
-        z = Y * np.conj(H) / (np.abs(H) ** 2 + noise_var)  # MMSE
+        z = self._equalise(Y, H, noise_var, known)
         hdr_err = np.abs(z[:p.header_symbols, self._data] - known[:p.header_symbols,
                                                                   self._data]) ** 2
         pil_err = np.abs(z[p.header_symbols:, self._pilots]
@@ -473,6 +479,29 @@ class Demodulator:
                           sro_ppm=float(self.cpp.sro * 1e6),
                           noise_var=float(self.cpp.noise_var), start=int(t0),
                           end=int(t0 + p.frame_len(n_sym)))
+
+    def _equalise(self, Y, H, noise_var, known):
+        """Equalised grid z = x + e from the phase-corrected grid Y [symbols, fft_len].
+        "unbiased" (the default; lib/robust_demod.cc does the same): MMSE,
+        H* Y / (|H|^2 + sigma^2), divided by its mean gain a = sum Re(z x*) / sum |x|^2
+        fitted on the known header symbols. MMSE alone shrinks z by |H|^2 / (|H|^2 +
+        sigma^2), and a codec trained on y = x + n decodes shrunk symbols badly at low SNR;
+        the fitted scalar keeps MMSE's bounded per-carrier gains, unlike zero-forcing.
+        The others are for benchmarks/phy_equaliser.py: "mmse" (biased), "zf" (Y / H),
+        "scalar" (MMSE divided by the mean of |H|^2 / (|H|^2 + sigma^2) over the data
+        carriers)."""
+        if self.equaliser == "zf":
+            return Y / np.where(np.abs(H) > 0, H, 1e-12)
+        z = Y * np.conj(H) / (np.abs(H) ** 2 + noise_var)
+        if self.equaliser == "scalar":
+            g = np.abs(H[self._data]) ** 2
+            return z / np.mean(g / (g + noise_var))
+        if self.equaliser == "unbiased":
+            hs = self.p.header_symbols
+            zh, xh = z[:hs, self._data], known[:hs, self._data]
+            a = float(np.sum(np.real(zh) * xh))
+            return z / (a / float(np.sum(xh ** 2))) if a > 0 else z
+        return z
 
     def tables(self):
         """The frame's tables as the C++ robust_demod takes them (keyword arguments)."""
