@@ -129,7 +129,9 @@ def main():
     ap.add_argument("--samp-rate", type=float, default=1e6,
                     help="sample rate the Doppler refers to (Hz)")
     ap.add_argument("--awgn-seeds", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="codec training and channel seed")
+    ap.add_argument("--noise-seed", type=int,
+                    help="channel seed only (default --seed): other noise, the same codec")
     ap.add_argument("--csv", help="write the rows to this CSV file")
     ap.add_argument("--json-out", help="write info and rows to this JSON file")
     ap.add_argument("--plot", help="write a PNG of accuracy and frames found against SNR")
@@ -154,7 +156,7 @@ def main():
     taps = (1.0,) if args.flat else MULTIPATH
     rows = []
     for i, snr in enumerate(float(s) for s in args.snrs.split(",")):
-        seed = args.seed * 1000 + i
+        seed = (args.seed if args.noise_seed is None else args.noise_seed) * 1000 + i
         got, stats = phy_loopback(symbols, snr, args.cfo, args.sro_ppm, taps, seed=seed,
                                   timeout=900, mode=args.mode, stall_s=5.0,
                                   channel=channel_for(args, snr, seed))
@@ -198,7 +200,8 @@ def main():
             print(f"  SNR {snr:g} dB: {len(seqs)}/{len(kept)} frames", flush=True)
     info = {"mode": args.mode, "dataset": ds.name, "extractor": ext.name,
             "cbr": codec.config.to_dict()["cbr"], "n_symbols": codec.n_symbols,
-            "codec": str(codec_path), "seed": args.seed, "images": len(kept), "kb": len(kb),
+            "codec": str(codec_path), "seed": args.seed,
+            "noise_seed": args.noise_seed, "images": len(kept), "kb": len(kb),
             "classes": len(ds.class_names), "raw_1nn_reference": raw_ref, "cfo": args.cfo,
             "sro_ppm": args.sro_ppm, "channel": describe(args),
             "multipath": list(map(str, taps)) if args.fading == "none" else None,
@@ -219,9 +222,10 @@ def main():
     if args.json:
         print(json.dumps({"info": info, "rows": rows}))
         return
+    noise = "" if args.noise_seed is None else f", noise seed {args.noise_seed}"
     print(f"OFDM PHY ({args.mode} mode) vs SNR: {info['dataset']}, {info['extractor']}, CBR "
           f"{info['cbr']} ({info['n_symbols']} symbols), {info['images']} images, KB "
-          f"{info['kb']}, seed {args.seed}, CFO {args.cfo:g} cyc/sample, SRO "
+          f"{info['kb']}, seed {args.seed}{noise}, CFO {args.cfo:g} cyc/sample, SRO "
           f"{args.sro_ppm:g} ppm, {info['channel']} channel; {info['machine']}")
     print(f"raw 1-NN reference (noiseless raw features) {raw_ref:.1%}, chance "
           f"{1 / len(ds.class_names):.1%}")

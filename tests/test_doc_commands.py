@@ -83,20 +83,22 @@ COVERAGE = {
     "kbsemcom build-kb --dataset cifar10 --split all --ray-address HEAD:6379 --workers 4 "
     "--out runs/kb-cifar": RAY_CLUSTER,
     # docs/phy.md
-    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 500 --cfo 0.03125 --snrs=-6,-3,0,3,6,10,15,20 --plot docs/img/phy_robust_accuracy_awgn.png":
+    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 500 --cfo 0.03125 --snrs=-9,-6,-3,0,3,6,10,15,20 --plot docs/img/phy_robust_accuracy_awgn.png":
         PHY_TABLES,
-    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-6,-3,0,3,10,20 --flat --fading rayleigh --doppler-hz 10":
+    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-9,-6,-3,0,3,10,20 --flat --fading rayleigh --doppler-hz 10":
         PHY_TABLES,
-    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-6,-3,0,3,10,20 --flat --fading rayleigh --doppler-hz 100":
+    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-9,-6,-3,0,3,10,20 --flat --fading rayleigh --doppler-hz 100":
         PHY_TABLES,
-    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-6,-3,0,3,10,20 --flat --fading rician --rician-k 4 --doppler-hz 10":
+    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-9,-6,-3,0,3,10,20 --flat --fading rician --rician-k 4 --doppler-hz 10":
         PHY_TABLES,
-    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-6,-3,0,3,10,20 --flat --fading rician --rician-k 4 --doppler-hz 100":
+    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-9,-6,-3,0,3,10,20 --flat --fading rician --rician-k 4 --doppler-hz 100":
         PHY_TABLES,
-    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-6,-3,0,3,10,20 --fading rayleigh --selective --doppler-hz 10":
+    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-9,-6,-3,0,3,10,20 --fading rayleigh --selective --doppler-hz 10":
         PHY_TABLES,
-    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-6,-3,0,3,10,20 --fading rayleigh --selective --doppler-hz 100 --plot docs/img/phy_robust_accuracy_selective100.png":
+    ".venv/bin/python benchmarks/phy_snr_table.py --mode robust --images 250 --cfo 0.03125 --snrs=-9,-6,-3,0,3,10,20 --fading rayleigh --selective --doppler-hz 100 --plot docs/img/phy_robust_accuracy_selective100.png":
         PHY_TABLES,
+    ".venv/bin/python benchmarks/phy_equaliser.py --images 500 --snrs=-9,-6,-3,0,10":
+        "tests/test_phy_benchmarks.py::test_equaliser_command_runs_small (fewer images, -6 dB)",
     ".venv/bin/python benchmarks/phy_overhead.py":
         "tests/test_phy_benchmarks.py::test_overhead_table_in_the_doc_is_what_the_command_prints",
     "kbsemcom rx --source zmq --address tcp://127.0.0.1:5555 --out runs/rx &": PHY_QUICK,

@@ -74,3 +74,19 @@ def test_snr_table_commands_run_small(tmp_path):
         assert row["accuracy_of_received"] is not None
         assert (tmp_path / f"{i}.png").stat().st_size > 10_000
         assert (tmp_path / f"{i}.csv").read_text().startswith("snr_db,")
+
+
+@pytest.mark.timeout(900)
+def test_equaliser_command_runs_small():
+    """The doc's equaliser comparison, small: at -6 dB the default output is unbiased (gain
+    on what was sent about 1) and reports the SNR measured against what was sent; MMSE alone
+    is shrunk (gain about 0.2)."""
+    cmds = [a for a in doc_benchmarks() if a[0] == "benchmarks/phy_equaliser.py"]
+    assert cmds, "the section shows the equaliser command"
+    data = json.loads(run(cmds[0] + SMALL + ["--snrs=-6", "--json"]))
+    rows = {r["equaliser"]: r for r in data["rows"]}
+    assert set(rows) == {"unbiased", "mmse", "zf", "scalar", "mmse, unit power (diagnostic)"}
+    ub, mmse = rows["unbiased"], rows["mmse"]
+    assert ub["frames_found"] >= 5 and mmse["frames_found"] == ub["frames_found"], rows
+    assert 0.75 < ub["gain"] < 1.25 and mmse["gain"] < 0.5, rows
+    assert abs(ub["reported_snr_db"] - ub["payload_snr_db"]) < 1.5, ub

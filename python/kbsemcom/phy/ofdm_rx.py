@@ -392,8 +392,8 @@ class ofdm_rx(gr.hier_block2):
         hypotheses (+-4 carrier spacings; its threshold, not Detection threshold, is set from
         the measured false-alarm rate), fits the channel on the preamble, decodes the coded
         header with Viterbi, fits phase, residual CFO and sampling-rate offset over the whole
-        frame's pilots, and equalises with MMSE (snr_db is then 1 / MSE of the MMSE output;
-        metadata also sro_ppm, noise_var). Detector and demodulator run in C++ (built by
+        frame's pilots, and equalises with unbiased MMSE (MMSE over its gain fitted on the
+        header; snr_db is the SNR of that output; metadata also sro_ppm, noise_var). Detector and demodulator run in C++ (built by
         scripts/setup.sh; rates in docs/phy.md); without the compiled module a numpy fallback
         runs, with a one-line warning, below real time at 1 MS/s.
 
