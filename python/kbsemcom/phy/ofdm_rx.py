@@ -26,6 +26,7 @@ _TRIGGER_DELAY = 70
 # UHD (and gr-soapy) sources tag the first sample, and the first sample after an overflow,
 # with the radio time of that sample: (whole seconds, fractional seconds)
 RX_TIME = pmt.intern("rx_time")
+_SOF = pmt.intern("robust_sof")  # the C++ robust_detector's tag on each marker
 
 
 def tag_time(value):
@@ -315,13 +316,12 @@ class robust_deframer(ofdm_deframer):
         try:
             if self.markers:
                 start = self.nitems_read(0) + lo
-                marks = np.flatnonzero(input_items[1][lo:hi])
-                if len(marks):
-                    for tag in self.get_tags_in_window(1, lo, hi, pmt.intern("robust_sof")):
-                        t = tag.offset - self.markers
-                        self._bins[t] = int(pmt.to_long(pmt.tuple_ref(tag.value, 1)))
-                    for i in marks:
-                        self._trigger(start + int(i) - self.markers)
+                # each marker carries a robust_sof tag (one tag per marker): the tags alone
+                # give the starts, no scan of the marker stream in Python
+                for tag in self.get_tags_in_window(1, lo, hi, _SOF):
+                    t = tag.offset - self.markers
+                    self._bins[t] = int(pmt.to_long(pmt.tuple_ref(tag.value, 1)))
+                    self._trigger(t)
                 # a marker comes ``markers`` samples after its start: keep that much
                 self._scan = start + len(x) - self.markers
             else:
