@@ -72,27 +72,32 @@ std::vector<uint8_t> conv_encode(const std::vector<uint8_t>& bits)
 
 std::vector<uint8_t> viterbi(const std::vector<double>& llr)
 {
+    // per next state ns and predecessor choice x: the signs of the two coded bits
+    static const struct signs {
+        double s0[2][64], s1[2][64];
+        signs()
+        {
+            for (int ns = 0; ns < 64; ns++)
+                for (int x = 0; x < 2; x++) {
+                    const int pred = (ns >> 1) | (x ? 32 : 0);
+                    s0[x][ns] = 1 - 2 * out0(pred, ns & 1);
+                    s1[x][ns] = 1 - 2 * out1(pred, ns & 1);
+                }
+        }
+    } SIGN;
     const size_t steps = llr.size() / 2;
     std::vector<double> pm(64, -1e18), next(64);
     pm[0] = 0;
     std::vector<uint8_t> dec(steps * 64);
     for (size_t t = 0; t < steps; t++) {
         const double l0 = llr[2 * t], l1 = llr[2 * t + 1];
+        uint8_t* d = &dec[t * 64];
         for (int ns = 0; ns < 64; ns++) {
-            const int b = ns & 1;
-            double best = 0;
-            int arg = 0;
-            for (int x = 0; x < 2; x++) {
-                const int pred = (ns >> 1) | (x ? 32 : 0);
-                const double c = pm[pred] + (1 - 2 * out0(pred, b)) * l0 +
-                                 (1 - 2 * out1(pred, b)) * l1;
-                if (x == 0 || c > best) {
-                    best = c;
-                    arg = x;
-                }
-            }
-            dec[t * 64 + ns] = arg;
-            next[ns] = best;
+            // predecessors (ns >> 1) and (ns >> 1) | 32; x = 1 only when strictly better
+            const double c0 = pm[ns >> 1] + SIGN.s0[0][ns] * l0 + SIGN.s1[0][ns] * l1;
+            const double c1 = pm[(ns >> 1) | 32] + SIGN.s0[1][ns] * l0 + SIGN.s1[1][ns] * l1;
+            d[ns] = c1 > c0;
+            next[ns] = c1 > c0 ? c1 : c0;
         }
         pm.swap(next);
     }

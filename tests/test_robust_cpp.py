@@ -236,3 +236,14 @@ def test_compiled_pdu_equals_pmt_to_pmt():
     assert back == meta and np.array_equal(payload, data)
     with pytest.raises(TypeError):  # as pmt.to_pmt: an int beyond 64 bits
         pdus.make_pdu({"big": 1 << 70}, data)
+
+
+def test_pdu_without_the_compiled_module(monkeypatch):
+    """Without the compiled module make_pdu builds the same PDU in Python."""
+    from gnuradio.kbsemcom import pdus
+    meta = {"seq": 3, "snr_db": 1.5, "lost": False, "reason": "x"}
+    data = np.ones(8, np.complex64)
+    fast = pdus.make_pdu(meta, data)
+    monkeypatch.setattr(pdus, "_C32", [None])
+    assert pdus._compiled_pdu() is None
+    assert pmt.equal(pdus.make_pdu(meta, data), fast)
