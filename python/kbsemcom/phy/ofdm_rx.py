@@ -27,8 +27,7 @@ _TRIGGER_DELAY = 70
 # with the radio time of that sample: (whole seconds, fractional seconds)
 RX_TIME = pmt.intern("rx_time")
 _SOF = pmt.intern("robust_sof")  # the C++ robust_detector's tag on each marker
-# robust_deframer's history (samples): measured with frames back to back on 2 cores, the
-# receiver took about 1.4x less CPU per sample with it (benchmarks/phy_throughput.py)
+# robust_deframer's history (samples): buffers of twice this let it catch up in large calls
 _HISTORY = 1 << 15
 
 
