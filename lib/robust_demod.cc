@@ -35,6 +35,26 @@ const code_table CODE;
 inline int out0(int s, int b) { return CODE.o0[s][b]; }
 inline int out1(int s, int b) { return CODE.o1[s][b]; }
 inline std::complex<double> cis(double a) { return { std::cos(a), std::sin(a) }; }
+
+// out[j] = w0 step^j, j < count: four interleaved recurrences (a single one waits on each
+// complex product's latency)
+void phasors(std::complex<double> w0, std::complex<double> step, int count,
+             std::complex<double>* out)
+{
+    const std::complex<double> s2 = step * step, s4 = s2 * s2;
+    std::complex<double> a = w0, b = w0 * step, c = w0 * s2, d = b * s2;
+    int j = 0;
+    for (; j + 3 < count; j += 4, a *= s4, b *= s4, c *= s4, d *= s4) {
+        out[j] = a;
+        out[j + 1] = b;
+        out[j + 2] = c;
+        out[j + 3] = d;
+    }
+    for (const std::complex<double> r : { a, b, c })
+        if (j < count)
+            out[j++] = r;
+}
+
 } // namespace
 
 std::vector<uint8_t> conv_encode(const std::vector<uint8_t>& bits)
@@ -52,27 +72,32 @@ std::vector<uint8_t> conv_encode(const std::vector<uint8_t>& bits)
 
 std::vector<uint8_t> viterbi(const std::vector<double>& llr)
 {
+    // per next state ns and predecessor choice x: the signs of the two coded bits
+    static const struct signs {
+        double s0[2][64], s1[2][64];
+        signs()
+        {
+            for (int ns = 0; ns < 64; ns++)
+                for (int x = 0; x < 2; x++) {
+                    const int pred = (ns >> 1) | (x ? 32 : 0);
+                    s0[x][ns] = 1 - 2 * out0(pred, ns & 1);
+                    s1[x][ns] = 1 - 2 * out1(pred, ns & 1);
+                }
+        }
+    } SIGN;
     const size_t steps = llr.size() / 2;
     std::vector<double> pm(64, -1e18), next(64);
     pm[0] = 0;
     std::vector<uint8_t> dec(steps * 64);
     for (size_t t = 0; t < steps; t++) {
         const double l0 = llr[2 * t], l1 = llr[2 * t + 1];
+        uint8_t* d = &dec[t * 64];
         for (int ns = 0; ns < 64; ns++) {
-            const int b = ns & 1;
-            double best = 0;
-            int arg = 0;
-            for (int x = 0; x < 2; x++) {
-                const int pred = (ns >> 1) | (x ? 32 : 0);
-                const double c = pm[pred] + (1 - 2 * out0(pred, b)) * l0 +
-                                 (1 - 2 * out1(pred, b)) * l1;
-                if (x == 0 || c > best) {
-                    best = c;
-                    arg = x;
-                }
-            }
-            dec[t * 64 + ns] = arg;
-            next[ns] = best;
+            // predecessors (ns >> 1) and (ns >> 1) | 32; x = 1 only when strictly better
+            const double c0 = pm[ns >> 1] + SIGN.s0[0][ns] * l0 + SIGN.s1[0][ns] * l1;
+            const double c1 = pm[(ns >> 1) | 32] + SIGN.s0[1][ns] * l0 + SIGN.s1[1][ns] * l1;
+            d[ns] = c1 > c0;
+            next[ns] = c1 > c0 ? c1 : c0;
         }
         pm.swap(next);
     }
@@ -132,6 +157,12 @@ robust_demod::robust_demod(const std::vector<cd>& preamble,
         throw std::invalid_argument("robust_demod: tables of inconsistent sizes");
     if (d_fft & (d_fft - 1))
         throw std::invalid_argument("robust_demod: fft_len must be a power of 2");
+    // pinv transposed to [rows][ntaps]: the taps' sums run side by side
+    const size_t rows = pinv.size() / d_ntaps;
+    d_pinv_t.resize(pinv.size());
+    for (int i = 0; i < d_ntaps; i++)
+        for (size_t r = 0; r < rows; r++)
+            d_pinv_t[r * d_ntaps + i] = pinv[i * rows + r];
     int bits = 0;
     while ((1 << bits) < d_fft)
         bits++;
@@ -144,31 +175,42 @@ robust_demod::robust_demod(const std::vector<cd>& preamble,
     }
 }
 
-// robust.py _grid: FFT of `count` symbols from absolute sample `first`, CFO removed
+// robust.py _grid: FFT of `count` symbols from absolute sample `first`, CFO removed.
+// The symbols are transformed side by side (layout [sample][symbol]), so each butterfly's
+// inner loop runs over the symbols and vectorises.
 void robust_demod::grid(const std::complex<float>* buf, int64_t first, int count,
                         std::vector<cd>& Y)
 {
     const int sl = d_fft + d_cp;
     const double norm = 1.0 / (std::sqrt(double(d_fft)) * d_scale);
-    std::vector<cd> x(d_fft);
-    Y.assign(size_t(count) * d_fft, cd(0));
+    std::vector<cd> r(d_fft);
+    for (int i = 0; i < d_fft; i++)
+        r[i] = cis(-2 * PI * d_cfo * double(i));
+    std::vector<cd>& x = d_work;
+    x.resize(size_t(count) * d_fft);
     for (int s = 0; s < count; s++) {
         const int64_t a = first + int64_t(s) * sl;
-        cd ph = cis(-2 * PI * d_cfo * double(a));
-        const cd step = cis(-2 * PI * d_cfo);
-        for (int i = 0; i < d_fft; i++, ph *= step)
-            x[d_rev[i]] = cd(buf[a + i]) * ph;
-        // radix-2 decimation in time, bit-reversed input
-        for (int len = 2; len <= d_fft; len <<= 1)
-            for (int i = 0; i < d_fft; i += len)
-                for (int j = 0; j < len / 2; j++) {
-                    const cd t = x[i + j + len / 2] * d_tw[size_t(j) * (d_fft / len)];
-                    x[i + j + len / 2] = x[i + j] - t;
-                    x[i + j] += t;
-                }
-        for (int k = 0; k < d_fft; k++)
-            Y[size_t(s) * d_fft + k] = x[k] * norm;
+        const cd base = cis(-2 * PI * d_cfo * double(a));
+        for (int i = 0; i < d_fft; i++)
+            x[size_t(d_rev[i]) * count + s] = cd(buf[a + i]) * (base * r[i]);
     }
+    // radix-2 decimation in time, bit-reversed input
+    for (int len = 2; len <= d_fft; len <<= 1)
+        for (int i = 0; i < d_fft; i += len)
+            for (int j = 0; j < len / 2; j++) {
+                const cd w = d_tw[size_t(j) * (d_fft / len)];
+                cd* u = &x[size_t(i + j) * count];
+                cd* v = &x[size_t(i + j + len / 2) * count];
+                for (int s = 0; s < count; s++) {
+                    const cd t = v[s] * w;
+                    v[s] = u[s] - t;
+                    u[s] += t;
+                }
+            }
+    Y.resize(size_t(count) * d_fft);
+    for (int s = 0; s < count; s++)
+        for (int k = 0; k < d_fft; k++)
+            Y[size_t(s) * d_fft + k] = x[size_t(k) * count + s] * norm;
 }
 
 // robust.py _track: grid fit of phase, residual CFO (and SRO) to obs [count][carriers]
@@ -187,6 +229,7 @@ void robust_demod::track(const std::vector<cd>& obs, int count,
     std::vector<cd> comb(size_t(E) * count);
     std::vector<double> ar(2 * cmax + 1), ai(2 * cmax + 1);
     std::vector<double> wr(E), wi(E), unr(E), uni(E), accr(E), acci(E);
+    std::vector<cd> pw(std::max(E, std::max(F, d_fft))), pwc(E);
     for (int s = 0; s < count; s++) {
         std::fill(ar.begin(), ar.end(), 0.0);
         std::fill(ai.begin(), ai.end(), 0.0);
@@ -196,15 +239,15 @@ void robust_demod::track(const std::vector<cd>& obs, int count,
         }
         // the SRO grid is uniform: w_e = w_0 d^e, and w_e^{-cmax} likewise
         const double dsro = E > 1 ? sros[1] - sros[0] : 0.0;
-        cd w = cis(2 * PI * sros[0] * times[s] / d_fft);
-        const cd dw = cis(2 * PI * dsro * times[s] / d_fft);
-        cd wc = cis(-2 * PI * sros[0] * times[s] / d_fft * cmax);
-        const cd dwc = cis(-2 * PI * dsro * times[s] / d_fft * cmax);
-        for (int e = 0; e < E; e++, w *= dw, wc *= dwc) {
-            wr[e] = w.real();
-            wi[e] = w.imag();
-            unr[e] = wc.real();
-            uni[e] = wc.imag();
+        phasors(cis(2 * PI * sros[0] * times[s] / d_fft), cis(2 * PI * dsro * times[s] / d_fft),
+                E, pw.data());
+        phasors(cis(-2 * PI * sros[0] * times[s] / d_fft * cmax),
+                cis(-2 * PI * dsro * times[s] / d_fft * cmax), E, pwc.data());
+        for (int e = 0; e < E; e++) {
+            wr[e] = pw[e].real();
+            wi[e] = pw[e].imag();
+            unr[e] = pwc[e].real();
+            uni[e] = pwc[e].imag();
             accr[e] = ar[2 * cmax];
             acci[e] = ai[2 * cmax];
         }
@@ -221,11 +264,11 @@ void robust_demod::track(const std::vector<cd>& obs, int count,
     std::vector<double> tr(size_t(F) * count), ti(size_t(F) * count);
     const double df = F > 1 ? d_cfo_grid[1] - d_cfo_grid[0] : 0.0; // the grid is uniform
     for (int s = 0; s < count; s++) {
-        cd w = cis(-2 * PI * times[s] * d_cfo_grid[0]);
-        const cd step = cis(-2 * PI * times[s] * df);
-        for (int f = 0; f < F; f++, w *= step) {
-            tr[size_t(s) * F + f] = w.real();
-            ti[size_t(s) * F + f] = w.imag();
+        phasors(cis(-2 * PI * times[s] * d_cfo_grid[0]), cis(-2 * PI * times[s] * df), F,
+                pw.data());
+        for (int f = 0; f < F; f++) {
+            tr[size_t(s) * F + f] = pw[f].real();
+            ti[size_t(s) * F + f] = pw[f].imag();
         }
     }
     double best = -1;
@@ -263,11 +306,11 @@ void robust_demod::track(const std::vector<cd>& obs, int count,
         // e^{-i (phase + 2 pi dcfo t - 2 pi t kf eps / n)}, kf = 0..n/2-1, -n/2..-1
         const cd base = cis(-(phase + 2 * PI * dcfo * times[s]));
         const cd w = cis(2 * PI * times[s] * eps / d_fft);
-        cd up = base, down = base * std::conj(w);
-        for (int k = 0; k < d_fft / 2; k++, up *= w)
-            rot[size_t(s) * d_fft + k] = up;
-        for (int k = d_fft - 1; k >= d_fft / 2; k--, down *= std::conj(w))
-            rot[size_t(s) * d_fft + k] = down;
+        phasors(base, w, d_fft / 2, &rot[size_t(s) * d_fft]);
+        // k = n-1 down to n/2: base conj(w)^(n-k)
+        phasors(base * std::conj(w), std::conj(w), d_fft / 2, pw.data());
+        for (int j = 0; j < d_fft / 2; j++)
+            rot[size_t(s) * d_fft + d_fft - 1 - j] = pw[j];
     }
     if (sro)
         *sro = eps;
@@ -289,10 +332,11 @@ std::vector<uint8_t> robust_demod::header(const std::complex<float>* buf, int64_
     }
     auto spec = [&](int k) {
         k = ((k % (2 * m)) + 2 * m) % (2 * m);
-        cd acc = 0, w = 1;
-        const cd step = cis(-2 * PI * k / (2 * m));
-        for (int i = 0; i < m; i++, w *= step)
-            acc += v[i] * w;
+        std::vector<cd> w(m);
+        phasors(1.0, cis(-2 * PI * k / (2 * m)), m, w.data());
+        cd acc = 0;
+        for (int i = 0; i < m; i++)
+            acc += v[i] * w[i];
         return std::norm(acc);
     };
     const double a = spec(cfo_bin - 1), b = spec(cfo_bin), c = spec(cfo_bin + 1);
@@ -304,36 +348,38 @@ std::vector<uint8_t> robust_demod::header(const std::complex<float>* buf, int64_
     // fine CFO: the phase between the preamble's halves
     cd a1 = 0, a2 = 0;
     {
-        cd ph = cis(-2 * PI * d_cfo * double(t0));
-        const cd step = cis(-2 * PI * d_cfo);
-        for (int j = 0; j < n; j++, ph *= step)
-            (j < n / 2 ? a1 : a2) += cd(buf[t0 + j]) * ph * std::conj(d_pre[j]);
+        std::vector<cd> ph(n);
+        phasors(cis(-2 * PI * d_cfo * double(t0)), cis(-2 * PI * d_cfo), n, ph.data());
+        for (int j = 0; j < n; j++)
+            (j < n / 2 ? a1 : a2) += cd(buf[t0 + j]) * ph[j] * std::conj(d_pre[j]);
     }
     d_cfo += std::arg(a2 * std::conj(a1)) / (2 * PI * (n / 2));
     // channel taps: least squares on the preamble (pinv from numpy), noise from the residual
     const int last = d_tap0 + d_ntaps - 1, rows = n - d_ntaps + 1;
     std::vector<cd> obs(rows);
     {
-        cd ph = cis(-2 * PI * d_cfo * double(t0 + last));
-        const cd step = cis(-2 * PI * d_cfo);
-        for (int r = 0; r < rows; r++, ph *= step)
-            obs[r] = cd(buf[t0 + last + r]) * ph;
-    }
-    std::vector<cd> h(d_ntaps);
-    for (int i = 0; i < d_ntaps; i++) {
-        cd acc = 0;
-        const cd* p = &d_pinv[size_t(i) * rows];
+        phasors(cis(-2 * PI * d_cfo * double(t0 + last)), cis(-2 * PI * d_cfo), rows,
+                obs.data());
         for (int r = 0; r < rows; r++)
-            acc += p[r] * obs[r];
-        h[i] = acc;
+            obs[r] *= cd(buf[t0 + last + r]);
+    }
+    // h = pinv obs and the fit A h, each as independent sums (no long dependency chain)
+    std::vector<cd> h(d_ntaps, cd(0));
+    for (int r = 0; r < rows; r++) {
+        const cd* p = &d_pinv_t[size_t(r) * d_ntaps];
+        for (int i = 0; i < d_ntaps; i++)
+            h[i] += p[i] * obs[r];
+    }
+    std::vector<cd> fit(rows, cd(0));
+    for (int i = 0; i < d_ntaps; i++) {
+        const cd hi = h[i];
+        const cd* pre = &d_pre[d_ntaps - 1 - i];
+        for (int r = 0; r < rows; r++)
+            fit[r] += pre[r] * hi;
     }
     double res = 0;
-    for (int r = 0; r < rows; r++) {
-        cd fit = 0;
-        for (int i = 0; i < d_ntaps; i++)
-            fit += d_pre[r + d_ntaps - 1 - i] * h[i];
-        res += std::norm(obs[r] - fit);
-    }
+    for (int r = 0; r < rows; r++)
+        res += std::norm(obs[r] - fit[r]);
     d_noise_var = std::max(res / rows * rows / double(rows - d_ntaps), 1e-12);
     d_H.assign(d_fft, cd(0));
     for (int k = 0; k < d_fft; k++)
@@ -342,8 +388,9 @@ std::vector<uint8_t> robust_demod::header(const std::complex<float>* buf, int64_
     d_t0 = t0;
     // header symbols, phase tracking on the pilots, soft bits, Viterbi
     const int64_t first = t0 + n + d_cp - d_backoff;
-    std::vector<cd> Y;
+    std::vector<cd>& Y = d_Yh;
     grid(buf, first, d_hs, Y);
+    d_header_t0 = t0;
     std::vector<double> times(d_hs);
     for (int s = 0; s < d_hs; s++)
         times[s] = double(first - t0) + s * sl + d_fft / 2.0 - n / 2.0;
@@ -383,7 +430,13 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
     if (d_t0 + n + int64_t(total) * sl > len || pmap.size() < size_t(n_sym))
         return {};
     std::vector<cd> Y;
-    grid(buf, first, total, Y);
+    if (t0 == d_header_t0 && d_Yh.size() == size_t(d_hs) * d_fft) {
+        // the buffer has not moved since header(): its symbols are the same, grid the rest
+        grid(buf, first + int64_t(d_hs) * sl, n_pay, Y);
+        Y.insert(Y.begin(), d_Yh.begin(), d_Yh.end());
+    } else {
+        grid(buf, first, total, Y);
+    }
     std::vector<double> times(total);
     for (int s = 0; s < total; s++)
         times[s] = double(first - d_t0) + s * sl + d_fft / 2.0 - n / 2.0;

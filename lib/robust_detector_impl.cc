@@ -7,7 +7,9 @@
  * L_l(u) = y[u] y*[u + l] (l = 0..seg-1) and the templates H_l(j) = g[j] g*[j + l] (zero where
  * j and j + l lie in different segments),
  *   e(t) = Re sum_l w_l sum_j L_l(t + j) H_l(j),   w_0 = 1, w_l = 2,
- * eight correlations with fixed templates: overlap-save FFTs, shared by both phases. Only
+ * eight correlations with fixed templates: overlap-save FFTs, shared by both phases (e is
+ * real: one inverse FFT gives both phases'). The normaliser (below) is a window sum of
+ * weighted lag products, computed as prefix sums. Only
  * the few positions where e exceeds its expected value (numpy's Detector: the window's mean
  * lag products times sum_j H_l(j)) by the pre-selection factor (about 0.7% of starts, on
  * noise and inside frames) get the direct segment correlations and the CFO bank.
@@ -42,7 +44,6 @@ class robust_detector_impl : public robust_detector
     std::vector<std::vector<gr_complex>> d_g;  // [phase][n] templates
     std::vector<std::vector<gr_complex>> d_hf; // [phase * seg + l][FFT_LEN] spectra (x w_l)
     std::vector<gr_complex> d_c;               // [phase * seg + l] w_l q_l / n
-    std::vector<gr_complex> d_box;             // spectrum of the n-sample window
     std::vector<double> d_energy;
     double d_e0, d_threshold, d_preselect;
     fft::fft_complex_fwd d_fwd;
@@ -52,6 +53,8 @@ class robust_detector_impl : public robust_detector
     std::vector<std::vector<float>> d_e;        // [phase][block]
     std::vector<std::vector<std::complex<double>>> d_q; // [phase][l] sum_j H_l(j)
     std::vector<double> d_cum;                  // running energy (double: the window power)
+    std::vector<std::vector<float>> d_sr;       // [phase][span] the normaliser's summands
+    std::vector<std::vector<double>> d_pre_sum; // [phase][span + 1] their prefix sums
     uint64_t d_next = 0; // next candidate start (absolute input index)
     std::deque<hit> d_hits; // detections not yet tagged, plus the recent ones they compete with
     uint64_t d_preselected = 0, d_detections = 0;
@@ -114,22 +117,17 @@ public:
         }
         // the pre-selection's normaliser, e's expected value for a stationary signal with the
         // window's mean lag products a_l: Re sum_l w_l a_l q_l, i.e. the lag products
-        // weighted by w_l q_l / n and summed over a window of n: "phases" nph .. 2 nph - 1,
-        // one box filter (spectrum d_box) after the weighted sum of the lags' spectra
+        // weighted by w_l q_l / n and summed over a window of n (d_e[nph + ph])
         for (int ph = 0; ph < d_nph; ph++)
             for (int l = 0; l < seg; l++)
                 d_c.push_back(gr_complex((l ? 2.0 : 1.0) * d_q[ph][l] / double(d_n)));
-        {
-            gr_complex* in = d_fwd.get_inbuf();
-            std::fill(in, in + FFT_LEN, gr_complex(0));
-            std::fill(in, in + d_n, gr_complex(1));
-            d_fwd.execute();
-            d_box.assign(d_fwd.get_outbuf(), d_fwd.get_outbuf() + FFT_LEN);
-        }
-        for (int ph = 0; ph < 2 * d_nph; ph++) {
+        for (int ph = 0; ph < d_nph; ph++) {
             d_acc.emplace_back(FFT_LEN);
-            d_e.emplace_back(d_block);
+            d_sr.emplace_back(FFT_LEN);
         }
+        for (int ph = 0; ph < 2 * d_nph; ph++)
+            d_e.emplace_back(d_block);
+        d_pre_sum.assign(std::max(d_nph, 2), std::vector<double>(FFT_LEN + 1));
         d_cum.resize(FFT_LEN + 1);
         set_tag_propagation_policy(TPP_DONT); // the output is markers, not the samples
     }
@@ -172,39 +170,79 @@ public:
     void chunk(const gr_complex* y, uint64_t t0, int count)
     {
         const int span = count + d_n - 1; // lag products needed
-        const int nacc = 2 * d_nph; // e per phase, then its expected value per phase
-        for (int ph = 0; ph < nacc; ph++)
+        for (int ph = 0; ph < d_nph; ph++)
             std::fill(d_acc[ph].begin(), d_acc[ph].end(), gr_complex(0));
-        d_cum[0] = 0;
-        for (int i = 0; i < span; i++)
-            d_cum[i + 1] = d_cum[i] + std::norm(std::complex<double>(y[i]));
         for (int l = 0; l < d_seg; l++) {
             gr_complex* in = d_fwd.get_inbuf();
             for (int i = 0; i < span; i++)
                 in[i] = y[i] * std::conj(y[i + l]);
+            // the normaliser's summands Re sum_l (w_l q_l / n) L_l(u), while L_l is at hand
+            for (int ph = 0; ph < d_nph; ph++) {
+                const float cr = d_c[ph * d_seg + l].real(), ci = d_c[ph * d_seg + l].imag();
+                float* sr = d_sr[ph].data();
+                if (l == 0)
+                    for (int i = 0; i < span; i++)
+                        sr[i] = cr * in[i].real() - ci * in[i].imag();
+                else
+                    for (int i = 0; i < span; i++)
+                        sr[i] += cr * in[i].real() - ci * in[i].imag();
+            }
             std::fill(in + span, in + FFT_LEN, gr_complex(0));
             d_fwd.execute();
             const gr_complex* X = d_fwd.get_outbuf();
             for (int ph = 0; ph < d_nph; ph++) {
                 const gr_complex* Hf = d_hf[ph * d_seg + l].data(); // w_l included
-                const gr_complex c = d_c[ph * d_seg + l];
                 gr_complex* acc = d_acc[ph].data();
-                gr_complex* den = d_acc[d_nph + ph].data();
-                for (int k = 0; k < FFT_LEN; k++) {
+                for (int k = 0; k < FFT_LEN; k++)
                     acc[k] += X[k] * Hf[k];
-                    den[k] += c * X[k];
-                }
             }
         }
-        for (int ph = d_nph; ph < nacc; ph++)
-            for (int k = 0; k < FFT_LEN; k++)
-                d_acc[ph][k] *= d_box[k];
-        for (int ph = 0; ph < nacc; ph++) {
-            std::copy(d_acc[ph].begin(), d_acc[ph].end(), d_inv.get_inbuf());
+        // window sums of the energy and of the normalisers: prefix sums in double (numpy's
+        // window means), side by side
+        {
+            double e = 0, s0 = 0, s1 = 0;
+            const float* a0 = d_sr[0].data();
+            const float* a1 = d_sr[d_nph > 1 ? 1 : 0].data();
+            d_cum[0] = d_pre_sum[0][0] = d_pre_sum[1][0] = 0;
+            for (int i = 0; i < span; i++) {
+                e += std::norm(std::complex<double>(y[i]));
+                s0 += a0[i];
+                s1 += a1[i];
+                d_cum[i + 1] = e;
+                d_pre_sum[0][i + 1] = s0;
+                d_pre_sum[1][i + 1] = s1;
+            }
+            for (int ph = 2; ph < d_nph; ph++) { // more than two phases: a pass each
+                double run = 0;
+                d_pre_sum[ph][0] = 0;
+                for (int i = 0; i < span; i++)
+                    d_pre_sum[ph][i + 1] = run += d_sr[ph][i];
+            }
+            for (int ph = 0; ph < d_nph; ph++)
+                for (int i = 0; i < count; i++)
+                    d_e[d_nph + ph][i] =
+                        static_cast<float>(d_pre_sum[ph][i + d_n] - d_pre_sum[ph][i]);
+        }
+        // e is the real part of each phase's correlation: two phases share one inverse FFT,
+        // each spectrum made Hermitian (its inverse is then real), the second put on the
+        // imaginary axis
+        for (int ph = 0; ph < d_nph; ph += 2) {
+            gr_complex* out = d_inv.get_inbuf();
+            const gr_complex* a = d_acc[ph].data();
+            const gr_complex* b = ph + 1 < d_nph ? d_acc[ph + 1].data() : nullptr;
+            for (int k = 0; k < FFT_LEN; k++) {
+                const int mk = (FFT_LEN - k) & (FFT_LEN - 1);
+                const gr_complex ha = 0.5f * (a[k] + std::conj(a[mk]));
+                const gr_complex hb = b ? 0.5f * (b[k] + std::conj(b[mk])) : gr_complex(0);
+                out[k] = gr_complex(ha.real() - hb.imag(), ha.imag() + hb.real());
+            }
             d_inv.execute();
             const gr_complex* c = d_inv.get_outbuf();
             for (int i = 0; i < count; i++)
                 d_e[ph][i] = c[i + d_n - 1].real() / FFT_LEN;
+            if (b)
+                for (int i = 0; i < count; i++)
+                    d_e[ph + 1][i] = c[i + d_n - 1].imag() / FFT_LEN;
         }
         for (int i = 0; i < count; i++) {
             const double power = (d_cum[i + d_n] - d_cum[i]) / d_n + 1e-30;

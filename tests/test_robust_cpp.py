@@ -216,3 +216,34 @@ def test_throughput_benchmark_runs():
     assert rows["robust RX (cpp), noise only"]["note"] == "0 false triggers"
     assert all(r["msps"] > 0 and r["cpu_seconds"] > 0 for r in out["rows"])
     assert "cores" in out["info"]["machine"]
+
+
+def test_compiled_pdu_equals_pmt_to_pmt():
+    """pdus.make_pdu builds complex64 PDUs in C++ (bindings.make_pdu_c32): the same PDU as
+    pmt.to_pmt and init_c32vector, for every scalar type and with values it hands back to
+    pmt.to_pmt (nested, None, complex, numpy scalars)."""
+    from gnuradio.kbsemcom import pdus
+    meta = {"packet_number": 3, "seq": 65535, "payload_len": 64, "snr_db": -7.25,
+            "cfo": -5.6e-06, "frame_start": 1 << 40, "neg": -5, "lost": True, "ok": False,
+            "reason": "the header states 100 symbols", "name": "é", "none": None,
+            "nested": {"a": [1, 2.0]}, "c": 1j, "f64": np.float64(2.5)}
+    data = (np.arange(64) * (1 + 2j)).astype(np.complex64)
+    got = pdus.make_pdu(meta, data)
+    assert pdus._compiled_pdu() is not None
+    want = pmt.cons(pmt.to_pmt(meta), pmt.init_c32vector(len(data), data.tolist()))
+    assert pmt.equal(got, want)
+    back, payload = pdus.parse_pdu(got)
+    assert back == meta and np.array_equal(payload, data)
+    with pytest.raises(TypeError):  # as pmt.to_pmt: an int beyond 64 bits
+        pdus.make_pdu({"big": 1 << 70}, data)
+
+
+def test_pdu_without_the_compiled_module(monkeypatch):
+    """Without the compiled module make_pdu builds the same PDU in Python."""
+    from gnuradio.kbsemcom import pdus
+    meta = {"seq": 3, "snr_db": 1.5, "lost": False, "reason": "x"}
+    data = np.ones(8, np.complex64)
+    fast = pdus.make_pdu(meta, data)
+    monkeypatch.setattr(pdus, "_C32", [None])
+    assert pdus._compiled_pdu() is None
+    assert pmt.equal(pdus.make_pdu(meta, data), fast)

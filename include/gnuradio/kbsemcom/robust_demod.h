@@ -67,7 +67,7 @@ public:
     double sro() const { return d_sro; }
 
 private:
-    std::vector<cd> d_pre, d_seg0, d_pinv, d_fourier;
+    std::vector<cd> d_pre, d_seg0, d_pinv, d_pinv_t, d_fourier;
     std::vector<double> d_pol, d_pv, d_cfo_grid, d_sro_grid;
     std::vector<int> d_pilots, d_data, d_used, d_map;
     int d_fft, d_cp, d_hs, d_segl, d_backoff, d_tap0, d_ntaps;
@@ -76,6 +76,8 @@ private:
     std::vector<int> d_rev; // bit reversal
     // state of the last header()
     int64_t d_t0 = 0;
+    int64_t d_header_t0 = -1; // header()'s t0, for which d_Yh holds the header's grid
+    std::vector<cd> d_Yh, d_work;
     double d_cfo = 0, d_noise_var = 0, d_snr_db = 0, d_pilot_snr_db = 0, d_sro = 0;
     std::vector<cd> d_H;
     std::vector<uint8_t> d_bits;

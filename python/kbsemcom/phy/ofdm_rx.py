@@ -26,6 +26,9 @@ _TRIGGER_DELAY = 70
 # UHD (and gr-soapy) sources tag the first sample, and the first sample after an overflow,
 # with the radio time of that sample: (whole seconds, fractional seconds)
 RX_TIME = pmt.intern("rx_time")
+_SOF = pmt.intern("robust_sof")  # the C++ robust_detector's tag on each marker
+# robust_deframer's history (samples): buffers of twice this let it catch up in large calls
+_HISTORY = 1 << 15
 
 
 def tag_time(value):
@@ -73,6 +76,7 @@ class ofdm_deframer(gr.sync_block):
         self.samp_rate = float(samp_rate)
         self.max_buffer = int(max_buffer)
         self.log = gr.logger("kbsemcom.ofdm_deframer")
+        self._hist = 0
         self._keep = 2 * self.params.sym_len + self.demod.search + _TRIGGER_DELAY
         # zeros before the first sample, so a frame at the very start can still be timed
         self._buf = np.zeros(self._keep, np.complex64)
@@ -103,6 +107,8 @@ class ofdm_deframer(gr.sync_block):
             self._stats[key] += 1
 
     def work(self, input_items, output_items):
+        if self._hist:  # the history's samples (see robust_deframer) are not new
+            input_items = [a[self._hist:] for a in input_items]
         n = len(input_items[0])
         pos = 0
         for gap in self._gaps(n) + [n]:
@@ -281,6 +287,12 @@ class robust_deframer(ofdm_deframer):
         self.max_buffer = int(max_buffer)
         self.block = int(block)
         self.log = gr.logger("kbsemcom.robust_deframer")
+        # A history makes GNU Radio give the input buffers at least twice its length, so
+        # that when this Python block falls behind it catches up in large calls (per-call
+        # overhead, thread wake-ups) instead of the upstream buffer's few thousand samples;
+        # it never delays a call. work() skips the history's samples.
+        self._hist = _HISTORY
+        self.set_history(_HISTORY + 1)
         self._keep = self.demod.search - robust.TAPS[0] + 8
         self._buf = np.zeros(self._keep, np.complex64)
         self._base = -self._keep
@@ -315,13 +327,12 @@ class robust_deframer(ofdm_deframer):
         try:
             if self.markers:
                 start = self.nitems_read(0) + lo
-                marks = np.flatnonzero(input_items[1][lo:hi])
-                if len(marks):
-                    for tag in self.get_tags_in_window(1, lo, hi, pmt.intern("robust_sof")):
-                        t = tag.offset - self.markers
-                        self._bins[t] = int(pmt.to_long(pmt.tuple_ref(tag.value, 1)))
-                    for i in marks:
-                        self._trigger(start + int(i) - self.markers)
+                # each marker carries a robust_sof tag (one tag per marker): the tags alone
+                # give the starts, no scan of the marker stream in Python
+                for tag in self.get_tags_in_window(1, lo, hi, _SOF):
+                    t = tag.offset - self.markers
+                    self._bins[t] = int(pmt.to_long(pmt.tuple_ref(tag.value, 1)))
+                    self._trigger(t)
                 # a marker comes ``markers`` samples after its start: keep that much
                 self._scan = start + len(x) - self.markers
             else:
