@@ -78,7 +78,7 @@ def one_display(seen, prefix):
     return matches[0]
 
 
-@pytest.mark.timeout(1800)  # the first example in a session builds the bundle
+@pytest.mark.timeout(2400)  # builds the bundle and trains the deep-JSCC model first
 def test_showcase_runs_from_a_fresh_cache(tmp_path):
     """semantic_loopback.grc from a fresh cache: its KB Bundle builds the KB and codec (as the
     demo does) and its Deep JSCC Model trains the deep-JSCC model within its budget, then all
@@ -88,7 +88,7 @@ def test_showcase_runs_from_a_fresh_cache(tmp_path):
     lines, code, seen = run_like_grc(
         ROOT / "examples" / "semantic_loopback.grc", tmp_path,
         ["--max-images", str(n), "--interval", "0.05"],
-        {"Semantic": n, "Deep JSCC": n, "Digital": n})
+        {"Semantic": n, "Deep JSCC": n, "Digital": n}, timeout=2000)
     out = "".join(lines)
     assert "Traceback" not in out, out[-5000:]
     lanes = {lane: one_display(seen, lane) for lane in ("Semantic", "Deep JSCC", "Digital")}
