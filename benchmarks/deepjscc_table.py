@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The deep-JSCC rows of docs/baselines.md: semantic accuracy *and* PSNR on CIFAR-10 at CBR
-1/48, 1/24, 1/12 and SNR -7..10 dB over AWGN and Rayleigh, for deep JSCC next to the default
+1/48, 1/24, 1/12, 1/6 and 1/3 and SNR -7..10 dB over AWGN and Rayleigh, for deep JSCC next to the default
 semantic codec, the raw feature, the digital chain and its ideal-code bound.
 
 One `kbsemcom evaluate` run (same engine, KB, channels, seeded noise and metric for every
@@ -29,7 +29,7 @@ DEFAULTS = {
     "--dataset": "cifar10",
     "--extractor": "efficientnet-lite0",
     "--codecs": "deepjscc,kbsc-kb,digital,digital-bound",
-    "--cbrs": "1/48,1/24,1/12",
+    "--cbrs": "1/48,1/24,1/12,1/6,1/3",
     "--snrs": "-7,-4,0,4,7,10",
     "--channels": "awgn,rayleigh",
     "--seeds": "0",
@@ -70,17 +70,19 @@ def report(out):
             cells.append(f"{acc:.1f}" + (f" / {np.mean(psnr):.1f} dB" if psnr else ""))
         n = next(iter(by.values()))[0]["complex_symbols"]
         lines.append(f"| {codec} | {cbr} | {n} | {ch} | " + " | ".join(cells) + " |")
-    ceiling = records[0]["ceiling"]
+    # the noiseless 1-NN accuracy of the raw features: a reference, not a ceiling (a learned
+    # codec can exceed it)
+    reference = records[0]["ceiling"]
     lines += ["", f"Semantic accuracy in % (deep JSCC: accuracy / mean PSNR of the 32x32 "
-              f"reconstructions); noiseless retrieval ceiling {100 * ceiling:.1f}%; "
+              f"reconstructions); raw 1-NN reference (noiseless) {100 * reference:.1f}%; "
               f"{records[0]['n_sent']} sent vs {records[0]['n_kb']} KB images."]
     table = "\n".join(lines) + "\n"
     (Path(out) / "deepjscc_table.md").write_text(table)
-    _plot(groups, ceiling, Path(out) / "accuracy_psnr_vs_snr.png")
+    _plot(groups, reference, Path(out) / "accuracy_psnr_vs_snr.png")
     return table
 
 
-def _plot(groups, ceiling, path):
+def _plot(groups, reference, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -98,14 +100,15 @@ def _plot(groups, ceiling, path):
             if by[xs[0]][0].get("psnr_db") is not None:
                 psnr_ax.plot(xs, [np.mean([r["psnr_db"] for r in by[s]]) for s in xs], style,
                              marker="o", ms=3, label=f"{codec} {ch}")
-        acc_ax.axhline(100 * ceiling, color="k", lw=1, alpha=0.6, label="ceiling")
+        acc_ax.axhline(100 * reference, color="k", lw=1, alpha=0.6, label="raw 1-NN reference")
         acc_ax.set_title(f"CBR {cbr}", fontsize=9)
         acc_ax.set_ylabel("semantic accuracy (%)")
         psnr_ax.set_ylabel("PSNR (dB), 32x32 reconstruction")
         psnr_ax.set_xlabel("SNR (dB)")
         for ax in (acc_ax, psnr_ax):
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=6)
+            if ax.get_legend_handles_labels()[0]:  # a run without these CBRs has no curves
+                ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

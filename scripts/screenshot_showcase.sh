@@ -3,7 +3,8 @@
 # server (Xvfb), generated and run as GNU Radio Companion does (grcc, the venv's python).
 # Usage: scripts/screenshot_showcase.sh [SNR_DB] [OUT.png]   (defaults: 10, docs/img/showcase_10db.png)
 # Needs scripts/setup.sh first (xvfb, imagemagick). The first run builds the demo's KB and
-# codec in the cache (about 3 minutes on 2 cores); later runs take about 20 s.
+# codec in the cache and trains the deep-JSCC lane's model (3-4 minutes each on 2 cores); later
+# runs take about 20 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 snr=${1:-10}
@@ -20,9 +21,10 @@ cd "$tmp"
 QT_QPA_PLATFORM=xcb "$PWD/.venv/bin/python" -u semantic_loopback.py --max-images $images \
   --interval 0.1 --initial-snr-db $snr > run.log 2>&1 &
 pid=\$!
-for _ in \$(seq 600); do  # the first run builds the bundle: up to 10 minutes
+for _ in \$(seq 1200); do  # the first run builds the bundle and the model: up to 20 minutes
   [ "\$(grep -c "live_display 'Digital" run.log)" -ge $images ] && \
-  [ "\$(grep -c "live_display 'Semantic" run.log)" -ge $images ] && break
+  [ "\$(grep -c "live_display 'Semantic" run.log)" -ge $images ] && \
+  [ "\$(grep -c "live_display 'Deep JSCC" run.log)" -ge $images ] && break
   kill -0 \$pid 2>/dev/null || break
   sleep 1
 done

@@ -273,3 +273,26 @@ def test_the_docs_benchmark_runs_end_to_end(fmnist, effnet, tmp_path, monkeypatc
     assert "| deepjscc | 1/48 | 64 | awgn |" in table and " dB |" in table
     assert "| raw | 5/24 | 640 | awgn |" in table
     assert (out / "accuracy_psnr_vs_snr.png").stat().st_size > 1000
+
+
+def test_deepjscc_model_block_trains_once_within_its_budget(fmnist, capsys):
+    """The showcase's Deep JSCC Model: a model for a KB Bundle's training images, trained once
+    within its budget (epochs x images per class), announced in the console, then loaded;
+    a CBR off the model's grid is refused in one line, before anything trains."""
+    from gnuradio import kbsemcom
+    bundle = kbsemcom.kb_bundle("fashion-mnist", "efficientnet-lite0", "1/48",
+                                kb_per_class=5, sent_per_class=2)
+    jscc = kbsemcom.deepjscc_model(bundle, "1/48", "awgn", epochs=1, train_per_class=3)
+    train, val = jscc.items()
+    assert len(train) == 30 and sorted({it.label for it in train}) == list(range(10))
+    assert not {it.source for it in train} & {it.source for it in bundle.split().sent}
+    assert not jscc.ready() and jscc.n_symbols == 64
+    assert jscc.ensure(progress=False) is jscc and jscc.ready()
+    assert "training a deep-JSCC model" in capsys.readouterr().out
+    model = deepjscc.DeepJscc.load(jscc.model)
+    assert (model.config.cbr, model.config.epochs, len(model.history)) == ("1/48", 1, 1)
+    jscc.ensure(progress=False)
+    assert "training" not in capsys.readouterr().out  # cached: loaded, not trained again
+    with pytest.raises(deepjscc.DeepJsccError, match="multiple of 1/96"):
+        kbsemcom.deepjscc_model(bundle, "1/64").ensure(progress=False)
+    assert "training" not in capsys.readouterr().out

@@ -78,24 +78,42 @@ def one_display(seen, prefix):
     return matches[0]
 
 
-@pytest.mark.timeout(1800)  # the first example in a session builds the bundle
+@pytest.mark.timeout(2400)  # builds the bundle and trains the deep-JSCC model first
 def test_showcase_runs_from_a_fresh_cache(tmp_path):
     """semantic_loopback.grc from a fresh cache: its KB Bundle builds the KB and codec (as the
-    demo does), then both lanes show exactly one update per image; the semantic link is far
-    above chance at 10 dB."""
+    demo does) and its Deep JSCC Model trains the deep-JSCC model within its budget, then all
+    three lanes show exactly one update per image; the semantic link is far above chance at
+    10 dB, and every deep-JSCC reconstruction is scored (none lost)."""
     n = 12
     lines, code, seen = run_like_grc(
         ROOT / "examples" / "semantic_loopback.grc", tmp_path,
-        ["--max-images", str(n), "--interval", "0.05"], {"Semantic": n, "Digital": n})
+        ["--max-images", str(n), "--interval", "0.05"],
+        {"Semantic": n, "Deep JSCC": n, "Digital": n}, timeout=2000)
     out = "".join(lines)
     assert "Traceback" not in out, out[-5000:]
-    semantic, digital = one_display(seen, "Semantic"), one_display(seen, "Digital")
-    assert [int(m["n"]) for m in semantic] == list(range(1, n + 1)), out[-3000:]
-    assert [int(m["n"]) for m in digital] == list(range(1, n + 1)), out[-3000:]
-    assert float(semantic[-1]["acc"]) > 30.0  # chance is 10%
-    assert int(semantic[-1]["lost"]) == 0
+    lanes = {lane: one_display(seen, lane) for lane in ("Semantic", "Deep JSCC", "Digital")}
+    for lane, shown in lanes.items():
+        assert [int(m["n"]) for m in shown] == list(range(1, n + 1)), (lane, out[-3000:])
+    assert float(lanes["Semantic"][-1]["acc"]) > 30.0  # chance is 10%
+    assert int(lanes["Semantic"][-1]["lost"]) == 0
+    assert int(lanes["Deep JSCC"][-1]["lost"]) == 0
+    assert "64 symbols" in lanes["Deep JSCC"][-1]["title"]  # CBR 1/48, as the semantic link
     assert code in (0, -signal.SIGTERM), out[-3000:]
     assert "building bundle" in out  # the fresh cache was really built, not found
+    assert "training a deep-JSCC model" in out and "deep-JSCC model ready" in out
+
+
+@pytest.mark.timeout(1800)  # run alone, it builds the bundle first
+def test_showcase_deepjscc_cbr_off_its_grid_ends_with_one_clear_line(tmp_path):
+    """A deep-JSCC CBR the model cannot take (not a multiple of 1/96): one line that names the
+    CBRs to use, before anything trains or runs; no traceback, no hang."""
+    lines, code, _ = run_like_grc(ROOT / "examples" / "semantic_loopback.grc", tmp_path,
+                                  ["--jscc-cbr", "1/64"], {"Semantic": 1}, timeout=900)
+    out = "".join(lines)
+    assert code not in (0, -signal.SIGTERM), out[-3000:]
+    errors = [line for line in lines if line.startswith("kbsemcom: error:")]
+    assert len(errors) == 1 and "1/96" in errors[0], out[-3000:]
+    assert "Traceback" not in out and "training a deep-JSCC model" not in out, out[-3000:]
 
 
 @pytest.mark.timeout(1800)  # the first example in a session builds the bundle

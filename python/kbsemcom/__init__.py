@@ -19,6 +19,7 @@ _BLOCKS = {
     "result_sink": "sinks.result_sink",
     "live_display": "sinks.live_display",
     "kb_bundle": "core.bundles",
+    "deepjscc_model": "core.bundles",
     "ofdm_tx": "phy.ofdm_tx",
     "ofdm_rx": "phy.ofdm_rx",
     "frame_annotator": "phy.manifest",

@@ -197,3 +197,86 @@ def kb_bundle(dataset="fashion-mnist", extractor="auto", cbr="1/48", recipe=DEFA
         dataset = folder.resolve()  # the same name must not mean two folders
     return Bundle(str(dataset), str(extractor), str(cbr), str(recipe), str(channel), int(seed),
                   int(kb_per_class), int(sent_per_class))
+
+
+@dataclass(frozen=True)
+class DeepJsccModel:
+    """A deep-JSCC model (core.baselines.deepjscc) trained on a bundle's training images, for
+    the deep-JSCC lane of a flowgraph. Constructing it is cheap; :meth:`ensure` trains it once
+    (within the budget of ``epochs`` x ``train_per_class`` images per class) and caches it
+    with the evaluation's deep-JSCC models. ``model``: the model file."""
+    bundle: Bundle
+    cbr: str = "1/48"
+    channel: str = "awgn"
+    epochs: int = 10
+    train_per_class: int = 200
+
+    def config(self):
+        from .baselines.deepjscc import DeepJsccConfig
+        return DeepJsccConfig(cbr=self.cbr, train_channel=self.channel, epochs=self.epochs)
+
+    def items(self):
+        """(training images: the first ``train_per_class`` per class of the bundle's
+        training role, validation images: the first 20 per class of its validation sent
+        images, as in the deep-JSCC table of docs/baselines.md)."""
+        split, turn, val_turn = self.bundle.split(), {}, {}
+        train = [it for it in split.train if _count(turn, it.label) <= self.train_per_class]
+        val = [it for it in split.val_sent if _count(val_turn, it.label) <= 20]
+        return train, val
+
+    @property
+    def model(self):
+        from .baselines.deepjscc import cache_path
+        return str(cache_path(self.config(), *self.items()))
+
+    @property
+    def n_symbols(self):
+        return self.config().n_symbols
+
+    def ready(self):
+        return Path(self.model).is_file()
+
+    def ensure(self, progress=True):
+        """Train the model unless it is cached; returns self."""
+        import time
+        from .baselines import deepjscc
+        config = self.config()  # a CBR deep JSCC cannot take stops here, in one line
+        if self.ready():
+            return self
+        train, val = self.items()
+        if not train or not val:
+            raise datasets.DatasetError(
+                f"data set {self.bundle.dataset!r} has {len(train)} training and {len(val)} "
+                "validation images for the deep-JSCC model; it needs both (add images)")
+        print(f"kbsemcom: training a deep-JSCC model (CBR {config.cbr}, {config.train_channel}, "
+              f"{config.epochs} epochs over {len(train)} images; about 1-4 minutes on 2 CPU "
+              "cores, once: later runs reuse it)", flush=True)
+        t0 = time.monotonic()
+        model, path, _ = deepjscc.train_or_load(config, train, val, progress)
+        print(f"kbsemcom: deep-JSCC model ready in {time.monotonic() - t0:.0f} s: best "
+              f"validation PSNR {max(h['val_psnr_db'] for h in model.history):.1f} dB, {path}",
+              flush=True)
+        return self
+
+
+def deepjscc_model(bundle, cbr="1/48", channel="awgn", epochs=10, train_per_class=200):
+    """A deep-JSCC model trained on a KB Bundle's training images, for a deep-JSCC lane next
+    to the semantic link: Deep JSCC Encoder and Decoder take its field jscc.model.
+
+    On the first run, when no such model is cached, it trains one before the flowgraph
+    starts (a line in the console says so, then a progress bar per epoch; about 1-4 minutes
+    on 2 shared CPU cores with the defaults, on a GPU when torch sees one); later runs load
+    it at once. Training is bounded by Epochs and Training images per class, so it always
+    ends. The model is cached with the ones 'kbsemcom evaluate --codecs deepjscc' trains.
+
+    Parameters:
+      Bundle: the KB Bundle whose training images (never sent, never in the KB) it learns.
+      CBR: channel bandwidth ratio; CBR x 3072 complex symbols per image, a multiple of 1/96
+        (1/48 = 64 symbols, the semantic link's default).
+      Channel: the channel it is trained on (awgn or rayleigh).
+      Epochs, Training images per class: the training budget; fewer is faster and blurrier.
+
+    Images are converted to 32x32 RGB (Fashion-MNIST's 28x28 grey ones too). A CBR that is
+    not a multiple of 1/96 stops the flowgraph with one line that says which to use.
+    """
+    return DeepJsccModel(bundle, str(cbr), str(channel), int(epochs), int(train_per_class))

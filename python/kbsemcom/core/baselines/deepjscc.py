@@ -77,10 +77,14 @@ class DeepJsccConfig:
     training_data: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.cbr = conventions.format_cbr(self.cbr)
+        try:  # a CBR that is no fraction, or no whole number of symbols: a one-line error
+            self.cbr = conventions.format_cbr(self.cbr)
+            n_symbols = self.n_symbols
+        except (ValueError, ZeroDivisionError) as err:
+            raise DeepJsccError(f"deep-JSCC CBR {self.cbr!r}: {err}") from None
         self.train_channel = check_channel(self.train_channel)
         self.train_snr_range = tuple(float(s) for s in self.train_snr_range)
-        if (2 * self.n_symbols) % (LATENT_SIDE * LATENT_SIDE):
+        if (2 * n_symbols) % (LATENT_SIDE * LATENT_SIDE):
             raise DeepJsccError(
                 f"deep JSCC sends [c, 8, 8] real latents, so it needs a multiple of 32 complex "
                 f"symbols; CBR {self.cbr} gives {self.n_symbols}. Use a multiple of 1/96 such "
