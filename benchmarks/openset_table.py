@@ -3,14 +3,18 @@
 
 Per data set, some classes are removed from the receiver's KB (5 of CIFAR-10's 10, 20 of
 Caltech-100's 100) and images of every class are sent through a codec and AWGN. For each
-received vector the receiver computes a match score (core/openset.py); it is calibrated on the
-protocol's *validation* pair only, whose KB leaves out classes of its own (drawn apart from the
-test's), and one threshold (the target false-rejection rate) serves every SNR. Reported per
-data set, codec, CBR and SNR: AUROC of the score (in-KB vs not), top-1 accuracy on in-KB
+received vector the receiver computes a match score (core/openset.py). Only validation and
+training images decide anything: the statistic is the one with the best validation AUROC on
+the protocol's validation pair, whose KB leaves out classes of its own (drawn apart from the
+test's); the match score is calibrated on the validation sent images of every class against
+a calibration KB (the validation KB filled up with training images to the receiver's KB size
+per class), and one threshold (the target false-rejection rate) serves every SNR. Reported
+per data set, codec, CBR and SNR: AUROC of the score (in-KB vs not), top-1 accuracy on in-KB
 images, false-rejection rate (FRR) of in-KB images and rejection rate of out-of-KB images at
-the threshold; the same for a plain nearest-distance threshold (one threshold chosen on the
-same validation images, pooled over the SNRs) on the same received vectors; and the noiseless
-raw-feature nearest-distance AUROC (what a perfect channel would give) as the reference.
+the threshold; the same for a plain nearest-distance threshold (one threshold for the target
+FRR on the same calibration images, pooled over the SNRs) on the same received vectors; and
+the noiseless raw-feature nearest-distance AUROC (what a perfect channel would give) as the
+reference.
 
     .venv/bin/python benchmarks/openset_table.py --datasets cifar10,caltech100 --cbrs 1/48
 
@@ -53,6 +57,22 @@ def sub_kb(features, labels, items, keep_mask, class_names, identity):
                                     identity, index="Flat")
 
 
+def calibration_kb(setup, held_out, per_class, proto, identity):
+    """The calibration KB: the validation KB (every class but ``held_out``) filled up with
+    training images to the receiver's KB size per class (as many as there are): the nearest
+    in-KB distance depends on how densely the KB covers a class, so the calibration KB must be
+    as dense as the receiver's. Validation and training images only, never sent or KB
+    images."""
+    feats = np.concatenate([setup.features["val_kb"], setup.features["train"]])
+    items = list(setup.kept["val_kb"]) + list(setup.kept["train"])
+    labs = np.array([it.label for it in items])
+    keep, count = np.zeros(len(items), bool), {}
+    for i, lab in enumerate(labs):
+        if lab not in held_out and count.get(lab, 0) < per_class:
+            keep[i], count[lab] = True, count.get(lab, 0) + 1
+    return sub_kb(feats, labs, items, keep, proto.class_names, identity)
+
+
 def noise(seed, snr):
     key = f"openset:{seed}:{snr}"
     return torch.Generator().manual_seed(int(hashlib.sha1(key.encode()).hexdigest()[:12], 16))
@@ -69,7 +89,7 @@ def choose_statistic(codec, val_kb, val_feats, val_in, snrs, target_frr, k):
         aucs = []
         for snr in snrs:
             y = openset.received_vectors(codec, val_feats, "awgn", snr, noise(-1, snr))
-            stat, _ = openset.search_statistic(search, y, name, k)
+            stat, _ = openset.search_statistic(search, y, name, k, cal.variances_at(snr))
             aucs.append(openset.auroc(stat[val_in], stat[~val_in]))
         if best is None or np.mean(aucs) > best[1]:
             best = (cal, float(np.mean(aucs)))
@@ -101,6 +121,7 @@ def run_dataset(args, extractor, name):
                 proto.class_names, ident)
     val_kb = sub_kb(setup.features["val_kb"], val_kb_lab, setup.kept["val_kb"],
                     ~np.isin(val_kb_lab, val_out), proto.class_names, ident)
+    cal_kb = calibration_kb(setup, [], int(np.max(np.bincount(kb_lab))), proto, ident)
     sent, sent_lab = setup.features["sent"], setup.labels("sent")
     val_sent, val_lab = setup.features["val_sent"], setup.labels("val_sent")
     sent_in, val_in = ~np.isin(sent_lab, test_out), ~np.isin(val_lab, val_out)
@@ -109,8 +130,9 @@ def run_dataset(args, extractor, name):
     raw_stat, _ = openset.search_statistic(kb, sent, "nearest")
     reference = openset.auroc(raw_stat[sent_in], raw_stat[~sent_in])
     base = {"dataset": name, "extractor": extractor.name, "n_sent_in": int(sent_in.sum()),
-            "n_sent_out": int((~sent_in).sum()), "n_kb": len(kb), "n_val_kb": len(val_kb),
+            "n_sent_out": int((~sent_in).sum()), "n_kb": len(kb),
             "held_out_test": test_out.tolist(), "held_out_val": val_out.tolist(),
+            "n_val_kb": len(val_kb), "n_calibration_kb": len(cal_kb),
             "raw_noiseless_auroc": reference}
     rows = []
     for recipe in args.recipes:
@@ -118,18 +140,21 @@ def run_dataset(args, extractor, name):
             codec = evaluation.codec_for(setup, recipe, cbr, "awgn", progress=not args.json)
             cal, val_auc = choose_statistic(codec, val_kb, val_sent, val_in, args.snrs,
                                             args.target_frr, args.k)
+            cal = openset.calibrate(codec, cal_kb, val_sent, statistic_name=cal.statistic,
+                                    k=args.k, target_frr=args.target_frr)
             cal.source.update(dataset=name, protocol=proto.name, role="validation pair",
                               held_out=val_out.tolist())
             if args.save_calibration:
                 cal.save(Path(args.save_calibration) /
                          f"openset-{name}-{recipe}-{cbr.replace('/', 'of')}.json")
-            plain_t = plain_threshold(codec, val_kb, val_sent, val_in, args.snrs,
+            plain_t = plain_threshold(codec, cal_kb, val_sent, np.ones_like(val_in), args.snrs,
                                       args.target_frr)
             search = codec.searchable_kb(kb)
             for snr in args.snrs:
                 for seed in args.seeds:
                     y = openset.received_vectors(codec, sent, "awgn", snr, noise(seed, snr))
-                    stat, pos = openset.search_statistic(search, y, cal.statistic, cal.k)
+                    stat, pos = openset.search_statistic(search, y, cal.statistic, cal.k,
+                                                         cal.variances_at(snr))
                     score = cal.match_score(stat, snr)
                     reject = cal.no_match(score)
                     near, _ = openset.search_statistic(search, y, "nearest")
@@ -147,6 +172,8 @@ def run_dataset(args, extractor, name):
                         plain_auroc=openset.auroc(near[sent_in], near[~sent_in]),
                         plain_frr=openset.rejection_rate(plain_reject[sent_in]),
                         plain_out_rejected=openset.rejection_rate(plain_reject[~sent_in])))
+    if not args.json:
+        print(markdown(mean_rows(rows)), flush=True)
     return rows
 
 

@@ -40,6 +40,11 @@ def test_statistics_by_hand():
     np.testing.assert_allclose(openset.statistic("nearest", d, sq), [-1, -2])
     np.testing.assert_allclose(openset.statistic("inner", d, sq), [3, 8])
     np.testing.assert_allclose(openset.statistic("margin", d, sq), [3, 3])
+    # lr with v_in = 1, v_out = 2: log mean(e^0, e^-1) + 4 / 4 for the first row
+    lr = openset.statistic("lr", np.array([[0.0, 2.0]]), np.array([4.0]), (1.0, 2.0))
+    assert lr[0] == pytest.approx(1.0 + np.log((1.0 + np.exp(-1.0)) / 2.0))
+    with pytest.raises(openset.OpenSetError, match="variances"):
+        openset.statistic("lr", d, sq)
     with pytest.raises(openset.OpenSetError, match="unknown"):
         openset.statistic("bogus", d, sq)
 
@@ -139,3 +144,31 @@ def test_calibration_of_another_codec_is_refused(open_world, tmp_path):
                                                         "extractor": "x"})
     with pytest.raises(openset.OpenSetError, match="calibrate again"):
         kbsemcom.kb_lookup(open_world["kb_open"], open_world["codec"], cal)
+
+
+def test_benchmark_runs_small(effnet, tmp_path):
+    """benchmarks/openset_table.py end to end on Fashion-MNIST at its --quick sizes: the
+    table has every column, the numbers are rates, and each row names its data set."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "os"
+    proc = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "openset_table.py"), "--datasets",
+         "fashion-mnist", "--quick", "--snrs=0,10", "--out", str(out), "--json",
+         "--save-calibration", str(out / "cal")],
+        capture_output=True, text=True, timeout=900, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [r["snr_db"] for r in rows] == [0.0, 10.0]
+    for r in rows:
+        assert r["dataset"] == "fashion-mnist" and r["statistic"] in openset.STATISTICS
+        assert all(0.0 <= r[k] <= 1.0 for k in ("auroc", "plain_auroc", "frr", "plain_frr",
+                                                 "accuracy_in_kb", "raw_noiseless_auroc"))
+        assert r["n_sent_in"] == r["n_sent_out"] == 100  # 5 of 10 classes x 20
+    assert "wall time" in (out / "openset.md").read_text() and (out / "openset.png").exists()
+    cal = openset.load_calibration(next((out / "cal").glob("*.json")))
+    assert cal.source["role"] == "validation pair"

@@ -16,6 +16,14 @@ its K nearest KB keys ``c_1 .. c_K`` at squared L2 distances ``d_1 <= .. <= d_K`
              nothing to do with the KB; removing it is what undoes most of the noise.
 ``margin``   ``mean(d_2 .. d_K) - d_1``: how much nearer the best entry is than the next ones;
              the noise energy cancels in the difference as well.
+``lr``       a log likelihood ratio fitted on validation as a function of SNR: in-KB,
+             ``y`` is near one of the K nearest keys with a per-value variance ``v_in(SNR)``
+             (the validation in-KB images' mean ``d_1`` per value: the code's own spread plus
+             the noise), against a background ``y ~ N(0, v_out(SNR))`` (their mean
+             ``||y||^2`` per value): ``log mean_j exp(-d_j / 2 v_in) + ||y||^2 / 2 v_out``.
+             At high SNR (v_in << v_out) it ranks like ``nearest``; at low SNR, where the
+             two variances meet, like a soft ``inner``: it undoes the noise as much as the
+             noise allows.
 
 Calibration (:func:`calibrate`): validation images whose class *is* in a validation KB pass
 through the channel at a grid of SNRs; per SNR the quantiles of their statistic are kept. The
@@ -41,7 +49,7 @@ import numpy as np
 from .errors import UserError
 
 FORMAT = "kbsemcom-openset/1"
-STATISTICS = ("nearest", "inner", "margin")
+STATISTICS = ("nearest", "inner", "margin", "lr")
 DEFAULT_STATISTIC = "inner"
 DEFAULT_K = 10
 DEFAULT_TARGET_FRR = 0.05
@@ -54,9 +62,10 @@ class OpenSetError(UserError, ValueError):
     """A calibration that is unreadable or does not fit the codec / KB it is used with."""
 
 
-def statistic(name, distances, query_sqnorm):
+def statistic(name, distances, query_sqnorm, variances=None):
     """The open-set statistic ``name`` (see the module docstring) per query, from its sorted
-    squared L2 distances to the K nearest KB keys [m, K] and its squared norm [m]."""
+    squared L2 distances to the K nearest KB keys [m, K] and its squared norm [m];
+    ``variances`` = (v_in, v_out) per value, for ``lr``."""
     d = np.asarray(distances, dtype=np.float64)
     if name == "nearest":
         return -d[:, 0]
@@ -67,16 +76,25 @@ def statistic(name, distances, query_sqnorm):
             raise OpenSetError("the margin statistic needs K >= 2 neighbours")
         rest = np.where(np.isfinite(d[:, 1:]), d[:, 1:], np.nan)
         return np.nanmean(rest, axis=1) - d[:, 0]
+    if name == "lr":
+        if variances is None:
+            raise OpenSetError("the lr statistic needs the variances (v_in, v_out)")
+        v_in, v_out = (max(float(v), 1e-12) for v in variances)
+        a = np.where(np.isfinite(d), -d / (2 * v_in), -np.inf)
+        top = a[:, :1]
+        lse = top[:, 0] + np.log(np.mean(np.exp(a - top), axis=1))
+        return lse + np.asarray(query_sqnorm, dtype=np.float64) / (2 * v_out)
     raise OpenSetError(f"unknown open-set statistic {name!r}; known: {', '.join(STATISTICS)}")
 
 
-def search_statistic(kb, queries, name=DEFAULT_STATISTIC, k=DEFAULT_K):
+def search_statistic(kb, queries, name=DEFAULT_STATISTIC, k=DEFAULT_K, variances=None):
     """(statistic [m], nearest KB positions [m]) of query vectors against a KnowledgeBase (or
-    a codec's searchable view of one)."""
+    a codec's searchable view of one); variances: see :func:`statistic`."""
     queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
     kk = 1 if name in ("nearest", "inner") else min(int(k), max(1, len(kb)))
     dist, pos = kb.search(queries, kk)
-    return statistic(name, dist, np.sum(queries.astype(np.float64) ** 2, axis=1)), pos[:, 0]
+    return statistic(name, dist, np.sum(queries.astype(np.float64) ** 2, axis=1),
+                     variances), pos[:, 0]
 
 
 # --------------------------------------------------------------------------- metrics
@@ -136,6 +154,8 @@ class Calibration:
     levels: list
     quantiles: list
     noiseless: list = None
+    variances: list = None            # lr: [v_in, v_out] per SNR
+    noiseless_variances: list = None
     codec: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
 
@@ -153,6 +173,19 @@ class Calibration:
         w = (s - snrs[j - 1]) / (snrs[j] - snrs[j - 1])
         return (1 - w) * q[j - 1] + w * q[j]
 
+    def variances_at(self, snr_db):
+        """(v_in, v_out) of the lr statistic at an SNR (log-linear between grid SNRs; None:
+        the noiseless ones); None for the other statistics."""
+        if self.variances is None:
+            return None
+        if snr_db is None or (isinstance(snr_db, float) and math.isnan(snr_db)):
+            if self.noiseless_variances is not None:
+                return tuple(self.noiseless_variances)
+            snr_db = max(self.snrs)
+        logv = np.log(np.asarray(self.variances, dtype=np.float64))
+        s = float(np.clip(snr_db, self.snrs[0], self.snrs[-1]))
+        return tuple(float(np.exp(np.interp(s, self.snrs, logv[:, i]))) for i in range(2))
+
     def match_score(self, stat, snr_db):
         """Statistic values [m] at one SNR (dB; None = no channel) -> match scores [m] in
         [0, 1]: the share of in-KB validation matches that scored lower."""
@@ -166,7 +199,8 @@ class Calibration:
 
     def score_vectors(self, kb, queries, snr_db):
         """(match scores [m], no_match [m], nearest positions [m]) of search vectors."""
-        stat, pos = search_statistic(kb, queries, self.statistic, self.k)
+        stat, pos = search_statistic(kb, queries, self.statistic, self.k,
+                                     self.variances_at(snr_db))
         score = self.match_score(stat, snr_db)
         return score, self.no_match(score), pos
 
@@ -257,15 +291,24 @@ def calibrate(codec, kb, in_kb_features, channel="awgn", snrs=DEFAULT_CAL_SNRS,
     gen = torch.Generator().manual_seed(int(seed))
 
     def curve(snr):
-        stats = []
-        for _ in range(1 if snr is None else int(repeats)):
-            y = received_vectors(codec, in_kb_features, "none" if snr is None else channel,
-                                 snr, gen)
-            stats.append(search_statistic(search, y, statistic_name, k)[0])
-        return np.quantile(np.concatenate(stats), levels).tolist()
+        """(quantiles, (v_in, v_out) or None) at one SNR (None: no channel)."""
+        ys = [received_vectors(codec, in_kb_features, "none" if snr is None else channel,
+                               snr, gen) for _ in range(1 if snr is None else int(repeats))]
+        v = None
+        if statistic_name == "lr":
+            y = np.concatenate(ys)
+            d1 = search.search(y, 1)[0][:, 0].astype(np.float64)
+            v = (float(np.mean(d1)) / y.shape[1], float(np.mean(np.sum(
+                y.astype(np.float64) ** 2, axis=1))) / y.shape[1])
+        stats = np.concatenate([search_statistic(search, y, statistic_name, k, v)[0]
+                                for y in ys])
+        return np.quantile(stats, levels).tolist(), (None if v is None else list(v))
 
     snrs = sorted(float(s) for s in snrs)
+    per_snr = [curve(s) for s in snrs]
+    clean = curve(None)
     return Calibration(statistic_name, int(k), float(target_frr), channel, snrs,
-                       levels.tolist(), [curve(s) for s in snrs], curve(None),
+                       levels.tolist(), [q for q, _ in per_snr], clean[0],
+                       None if clean[1] is None else [v for _, v in per_snr], clean[1],
                        codec_identity(codec), dict(source or {}, n_in_kb=len(in_kb_features),
                                                    repeats=int(repeats)))
