@@ -25,7 +25,7 @@ from gnuradio import kbsemcom  # noqa: E402
 from gnuradio.kbsemcom.core.results import make_record, summarize  # noqa: E402
 from gnuradio.kbsemcom.pdus import make_pdu  # noqa: E402
 from gnuradio.kbsemcom.sinks.live_display import (COLOURS, LiveStats, live_display,  # noqa: E402
-                                                  log_line, thumbnail)
+                                                  format_stats, log_line, thumbnail)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = Path("/tmp/live_display.png")
@@ -299,3 +299,24 @@ def test_grcc_qt_gui_flowgraph(qapp, tmp_path):
         top.wait()
     assert top.display.widget().cards[0].sent_caption.text() == "Shirt"
     assert isinstance(top.display.widget().cards[0].sent.pixmap(), QtGui.QPixmap)
+
+
+def test_no_match_counted_and_shown(qapp):
+    display = live_display("open set", history=2, log_each=False)
+    metas = [{"class_name": "Bag", "retrieved_class": "Shirt", "no_match": True,
+              "match_score": 0.01, "snr_db": 0.0},
+             {"class_name": "Shirt", "retrieved_class": "Shirt", "correct": True,
+              "no_match": False, "match_score": 0.7, "snr_db": 0.0},
+             {"class_name": "Coat", "retrieved_class": "Coat", "correct": True}]  # uncalibrated
+    for meta in metas:
+        display._handle(make_pdu(meta, np.zeros(1, np.float32)))
+    assert process_until(qapp, lambda: display.updates() == 3, timeout=10)
+    stats = display.stats()
+    assert (stats["n_scored"], stats["n_no_match"]) == (2, 1)
+    records = [make_record(m) for m in metas]
+    assert summarize(records)["n_no_match"] == 1 and summarize(records)["n_scored"] == 2
+    assert display.widget().numbers()["no_match"] == "1 of 2"
+    view = display._view(records[0], stats)
+    assert view.retrieved_class == "Shirt (no match)" and "match score 0.01" in view.details
+    assert display._view(records[1], stats).retrieved_class == "Shirt"
+    assert format_stats(LiveStats().snapshot())["no_match"] == "n/a"

@@ -48,10 +48,12 @@ class semantic_loopback(gr.top_block):
 
     channel_impl: 'kbsemcom' (semantic_channel: AWGN, Rayleigh or none, exactly the training
     channel) or 'gnuradio' (stream_awgn_channel: AWGN from stock GNU Radio blocks).
+    calibration: kb_lookup's open-set calibration (a file or core.openset.Calibration; ''
+    for none).
     """
 
     def __init__(self, items, extractor, codec, kb, channel="awgn", snr_db=10.0, seed=0,
-                 channel_impl="kbsemcom", results_path=""):
+                 channel_impl="kbsemcom", results_path="", calibration=""):
         gr.top_block.__init__(self, "semantic_loopback")
         self.source = image_source(items=items)
         self.extractor = feature_extractor(extractor)
@@ -64,7 +66,7 @@ class semantic_loopback(gr.top_block):
         else:
             self.channel = semantic_channel(channel, snr_db, seed)
         self.decoder = semantic_decoder(codec)
-        self.lookup = kb_lookup(kb, codec)
+        self.lookup = kb_lookup(kb, codec, calibration)
         self.sink = result_sink(results_path, expected=len(items))
         connect_pdu_chain(self, [self.source, self.extractor, self.encoder, self.channel,
                                  self.decoder, self.lookup, self.sink])

@@ -2,13 +2,19 @@
 
 One record per transmitted image. A lost image (unreadable, wrong length, frame lost, never
 received) is a record with ``lost: true`` and counts as wrong in the accuracy.
+
+Open set (core/openset.py): ``match_score`` (0..1, SNR-aware) and ``no_match`` (true: the KB
+holds nothing that matches the received image) come from a calibrated KB lookup; both are None
+without a calibration (and for lost images). ``no_match`` does not change ``correct``, which
+stays the retrieval's verdict.
 """
 import json
 from pathlib import Path
 
 RECORD_FIELDS = ("seq", "image_id", "label", "class_name", "path", "retrieved_id",
                  "retrieved_label", "retrieved_class", "retrieved_path", "distance", "correct",
-                 "lost", "stage", "reason", "snr_db", "channel", "cbr", "n_symbols", "extractor")
+                 "lost", "stage", "reason", "snr_db", "channel", "cbr", "n_symbols", "extractor",
+                 "match_score", "no_match")
 
 
 def make_record(meta, **extra):
@@ -16,6 +22,11 @@ def make_record(meta, **extra):
     rec = {k: meta.get(k) for k in RECORD_FIELDS}
     rec["lost"] = bool(meta.get("lost", False))
     rec["correct"] = bool(meta.get("correct", False)) and not rec["lost"]
+    if rec["lost"] or rec["no_match"] is None:
+        rec["no_match"] = rec["match_score"] = None
+    else:
+        rec["no_match"] = bool(rec["no_match"])
+        rec["match_score"] = None if rec["match_score"] is None else float(rec["match_score"])
     rec.update(extra)
     return rec
 
@@ -25,12 +36,16 @@ def lost_record(meta, stage, reason, **extra):
 
 
 def summarize(records):
-    """Counts and semantic accuracy (lost images count as wrong)."""
+    """Counts and semantic accuracy (lost images count as wrong); n_scored = received images
+    with an open-set decision, n_no_match = those judged to have no match in the KB."""
     n = len(records)
     lost = sum(1 for r in records if r["lost"])
     correct = sum(1 for r in records if r["correct"])
+    scored = sum(1 for r in records if r.get("no_match") is not None)
+    no_match = sum(1 for r in records if r.get("no_match"))
     return {"n_sent": n, "n_received": n - lost, "n_lost": lost, "n_correct": correct,
-            "accuracy": correct / n if n else 0.0}
+            "accuracy": correct / n if n else 0.0, "n_scored": scored,
+            "n_no_match": no_match}
 
 
 def write_jsonl(records, path):

@@ -6,6 +6,7 @@ import pmt
 
 from ..core.codec import SemanticCodec
 from ..core.kb import KBMismatchError, KnowledgeBase
+from ..core.openset import Calibration, load_calibration
 from ..pdus import PduBlock, parse_pdu
 
 ENTRY_FIELDS = ("image_id", "path", "label", "class_name")
@@ -26,8 +27,11 @@ class kb_lookup(PduBlock):
 
     Output:
       out: PDU; payload = f32 [1] distance; metadata + retrieved_id, retrieved_path,
-        retrieved_label, retrieved_class, kb_index, distance, and correct (retrieved label ==
-        sent label) when the sent label is known.
+        retrieved_label, retrieved_class, kb_index, distance, match_score, no_match, open_set,
+        and correct (retrieved label == sent label) when the sent label is known.
+        match_score (0..1, SNR-aware) and no_match (the KB holds nothing that matches) come
+        from the open-set calibration at the metadata's snr_db (none: the noiseless curve);
+        without a calibration both are None and open_set is 'uncalibrated'.
 
     Parameters:
       KB folder: a knowledge base built by 'kbsemcom build-kb' (manifest.json + its index), or
@@ -36,18 +40,27 @@ class kb_lookup(PduBlock):
         search the KB in symbol space (the KB's features are encoded once at start, and each
         added feature when it arrives); for the other recipes it only checks that KB and codec
         share an extractor.
+      Open-set calibration: a JSON file of core.openset (benchmarks/openset_table.py
+        --save-calibration writes one for a codec), or '' for none (no match score).
 
     A vector of another extractor or dimension becomes a lost record that says which KB or codec
     it needs; lost records pass through unchanged. A KB change that cannot be made (unknown
     image, duplicate, wrong dimension) is logged and ignored. A folder that is not a KB, or a KB
     and codec of different extractors, stops the flowgraph before it starts, with a one-line
-    error.
+    error; so does a calibration measured for another codec.
     """
 
-    def __init__(self, kb, codec=""):
+    def __init__(self, kb, codec="", calibration=""):
         PduBlock.__init__(self, "kb_lookup")
         self.folder = Path(kb) if isinstance(kb, (str, Path)) else None
         self.codec = SemanticCodec.load(codec) if isinstance(codec, str) and codec else codec
+        self.calibration = load_calibration(calibration) if isinstance(calibration, (str, Path)) \
+            and str(calibration) else (calibration or None)
+        if self.calibration is not None:
+            if not isinstance(self.calibration, Calibration):
+                raise TypeError("calibration must be a file path or a core.openset.Calibration")
+            if self.codec:  # without one (a decoded-feature codec) nothing to check against
+                self.calibration.check_codec(self.codec)
         self._use(KnowledgeBase.load(self.folder) if self.folder else kb)
         self.message_port_register_in(pmt.intern("kb"))
         self.set_msg_handler(pmt.intern("kb"), self._handle_kb)
@@ -103,7 +116,13 @@ class kb_lookup(PduBlock):
         hit = self.search_kb.retrieve(data)
         out = dict(meta, retrieved_id=hit["image_id"], retrieved_path=hit["path"],
                    retrieved_label=hit["label"], retrieved_class=hit["class_name"],
-                   kb_index=hit["kb_index"], distance=hit["distance"])
+                   kb_index=hit["kb_index"], distance=hit["distance"], match_score=None,
+                   no_match=None, open_set="uncalibrated")
+        if self.calibration is not None:
+            score, no_match, _ = self.calibration.score_vectors(self.search_kb, data,
+                                                                meta.get("snr_db"))
+            out.update(match_score=float(score[0]), no_match=bool(no_match[0]),
+                       open_set="calibrated")
         if meta.get("label") is not None:
             out["correct"] = int(hit["label"]) == int(meta["label"])
         return out, np.array([hit["distance"]], np.float32)

@@ -45,7 +45,8 @@ class LiveStats:
     snapshot dict: n, n_correct, n_lost, accuracy (n_correct / n, lost counts as wrong; 0.0
     before the first record), last_snr_db (the last record's ``snr_db`` that was not None),
     images_per_second ((k - 1) / (t_k - t_1) over the k arrivals of the last ``window_s``
-    seconds, always at least the last two; None before two arrivals).
+    seconds, always at least the last two; None before two arrivals), n_scored (records with
+    an open-set decision) and n_no_match (those judged to have no match in the KB).
     """
 
     def __init__(self, window_s=RATE_WINDOW_S, clock=time.monotonic):
@@ -53,7 +54,7 @@ class LiveStats:
         self.clock = clock
         self._lock = threading.Lock()
         self._times = collections.deque()
-        self.n = self.n_correct = self.n_lost = 0
+        self.n = self.n_correct = self.n_lost = self.n_scored = self.n_no_match = 0
         self.last_snr_db = None
 
     def add(self, record):
@@ -64,6 +65,8 @@ class LiveStats:
             self.n += 1
             self.n_lost += bool(record.get("lost"))
             self.n_correct += bool(record.get("correct")) and not record.get("lost")
+            self.n_scored += record.get("no_match") is not None
+            self.n_no_match += bool(record.get("no_match"))
             if snr is not None:
                 self.last_snr_db = snr
             self._times.append(now)
@@ -79,7 +82,8 @@ class LiveStats:
         span = self._times[-1] - self._times[0] if len(self._times) >= 2 else 0.0
         return {"n": self.n, "n_correct": self.n_correct, "n_lost": self.n_lost,
                 "accuracy": self.n_correct / self.n if self.n else 0.0,
-                "last_snr_db": self.last_snr_db,
+                "last_snr_db": self.last_snr_db, "n_scored": self.n_scored,
+                "n_no_match": self.n_no_match,
                 "images_per_second": (len(self._times) - 1) / span if span > 0 else None}
 
 
@@ -90,7 +94,9 @@ def format_stats(stats):
             "accuracy": f"{100 * stats['accuracy']:.1f}%" if stats["n"] else "-",
             "lost": str(stats["n_lost"]),
             "snr": f"{snr:.1f} dB" if snr is not None else "n/a",
-            "rate": f"{rate:.1f} img/s" if rate is not None else "n/a"}
+            "rate": f"{rate:.1f} img/s" if rate is not None else "n/a",
+            "no_match": f"{stats['n_no_match']} of {stats['n_scored']}"
+            if stats.get("n_scored") else "n/a"}
 
 
 def short_reason(reason, limit=48):
@@ -260,7 +266,7 @@ class LiveDisplayWidget(QtWidgets.QWidget):
     """
 
     NUMBERS = (("images", "Images"), ("accuracy", "Accuracy"), ("lost", "Lost"),
-               ("snr", "Last SNR"), ("rate", "Rate"))
+               ("snr", "Last SNR"), ("rate", "Rate"), ("no_match", "No match"))
     _incoming = QtCore.pyqtSignal(object)
 
     def __init__(self, title="", history=8, on_applied=None, on_error=None, parent=None):
@@ -361,7 +367,8 @@ class LiveDisplayWidget(QtWidgets.QWidget):
         return self._applied
 
     def numbers(self):
-        """The numbers row as shown: {'images', 'accuracy', 'lost', 'snr', 'rate'} -> text."""
+        """The numbers row as shown: {'images', 'accuracy', 'lost', 'snr', 'rate', 'no_match'}
+        -> text."""
         return {key: label.text() for key, label in self.values.items()}
 
     def _apply(self, view):
@@ -398,10 +405,13 @@ class live_display(gr.basic_block):
 
     Display:
       Numbers: images shown, semantic accuracy (correct / all, a lost image counts as
-      wrong), lost images, last SNR estimate (dB), images per second over the last 5 s.
+      wrong), lost images, last SNR estimate (dB), images per second over the last 5 s,
+      and "No match": images a calibrated KB Lookup judged to have no match in the KB, of
+      those it scored ('n/a' without an open-set calibration).
       Pairs: the latest images, newest first, each as sent | retrieved with its class
       name, framed green when the retrieved class is right and red when it is wrong;
-      a lost image shows a grey "lost: <reason>" tile instead of the retrieved one.
+      a lost image shows a grey "lost: <reason>" tile instead of the retrieved one; a
+      retrieval judged to have no match has "(no match)" after its class.
 
     Parameters:
       Title: shown above the numbers and in the log lines.
@@ -411,7 +421,7 @@ class live_display(gr.basic_block):
 
     From Python: qwidget() (the widget's address, as GNU Radio's Qt sinks give it),
     widget() (the QWidget), updates() (images the window has shown), stats() (n,
-    n_correct, n_lost, accuracy, last_snr_db, images_per_second).
+    n_correct, n_lost, accuracy, last_snr_db, images_per_second, n_scored, n_no_match).
     """
 
     def __init__(self, title="Semantic link", history=8, log_each=True, parent=None):
@@ -466,6 +476,10 @@ class live_display(gr.basic_block):
             details.append(f"lost at {rec.get('stage') or '?'}: {rec.get('reason') or '?'}")
         else:
             details.append(f"retrieved {rec.get('retrieved_id')} ({got_class})")
+        if rec.get("no_match") is not None:
+            got_class += " (no match)" if rec["no_match"] else ""
+            details.append(f"match score {rec['match_score']:.2f}"
+                           + ("  no match in the KB" if rec["no_match"] else ""))
         if rec.get("snr_db") is not None:
             details.append(f"SNR {float(rec['snr_db']):.1f} dB  {rec.get('channel') or ''}")
         return PairView(verdict=verdict, class_name=sent_class, retrieved_class=got_class,
@@ -538,5 +552,6 @@ def log_line(title, number, view):
         what = f"{view.class_name} -> lost ({view.reason})"
     else:
         what = f"{view.class_name} -> {view.retrieved_class} {view.verdict}"
+    scored = f", no match {s['no_match']}" if view.stats.get("n_scored") else ""
     return (f"live_display '{title}' #{number}: {what} | accuracy {s['accuracy']} of "
-            f"{s['images']}, {s['lost']} lost, snr {s['snr']}, {s['rate']}")
+            f"{s['images']}, {s['lost']} lost, snr {s['snr']}, {s['rate']}{scored}")

@@ -24,8 +24,9 @@ class result_sink(gr.basic_block):
 
     Record fields (core.results.RECORD_FIELDS): seq, image_id, label, class_name, path,
     retrieved_id, retrieved_label, retrieved_class, retrieved_path, distance, correct, lost,
-    stage, reason, snr_db, channel, cbr, n_symbols, extractor. From Python: records(), count(),
-    summary(), wait(timeout).
+    stage, reason, snr_db, channel, cbr, n_symbols, extractor, match_score, no_match (None
+    without an open-set calibration in KB Lookup). From Python: records(), count(), summary()
+    (n_sent, n_received, n_lost, n_correct, accuracy, n_scored, n_no_match), wait(timeout).
 
     A message that is not a PDU is logged and dropped.
     """

@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""KB mismatch (open set): does the receiver know when its KB holds no match?
+
+Per data set, some classes are removed from the receiver's KB (5 of CIFAR-10's 10, 20 of
+Caltech-100's 100) and images of every class are sent through a codec and AWGN. For each
+received vector the receiver computes a match score (core/openset.py). Only validation and
+training images decide anything: the statistic is the one with the best validation AUROC on
+the protocol's validation pair, whose KB leaves out classes of its own (drawn apart from the
+test's); the match score is calibrated on the validation sent images of every class against
+a calibration KB (the validation KB filled up with training images to the receiver's KB size
+per class), and one threshold (the target false-rejection rate) serves every SNR. Reported
+per data set, codec, CBR and SNR: AUROC of the score (in-KB vs not), top-1 accuracy on in-KB
+images, false-rejection rate (FRR) of in-KB images and rejection rate of out-of-KB images at
+the threshold; the same for a plain nearest-distance threshold (one threshold for the target
+FRR on the same calibration images, pooled over the SNRs) on the same received vectors; and
+the noiseless raw-feature nearest-distance AUROC (what a perfect channel would give) as the
+reference.
+
+    .venv/bin/python benchmarks/openset_table.py --datasets cifar10,caltech100 --cbrs 1/48
+
+Prints a Markdown table with data set, extractor, seeds, machine and wall time; writes
+openset.jsonl, openset.md and plots to --out; --json prints JSON lines instead;
+--save-calibration DIR writes each codec's calibration (for KB Lookup's calibration file).
+The codecs are the cached ones of `kbsemcom evaluate` (trained if missing), trained on the
+protocol's training split, which holds every class (the transmitter's codec knows more classes
+than the receiver's KB).
+"""
+import argparse
+import hashlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gnuradio.kbsemcom.core import conventions, evaluation, openset, protocols
+from gnuradio.kbsemcom.core.extractors import load_extractor
+from gnuradio.kbsemcom.core.kb import KnowledgeBase
+
+HELD_OUT = {"cifar10": 5, "caltech100": 20, "fashion-mnist": 5}
+QUICK_SIZES = (20, 20, 100, 10)
+
+
+def held_out_classes(n_classes, n_out, seed):
+    """The classes a KB leaves out: n_out of n_classes, drawn with ``seed``."""
+    if not 0 < n_out < n_classes:
+        raise SystemExit(f"--held-out must lie in 1..{n_classes - 1}, got {n_out}")
+    return np.sort(np.random.default_rng(seed).permutation(n_classes)[:n_out])
+
+
+def sub_kb(features, labels, items, keep_mask, class_names, identity):
+    idx = np.flatnonzero(keep_mask)
+    return KnowledgeBase.from_items(features[idx], [items[i] for i in idx], class_names,
+                                    identity, index="Flat")
+
+
+def calibration_kb(setup, held_out, per_class, proto, identity):
+    """The calibration KB: the validation KB (every class but ``held_out``) filled up with
+    training images to the receiver's KB size per class (as many as there are): the nearest
+    in-KB distance depends on how densely the KB covers a class, so the calibration KB must be
+    as dense as the receiver's. Validation and training images only, never sent or KB
+    images."""
+    feats = np.concatenate([setup.features["val_kb"], setup.features["train"]])
+    items = list(setup.kept["val_kb"]) + list(setup.kept["train"])
+    labs = np.array([it.label for it in items])
+    keep, count = np.zeros(len(items), bool), {}
+    for i, lab in enumerate(labs):
+        if lab not in held_out and count.get(lab, 0) < per_class:
+            keep[i], count[lab] = True, count.get(lab, 0) + 1
+    return sub_kb(feats, labs, items, keep, proto.class_names, identity)
+
+
+def noise(seed, snr):
+    key = f"openset:{seed}:{snr}"
+    return torch.Generator().manual_seed(int(hashlib.sha1(key.encode()).hexdigest()[:12], 16))
+
+
+def choose_statistic(codec, val_kb, val_feats, val_in, snrs, target_frr, k):
+    """The statistic with the best mean validation AUROC over the SNRs, and its calibration
+    (validation data only: in-KB images calibrate, both kinds rank the statistics)."""
+    best = None
+    for name in openset.STATISTICS:
+        cal = openset.calibrate(codec, val_kb, val_feats[val_in], statistic_name=name, k=k,
+                                target_frr=target_frr, snrs=openset.DEFAULT_CAL_SNRS)
+        search = codec.searchable_kb(val_kb)
+        aucs = []
+        for snr in snrs:
+            y = openset.received_vectors(codec, val_feats, "awgn", snr, noise(-1, snr))
+            stat, _ = openset.search_statistic(search, y, name, k, cal.variances_at(snr))
+            aucs.append(openset.auroc(stat[val_in], stat[~val_in]))
+        if best is None or np.mean(aucs) > best[1]:
+            best = (cal, float(np.mean(aucs)))
+    return best
+
+
+def plain_threshold(codec, val_kb, val_feats, val_in, snrs, target_frr):
+    """The nearest-distance baseline: one threshold on -d_1 for target_frr over the
+    validation in-KB images pooled over the SNRs."""
+    search = codec.searchable_kb(val_kb)
+    pooled = []
+    for snr in snrs:
+        y = openset.received_vectors(codec, val_feats[val_in], "awgn", snr, noise(-2, snr))
+        pooled.append(openset.search_statistic(search, y, "nearest")[0])
+    return openset.threshold_for_frr(np.concatenate(pooled), target_frr)
+
+
+def run_dataset(args, extractor, name):
+    sizes = QUICK_SIZES if args.quick else (None,) * 4
+    proto = protocols.make_protocol(name, *sizes)
+    setup = evaluation.build_setup(proto, extractor, progress=not args.json)
+    n_classes = len(proto.class_names)
+    n_out = args.held_out or HELD_OUT.get(name, n_classes // 2)
+    test_out = held_out_classes(n_classes, n_out, args.split_seed)
+    val_out = held_out_classes(n_classes, n_out, args.split_seed + 1000)
+    ident = extractor.identity
+    kb_lab, val_kb_lab = setup.labels("kb"), setup.labels("val_kb")
+    kb = sub_kb(setup.features["kb"], kb_lab, setup.kept["kb"], ~np.isin(kb_lab, test_out),
+                proto.class_names, ident)
+    val_kb = sub_kb(setup.features["val_kb"], val_kb_lab, setup.kept["val_kb"],
+                    ~np.isin(val_kb_lab, val_out), proto.class_names, ident)
+    cal_kb = calibration_kb(setup, [], int(np.max(np.bincount(kb_lab))), proto, ident)
+    sent, sent_lab = setup.features["sent"], setup.labels("sent")
+    val_sent, val_lab = setup.features["val_sent"], setup.labels("val_sent")
+    sent_in, val_in = ~np.isin(sent_lab, test_out), ~np.isin(val_lab, val_out)
+    kb_labels = np.array([e["label"] for e in kb.entries])
+    # the reference: raw features, no channel, plain nearest distance
+    raw_stat, _ = openset.search_statistic(kb, sent, "nearest")
+    reference = openset.auroc(raw_stat[sent_in], raw_stat[~sent_in])
+    base = {"dataset": name, "extractor": extractor.name, "n_sent_in": int(sent_in.sum()),
+            "n_sent_out": int((~sent_in).sum()), "n_kb": len(kb),
+            "held_out_test": test_out.tolist(), "held_out_val": val_out.tolist(),
+            "n_val_kb": len(val_kb), "n_calibration_kb": len(cal_kb),
+            "raw_noiseless_auroc": reference}
+    rows = []
+    for recipe in args.recipes:
+        for cbr in args.cbrs:
+            codec = evaluation.codec_for(setup, recipe, cbr, "awgn", progress=not args.json)
+            cal, val_auc = choose_statistic(codec, val_kb, val_sent, val_in, args.snrs,
+                                            args.target_frr, args.k)
+            cal = openset.calibrate(codec, cal_kb, val_sent, statistic_name=cal.statistic,
+                                    k=args.k, target_frr=args.target_frr)
+            cal.source.update(dataset=name, protocol=proto.name, role="validation pair",
+                              held_out=val_out.tolist())
+            if args.save_calibration:
+                cal.save(Path(args.save_calibration) /
+                         f"openset-{name}-{recipe}-{cbr.replace('/', 'of')}.json")
+            plain_t = plain_threshold(codec, cal_kb, val_sent, np.ones_like(val_in), args.snrs,
+                                      args.target_frr)
+            search = codec.searchable_kb(kb)
+            for snr in args.snrs:
+                for seed in args.seeds:
+                    y = openset.received_vectors(codec, sent, "awgn", snr, noise(seed, snr))
+                    stat, pos = openset.search_statistic(search, y, cal.statistic, cal.k,
+                                                         cal.variances_at(snr))
+                    score = cal.match_score(stat, snr)
+                    reject = cal.no_match(score)
+                    near, _ = openset.search_statistic(search, y, "nearest")
+                    plain_reject = near < plain_t
+                    correct = kb_labels[pos] == sent_lab
+                    rows.append(dict(
+                        base, codec=recipe, cbr=cbr, snr_db=float(snr), seed=int(seed),
+                        statistic=cal.statistic, val_auroc=val_auc,
+                        target_frr=args.target_frr,
+                        auroc=openset.auroc(score[sent_in], score[~sent_in]),
+                        auroc_stat=openset.auroc(stat[sent_in], stat[~sent_in]),
+                        accuracy_in_kb=float(correct[sent_in].mean()),
+                        frr=openset.rejection_rate(reject[sent_in]),
+                        out_rejected=openset.rejection_rate(reject[~sent_in]),
+                        plain_auroc=openset.auroc(near[sent_in], near[~sent_in]),
+                        plain_frr=openset.rejection_rate(plain_reject[sent_in]),
+                        plain_out_rejected=openset.rejection_rate(plain_reject[~sent_in])))
+    if not args.json:
+        print(markdown(mean_rows(rows)), flush=True)
+    return rows
+
+
+def mean_rows(rows):
+    """Rows averaged over noise seeds."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["codec"], r["cbr"], r["snr_db"]), []).append(r)
+    out = []
+    for group in groups.values():
+        m = dict(group[0])
+        for key in ("auroc", "auroc_stat", "accuracy_in_kb", "frr", "out_rejected",
+                    "plain_auroc", "plain_frr", "plain_out_rejected"):
+            m[key] = float(np.mean([g[key] for g in group]))
+        out.append(m)
+    return out
+
+
+def markdown(rows):
+    lines = ["| data set | codec | CBR | SNR dB | statistic | AUROC | plain AUROC | raw noiseless "
+             "AUROC | acc. in-KB | FRR | out rejected | plain FRR | plain out rejected |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['dataset']} | {r['codec']} | {r['cbr']} | {r['snr_db']:g} | "
+                     f"{r['statistic']} | {r['auroc']:.3f} | {r['plain_auroc']:.3f} | "
+                     f"{r['raw_noiseless_auroc']:.3f} | {100 * r['accuracy_in_kb']:.1f}% | "
+                     f"{100 * r['frr']:.1f}% | {100 * r['out_rejected']:.1f}% | "
+                     f"{100 * r['plain_frr']:.1f}% | {100 * r['plain_out_rejected']:.1f}% |")
+    return "\n".join(lines)
+
+
+def plot(rows, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    keys = sorted({(r["dataset"], r["codec"], r["cbr"]) for r in rows})
+    fig, axes = plt.subplots(2, len(keys), figsize=(4 * len(keys), 6.5), squeeze=False)
+    for j, key in enumerate(keys):
+        rs = sorted((r for r in rows if (r["dataset"], r["codec"], r["cbr"]) == key),
+                    key=lambda r: r["snr_db"])
+        snr = [r["snr_db"] for r in rs]
+        ax = axes[0, j]
+        ax.plot(snr, [r["auroc"] for r in rs], "o-", label=f"match score ({rs[0]['statistic']})")
+        ax.plot(snr, [r["plain_auroc"] for r in rs], "s--", label="plain nearest distance")
+        ax.axhline(rs[0]["raw_noiseless_auroc"], color="grey", ls=":",
+                   label="raw features, noiseless")
+        ax.set_title(f"{key[0]} {key[1]} CBR {key[2]}", fontsize=9)
+        ax.set_ylabel("AUROC (in-KB vs not)")
+        ax.legend(fontsize=7)
+        ax = axes[1, j]
+        ax.plot(snr, [100 * r["frr"] for r in rs], "o-", label="match score")
+        ax.plot(snr, [100 * r["plain_frr"] for r in rs], "s--", label="plain nearest distance")
+        t = 100 * rs[0]["target_frr"]
+        ax.axhspan(t - 3, t + 3, color="green", alpha=0.1, label="target +- 3 points")
+        ax.set_xlabel("SNR (dB), AWGN")
+        ax.set_ylabel("false rejections of in-KB images (%)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(out) / "openset.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--datasets", default="cifar10,caltech100")
+    p.add_argument("--extractor", default="efficientnet-lite0")
+    p.add_argument("--recipes", default="kbsc-kb", help="codec recipes (see kbsemcom evaluate)")
+    p.add_argument("--cbrs", default="1/48")
+    p.add_argument("--snrs", default="-4,-2,0,2,4,7,10", help="AWGN test SNRs (dB)")
+    p.add_argument("--seeds", default="0", help="noise seeds (tables show the mean)")
+    p.add_argument("--held-out", type=int, default=0,
+                   help="classes removed from the KB (0: 5 of CIFAR-10, 20 of Caltech-100, "
+                        "half otherwise); the validation KB removes as many of its own")
+    p.add_argument("--split-seed", type=int, default=0, help="which classes are held out")
+    p.add_argument("--target-frr", type=float, default=openset.DEFAULT_TARGET_FRR)
+    p.add_argument("--k", type=int, default=openset.DEFAULT_K, help="neighbours (margin)")
+    p.add_argument("--quick", action="store_true", help="small sizes (tests): 20 sent, 20 KB, "
+                   "100 training, 10 validation images per class")
+    p.add_argument("--out", default="runs/openset")
+    p.add_argument("--save-calibration", default="", help="folder for calibration files")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    args.recipes = [s.strip() for s in args.recipes.split(",") if s.strip()]
+    args.cbrs = [conventions.format_cbr(s) for s in args.cbrs.split(",")]
+    args.snrs = [float(s) for s in args.snrs.split(",")]
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    t0 = time.monotonic()
+    extractor = load_extractor(args.extractor)
+    rows = []
+    for name in [s.strip() for s in args.datasets.split(",") if s.strip()]:
+        rows += run_dataset(args, extractor, name)
+    wall = time.monotonic() - t0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "openset.jsonl", "w") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+    table = mean_rows(rows)
+    machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cores"
+    head = (f"open set: {args.datasets}, extractor {extractor.name}, codecs "
+            f"{','.join(args.recipes)}, AWGN, noise seeds {args.seeds}, split seed "
+            f"{args.split_seed}, target FRR {args.target_frr:.0%}, machine {machine}, "
+            f"wall time {wall:.0f} s")
+    (out / "openset.md").write_text(head + "\n\n" + markdown(table) + "\n")
+    png = plot(table, out)
+    if args.json:
+        for r in table:
+            print(json.dumps(r))
+    else:
+        print(head)
+        print()
+        print(markdown(table))
+        print(f"\nwritten to {out}/ (openset.jsonl, openset.md, {png.name})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

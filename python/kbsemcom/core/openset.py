@@ -1,0 +1,314 @@
+"""KB mismatch (open set): a match score per retrieval and a ``no_match`` decision.
+
+The receiver always finds a nearest KB entry; this module says how much to trust it. It is
+the ML core of the open-set check (no GNU Radio): the statistics, the calibration that turns
+a statistic into an SNR-aware match score with one threshold for every SNR, and the metrics
+(AUROC, false-rejection rate).
+
+Statistic (higher = more likely that the sent image's content is in the KB), computed from the
+vector the KB is searched with, ``y`` (a decoded feature, or kbsc-kb's received symbols), and
+its K nearest KB keys ``c_1 .. c_K`` at squared L2 distances ``d_1 <= .. <= d_K``:
+
+``nearest``  ``-d_1``: the plain nearest-distance score (the baseline).
+``inner``    ``||y||^2 - d_1 = 2<y, c_1> - ||c_1||^2``: the same ranking of KB entries, without
+             the received vector's own energy. On AWGN ``||y||^2`` carries the noise energy
+             ``||n||^2`` (a chi-square with a spread that grows with the noise), which has
+             nothing to do with the KB; removing it is what undoes most of the noise.
+``margin``   ``mean(d_2 .. d_K) - d_1``: how much nearer the best entry is than the next ones;
+             the noise energy cancels in the difference as well.
+``lr``       a log likelihood ratio fitted on validation as a function of SNR: in-KB,
+             ``y`` is near one of the K nearest keys with a per-value variance ``v_in(SNR)``
+             (the validation in-KB images' mean ``d_1`` per value: the code's own spread plus
+             the noise), against a background ``y ~ N(0, v_out(SNR))`` (their mean
+             ``||y||^2`` per value): ``log mean_j exp(-d_j / 2 v_in) + ||y||^2 / 2 v_out``.
+             At high SNR (v_in << v_out) it ranks like ``nearest``; at low SNR, where the
+             two variances meet, like a soft ``inner``: it undoes the noise as much as the
+             noise allows.
+
+Calibration (:func:`calibrate`): validation images whose class *is* in a validation KB pass
+through the channel at a grid of SNRs; per SNR the quantiles of their statistic are kept. The
+match score of a retrieval at SNR s is the share of those in-KB validation statistics (the
+quantile curves interpolated to s) that lie below its statistic: an empirical p-value of
+"this is an in-KB match", in [0, 1] whatever the SNR. ``no_match`` = match score below the
+calibration's ``target_frr``: one threshold, which rejects about ``target_frr`` of in-KB images
+at every SNR because the score is already normalised per SNR. The receiver gives the SNR it
+knows or estimates (the PDU metadata's ``snr_db``); without one (no channel) the noiseless
+quantiles apply. Nothing of the sent / test images enters a calibration.
+
+A calibration is a JSON file (:meth:`Calibration.save` / :func:`load_calibration`) tied to a
+codec (its recipe, CBR, extractor); a receiver without one still retrieves, with
+``match_score`` and ``no_match`` None (``open_set: "uncalibrated"``).
+"""
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+FORMAT = "kbsemcom-openset/1"
+STATISTICS = ("nearest", "inner", "margin", "lr")
+DEFAULT_STATISTIC = "inner"
+DEFAULT_K = 10
+DEFAULT_TARGET_FRR = 0.05
+# the SNR grid a calibration is measured on (dB); outside it the end curves apply
+DEFAULT_CAL_SNRS = tuple(float(s) for s in range(-10, 21, 2))
+N_LEVELS = 201
+
+
+class OpenSetError(UserError, ValueError):
+    """A calibration that is unreadable or does not fit the codec / KB it is used with."""
+
+
+def statistic(name, distances, query_sqnorm, variances=None):
+    """The open-set statistic ``name`` (see the module docstring) per query, from its sorted
+    squared L2 distances to the K nearest KB keys [m, K] and its squared norm [m];
+    ``variances`` = (v_in, v_out) per value, for ``lr``."""
+    d = np.asarray(distances, dtype=np.float64)
+    if name == "nearest":
+        return -d[:, 0]
+    if name == "inner":
+        return np.asarray(query_sqnorm, dtype=np.float64) - d[:, 0]
+    if name == "margin":
+        if d.shape[1] < 2:
+            raise OpenSetError("the margin statistic needs K >= 2 neighbours")
+        rest = np.where(np.isfinite(d[:, 1:]), d[:, 1:], np.nan)
+        return np.nanmean(rest, axis=1) - d[:, 0]
+    if name == "lr":
+        if variances is None:
+            raise OpenSetError("the lr statistic needs the variances (v_in, v_out)")
+        v_in, v_out = (max(float(v), 1e-12) for v in variances)
+        a = np.where(np.isfinite(d), -d / (2 * v_in), -np.inf)
+        top = a[:, :1]
+        lse = top[:, 0] + np.log(np.mean(np.exp(a - top), axis=1))
+        return lse + np.asarray(query_sqnorm, dtype=np.float64) / (2 * v_out)
+    raise OpenSetError(f"unknown open-set statistic {name!r}; known: {', '.join(STATISTICS)}")
+
+
+def search_statistic(kb, queries, name=DEFAULT_STATISTIC, k=DEFAULT_K, variances=None):
+    """(statistic [m], nearest KB positions [m]) of query vectors against a KnowledgeBase (or
+    a codec's searchable view of one); variances: see :func:`statistic`."""
+    queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+    kk = 1 if name in ("nearest", "inner") else min(int(k), max(1, len(kb)))
+    dist, pos = kb.search(queries, kk)
+    return statistic(name, dist, np.sum(queries.astype(np.float64) ** 2, axis=1),
+                     variances), pos[:, 0]
+
+
+# --------------------------------------------------------------------------- metrics
+
+def auroc(scores_in, scores_out):
+    """Area under the ROC curve of a score that should be higher for in-KB images: the
+    probability that a random in-KB image scores above a random out-of-KB one (ties count
+    half; the Mann-Whitney U statistic over n_in * n_out)."""
+    a = np.asarray(scores_in, dtype=np.float64)
+    b = np.asarray(scores_out, dtype=np.float64)
+    if not len(a) or not len(b):
+        raise ValueError("AUROC needs at least one in-KB and one out-of-KB score")
+    both = np.concatenate([a, b])
+    order = np.argsort(both, kind="mergesort")
+    ranks = np.empty(len(both))
+    sorted_vals = both[order]
+    i = 0
+    while i < len(both):  # average ranks over ties
+        j = i
+        while j + 1 < len(both) and sorted_vals[j + 1] == sorted_vals[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    u = ranks[:len(a)].sum() - len(a) * (len(a) + 1) / 2.0
+    return float(u / (len(a) * len(b)))
+
+
+def rejection_rate(no_match):
+    """Share of images flagged no_match (of in-KB images: the false-rejection rate)."""
+    no_match = np.asarray(no_match, dtype=bool)
+    return float(no_match.mean()) if len(no_match) else 0.0
+
+
+def threshold_for_frr(scores_in, target_frr):
+    """The threshold t with ``score < t`` rejecting at most target_frr of scores_in (the
+    target_frr quantile, taken from below so that ties are kept)."""
+    s = np.sort(np.asarray(scores_in, dtype=np.float64))
+    if not len(s):
+        raise ValueError("no in-KB scores to choose a threshold on")
+    n_reject = int(math.floor(float(target_frr) * len(s)))
+    return float(s[n_reject]) if n_reject < len(s) else float(s[-1]) + 1.0
+
+
+# --------------------------------------------------------------------------- calibration
+
+@dataclass
+class Calibration:
+    """Per SNR, the quantiles of the statistic of in-KB validation matches (see the module
+    docstring). ``levels`` [L] in [0, 1]; ``quantiles`` [len(snrs), L]; ``noiseless`` [L] the
+    quantiles without a channel (or None). ``codec``: recipe, cbr, extractor name of the codec
+    it was measured with ('' = raw features); ``source``: what validation data it came from."""
+    statistic: str
+    k: int
+    target_frr: float
+    channel: str
+    snrs: list
+    levels: list
+    quantiles: list
+    noiseless: list = None
+    variances: list = None            # lr: [v_in, v_out] per SNR
+    noiseless_variances: list = None
+    codec: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+
+    def _curve(self, snr_db):
+        if snr_db is None or (isinstance(snr_db, float) and math.isnan(snr_db)):
+            if self.noiseless is not None:
+                return np.asarray(self.noiseless)
+            snr_db = max(self.snrs)
+        q = np.asarray(self.quantiles)
+        snrs = np.asarray(self.snrs, dtype=np.float64)
+        s = float(np.clip(snr_db, snrs[0], snrs[-1]))
+        j = int(np.clip(np.searchsorted(snrs, s), 1, len(snrs) - 1)) if len(snrs) > 1 else 0
+        if len(snrs) == 1:
+            return q[0]
+        w = (s - snrs[j - 1]) / (snrs[j] - snrs[j - 1])
+        return (1 - w) * q[j - 1] + w * q[j]
+
+    def variances_at(self, snr_db):
+        """(v_in, v_out) of the lr statistic at an SNR (log-linear between grid SNRs; None:
+        the noiseless ones); None for the other statistics."""
+        if self.variances is None:
+            return None
+        if snr_db is None or (isinstance(snr_db, float) and math.isnan(snr_db)):
+            if self.noiseless_variances is not None:
+                return tuple(self.noiseless_variances)
+            snr_db = max(self.snrs)
+        logv = np.log(np.asarray(self.variances, dtype=np.float64))
+        s = float(np.clip(snr_db, self.snrs[0], self.snrs[-1]))
+        return tuple(float(np.exp(np.interp(s, self.snrs, logv[:, i]))) for i in range(2))
+
+    def match_score(self, stat, snr_db):
+        """Statistic values [m] at one SNR (dB; None = no channel) -> match scores [m] in
+        [0, 1]: the share of in-KB validation matches that scored lower."""
+        curve = np.maximum.accumulate(self._curve(snr_db))
+        levels = np.asarray(self.levels)
+        return np.interp(np.asarray(stat, dtype=np.float64), curve, levels, left=0.0, right=1.0)
+
+    def no_match(self, match_score):
+        """The decision: True where the match score is below target_frr."""
+        return np.asarray(match_score) < self.target_frr
+
+    def score_vectors(self, kb, queries, snr_db):
+        """(match scores [m], no_match [m], nearest positions [m]) of search vectors."""
+        stat, pos = search_statistic(kb, queries, self.statistic, self.k,
+                                     self.variances_at(snr_db))
+        score = self.match_score(stat, snr_db)
+        return score, self.no_match(score), pos
+
+    def check_codec(self, codec):
+        """Raise OpenSetError unless this calibration was measured with ``codec``'s kind
+        (recipe, CBR, extractor); None = raw features."""
+        want = codec_identity(codec)
+        mine = {k: self.codec.get(k) for k in want}
+        if mine != want:
+            raise OpenSetError(f"the open-set calibration was measured for {mine} but the "
+                               f"receiver uses {want}; calibrate again for this codec "
+                               "(benchmarks/openset_table.py --save-calibration)")
+
+    def to_dict(self):
+        d = asdict(self)
+        d["format"] = FORMAT
+        return d
+
+    def save(self, path):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict()))
+        tmp.replace(path)
+        return path
+
+
+def load_calibration(path):
+    """The Calibration saved at ``path`` (a JSON file of :meth:`Calibration.save`)."""
+    path = Path(path)
+    try:
+        blob = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise OpenSetError(f"{path} is not a readable open-set calibration: {err}") from err
+    if not isinstance(blob, dict) or blob.pop("format", None) != FORMAT:
+        raise OpenSetError(f"{path} is not a {FORMAT} file")
+    try:
+        return Calibration(**blob)
+    except TypeError as err:
+        raise OpenSetError(f"{path}: {err}") from err
+
+
+def codec_identity(codec):
+    """What a calibration is tied to: the codec's recipe, CBR and extractor (None: raw)."""
+    if codec is None:
+        return {"recipe": "", "cbr": ""}
+    return {"recipe": codec.config.recipe, "cbr": str(codec.config.cbr),
+            "extractor": codec.config.extractor.get("name")}
+
+
+def received_vectors(codec, features, channel, snr_db, generator):
+    """The search vectors of features sent through ``codec`` and the channel (one draw from
+    ``generator``); codec None sends the raw, power-normalised feature (raw method)."""
+    import torch
+    from .channel import apply_channel, power_normalize
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    with torch.no_grad():
+        if codec is None:
+            dim = x.shape[1]
+            if dim % 2:
+                x = torch.nn.functional.pad(x, (0, 1))
+            y = apply_channel(power_normalize(x), channel, 0.0 if snr_db is None else snr_db,
+                              generator)
+            return y.numpy()[:, :dim]
+        y = apply_channel(codec.encode_real(x), channel, 0.0 if snr_db is None else snr_db,
+                          generator)
+        return codec.decode_real(y).numpy()
+
+
+def calibrate(codec, kb, in_kb_features, channel="awgn", snrs=DEFAULT_CAL_SNRS,
+              statistic_name=DEFAULT_STATISTIC, k=DEFAULT_K, target_frr=DEFAULT_TARGET_FRR,
+              repeats=4, seed=12345, source=None):
+    """Measure a Calibration: ``in_kb_features`` (validation images whose classes are in the
+    validation KB ``kb``, never test images) sent through ``codec`` and the channel
+    ``repeats`` times per SNR. ``kb`` is the plain KnowledgeBase; the codec's searchable view
+    is taken here."""
+    import torch
+    if not 0 < float(target_frr) < 1:
+        raise OpenSetError(f"target_frr must lie in (0, 1), got {target_frr}")
+    if statistic_name not in STATISTICS:
+        raise OpenSetError(f"unknown open-set statistic {statistic_name!r}; known: "
+                           f"{', '.join(STATISTICS)}")
+    if len(in_kb_features) < 20:
+        raise OpenSetError(f"{len(in_kb_features)} in-KB validation images are too few to "
+                           "calibrate; give at least 20")
+    search = codec.searchable_kb(kb) if codec is not None else kb
+    levels = np.linspace(0.0, 1.0, N_LEVELS)
+    gen = torch.Generator().manual_seed(int(seed))
+
+    def curve(snr):
+        """(quantiles, (v_in, v_out) or None) at one SNR (None: no channel)."""
+        ys = [received_vectors(codec, in_kb_features, "none" if snr is None else channel,
+                               snr, gen) for _ in range(1 if snr is None else int(repeats))]
+        v = None
+        if statistic_name == "lr":
+            y = np.concatenate(ys)
+            d1 = search.search(y, 1)[0][:, 0].astype(np.float64)
+            v = (float(np.mean(d1)) / y.shape[1], float(np.mean(np.sum(
+                y.astype(np.float64) ** 2, axis=1))) / y.shape[1])
+        stats = np.concatenate([search_statistic(search, y, statistic_name, k, v)[0]
+                                for y in ys])
+        return np.quantile(stats, levels).tolist(), (None if v is None else list(v))
+
+    snrs = sorted(float(s) for s in snrs)
+    per_snr = [curve(s) for s in snrs]
+    clean = curve(None)
+    return Calibration(statistic_name, int(k), float(target_frr), channel, snrs,
+                       levels.tolist(), [q for q, _ in per_snr], clean[0],
+                       None if clean[1] is None else [v for _, v in per_snr], clean[1],
+                       codec_identity(codec), dict(source or {}, n_in_kb=len(in_kb_features),
+                                                   repeats=int(repeats)))

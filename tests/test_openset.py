@@ -1,0 +1,174 @@
+"""KB mismatch (open set): the metrics against hand computations, a calibration that sees only
+validation data, and a real flowgraph whose KB lacks some classes flagging their images
+``no_match``."""
+import numpy as np
+import pytest
+
+from gnuradio import kbsemcom
+from gnuradio.kbsemcom.core import openset
+from gnuradio.kbsemcom.core.features import extract_features
+from gnuradio.kbsemcom.core.kb import KnowledgeBase
+from gnuradio.kbsemcom.core.results import make_record, summarize
+from gnuradio.kbsemcom.flowgraphs import semantic_loopback
+from conftest import labels, push_pdus, run_flowgraph
+
+ABSENT = (5, 7, 9)  # Fashion-MNIST sandal, sneaker, ankle boot: left out of the receiver's KB
+
+
+def test_auroc_equals_a_hand_computation():
+    # in > out in 5 of the 6 pairs (0.4 < 0.5 is the one miss)
+    assert openset.auroc([0.9, 0.8, 0.4], [0.5, 0.3]) == pytest.approx(5 / 6)
+    # a tie counts half: pairs (1,2) 0, (1,0) 1, (2,2) 0.5, (2,0) 1 -> 2.5 / 4
+    assert openset.auroc([1, 2], [2, 0]) == pytest.approx(0.625)
+    assert openset.auroc([3, 4], [1, 2]) == 1.0 and openset.auroc([1, 2], [3, 4]) == 0.0
+    with pytest.raises(ValueError, match="at least one"):
+        openset.auroc([1.0], [])
+
+
+def test_frr_and_threshold_equal_a_hand_computation():
+    scores = np.arange(1, 21, dtype=float)  # 20 in-KB scores 1..20
+    t = openset.threshold_for_frr(scores, 0.05)
+    assert t == 2.0  # rejects score 1 only: 1 of 20 = 5%
+    assert openset.rejection_rate(scores < t) == 0.05
+    assert openset.rejection_rate(scores < openset.threshold_for_frr(scores, 0.10)) == 0.10
+    assert openset.rejection_rate([]) == 0.0
+
+
+def test_statistics_by_hand():
+    d = np.array([[1.0, 3.0, 5.0], [2.0, 2.0, 8.0]])
+    sq = np.array([4.0, 10.0])
+    np.testing.assert_allclose(openset.statistic("nearest", d, sq), [-1, -2])
+    np.testing.assert_allclose(openset.statistic("inner", d, sq), [3, 8])
+    np.testing.assert_allclose(openset.statistic("margin", d, sq), [3, 3])
+    # lr with v_in = 1, v_out = 2: log mean(e^0, e^-1) + 4 / 4 for the first row
+    lr = openset.statistic("lr", np.array([[0.0, 2.0]]), np.array([4.0]), (1.0, 2.0))
+    assert lr[0] == pytest.approx(1.0 + np.log((1.0 + np.exp(-1.0)) / 2.0))
+    with pytest.raises(openset.OpenSetError, match="variances"):
+        openset.statistic("lr", d, sq)
+    with pytest.raises(openset.OpenSetError, match="unknown"):
+        openset.statistic("bogus", d, sq)
+
+
+def test_match_score_interpolates_between_snrs():
+    levels = [0.0, 0.5, 1.0]
+    cal = openset.Calibration("inner", 1, 0.05, "awgn", [0.0, 10.0], levels,
+                              [[0.0, 1.0, 2.0], [10.0, 11.0, 12.0]], [20.0, 21.0, 22.0])
+    assert cal.match_score([1.0], 0.0)[0] == pytest.approx(0.5)
+    assert cal.match_score([6.0], 5.0)[0] == pytest.approx(0.5)  # halfway curve 5, 6, 7
+    assert cal.match_score([11.5], 30.0)[0] == pytest.approx(0.75)  # clamped to 10 dB
+    assert cal.match_score([21.0], None)[0] == pytest.approx(0.5)  # no channel: noiseless
+    assert cal.match_score([-5.0], 0.0)[0] == 0.0 and cal.match_score([99.0], 0.0)[0] == 1.0
+    assert list(cal.no_match([0.01, 0.05, 0.5])) == [True, False, False]
+
+
+@pytest.fixture(scope="module")
+def open_world(world):
+    """The world's codec; a receiver KB without ABSENT's classes; a calibration measured on
+    the validation pair only, whose KB leaves out classes of its own."""
+    ext, split = world["extractor"], world["split"]
+    feats = {role: extract_features(ext, getattr(split, role))
+             for role in ("val_sent", "val_kb", "sent", "kb")}
+
+    def kb_without(role, absent):
+        f, items = feats[role]
+        keep = [i for i, it in enumerate(items) if it.label not in absent]
+        return KnowledgeBase.from_items(f[keep], [items[i] for i in keep],
+                                        world["class_names"], ext.identity)
+
+    val_absent = (0, 2)  # the validation pair's own held-out classes
+    val_kb = kb_without("val_kb", val_absent)
+    val_f, val_items = feats["val_sent"]
+    val_in = ~np.isin(labels(val_items), val_absent)
+    cal = openset.calibrate(world["codec"], val_kb, val_f[val_in], snrs=(0.0, 10.0),
+                            repeats=3, target_frr=0.10)
+    return dict(world, cal=cal, kb_open=kb_without("kb", ABSENT), feats=feats,
+                val_kb=val_kb, val_in_f=val_f[val_in])
+
+
+def test_calibration_uses_validation_data_only(open_world, tmp_path):
+    cal = open_world["cal"]
+    assert cal.source["n_in_kb"] == len(open_world["val_in_f"])
+    # the same validation data give the same calibration, whatever the test KB is
+    again = openset.calibrate(open_world["codec"], open_world["val_kb"], open_world["val_in_f"],
+                              snrs=(0.0, 10.0), repeats=3, target_frr=0.10)
+    assert again.quantiles == cal.quantiles and again.noiseless == cal.noiseless
+    # on the validation images it was fitted to, the one threshold rejects about target_frr
+    # of them at both SNRs (fresh noise draws)
+    import torch
+    search = open_world["codec"].searchable_kb(open_world["val_kb"])
+    for snr in (0.0, 10.0):
+        y = openset.received_vectors(open_world["codec"], open_world["val_in_f"], "awgn", snr,
+                                     torch.Generator().manual_seed(99))
+        score = cal.match_score(openset.search_statistic(search, y, cal.statistic)[0], snr)
+        assert openset.rejection_rate(cal.no_match(score)) < 0.25
+    # it round-trips through its file, and a file of something else is refused
+    path = cal.save(tmp_path / "cal.json")
+    assert openset.load_calibration(path) == cal
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(openset.OpenSetError, match="kbsemcom-openset"):
+        openset.load_calibration(tmp_path / "bad.json")
+
+
+def test_no_match_for_absent_classes_in_a_flowgraph(open_world, tmp_path):
+    cal_path = open_world["cal"].save(tmp_path / "cal.json")
+    items = open_world["split"].sent
+    tb = semantic_loopback(items, open_world["extractor"], open_world["codec"],
+                           open_world["kb_open"], "awgn", 10.0, seed=3,
+                           results_path=str(tmp_path / "r.jsonl"), calibration=str(cal_path))
+    records = run_flowgraph(tb, tb.sink, timeout=120)
+    assert len(records) == len(items) and not any(r["lost"] for r in records)
+    absent = np.array([r["label"] in ABSENT for r in records])
+    flagged = np.array([r["no_match"] for r in records])
+    assert all(0.0 <= r["match_score"] <= 1.0 for r in records)
+    # an image whose class the KB lacks is flagged, and more often than one it holds
+    assert flagged[absent].any()
+    assert flagged[absent].mean() > flagged[~absent].mean()
+    summary = tb.sink.summary()
+    assert summary["n_scored"] == len(items) and summary["n_no_match"] == int(flagged.sum())
+
+
+def test_uncalibrated_lookup_keeps_working(open_world):
+    lookup = kbsemcom.kb_lookup(open_world["kb_open"], open_world["codec"])
+    feature = open_world["feats"]["sent"][0][0]
+    (meta, payload), = push_pdus(lookup, [({"image_id": "x", "label": 1, "snr_db": 10.0},
+                                           feature)])
+    assert meta["open_set"] == "uncalibrated" and meta["no_match"] is None
+    assert meta["match_score"] is None and len(payload) == 1
+    rec = make_record(meta)
+    assert rec["no_match"] is None and summarize([rec])["n_scored"] == 0
+
+
+def test_calibration_of_another_codec_is_refused(open_world, tmp_path):
+    import dataclasses
+    cal = dataclasses.replace(open_world["cal"], codec={"recipe": "kbsc-kb", "cbr": "1/12",
+                                                        "extractor": "x"})
+    with pytest.raises(openset.OpenSetError, match="calibrate again"):
+        kbsemcom.kb_lookup(open_world["kb_open"], open_world["codec"], cal)
+
+
+def test_benchmark_runs_small(effnet, tmp_path):
+    """benchmarks/openset_table.py end to end on Fashion-MNIST at its --quick sizes: the
+    table has every column, the numbers are rates, and each row names its data set."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "os"
+    proc = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "openset_table.py"), "--datasets",
+         "fashion-mnist", "--quick", "--snrs=0,10", "--out", str(out), "--json",
+         "--save-calibration", str(out / "cal")],
+        capture_output=True, text=True, timeout=900, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [r["snr_db"] for r in rows] == [0.0, 10.0]
+    for r in rows:
+        assert r["dataset"] == "fashion-mnist" and r["statistic"] in openset.STATISTICS
+        assert all(0.0 <= r[k] <= 1.0 for k in ("auroc", "plain_auroc", "frr", "plain_frr",
+                                                 "accuracy_in_kb", "raw_noiseless_auroc"))
+        assert r["n_sent_in"] == r["n_sent_out"] == 100  # 5 of 10 classes x 20
+    assert "wall time" in (out / "openset.md").read_text() and (out / "openset.png").exists()
+    cal = openset.load_calibration(next((out / "cal").glob("*.json")))
+    assert cal.source["role"] == "validation pair"
