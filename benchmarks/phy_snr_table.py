@@ -14,7 +14,7 @@ GNU Radio's correlated fading model before it (``channels.fading_model``, Dopple
 For comparison, on the same received images: the same codec over its own AWGN channel at
 the SNR the receiver reports for each frame (``snr_db``; in robust mode that is 1 / MSE of
 the MMSE output = 1 + SNR, so the AWGN reference uses 10 log10(10^(snr_db/10) - 1)), mean
-of ``--awgn-seeds`` noise seeds; and the noiseless ceiling. Prints a markdown table;
+of ``--awgn-seeds`` noise seeds; and the raw 1-NN reference (noiseless). Prints a markdown table;
 ``--csv`` / ``--json-out`` / ``--plot`` write the rows, ``--json`` prints them.
 
   .venv/bin/python benchmarks/phy_snr_table.py [--mode robust] [--images 200]
@@ -82,7 +82,7 @@ def plot(rows, info, path):
             label="same codec over AWGN at the reported SNR")
     ax.plot(x, pct("accuracy_of_received_unit_power"), "x-.", color="C4", alpha=0.7,
             label="received frames rescaled to unit power (diagnostic)")
-    ax.axhline(100 * info["ceiling"], color="grey", lw=0.8, label="noiseless ceiling")
+    ax.axhline(100 * info["raw_1nn_reference"], color="grey", lw=0.8, label="raw 1-NN reference (noiseless)")
     ax.axhline(100 / info["classes"], color="grey", lw=0.8, ls="--", label="chance")
     ax.set_ylabel("semantic accuracy (%)")
     ax.set_ylim(0, 100)
@@ -199,7 +199,7 @@ def main():
     info = {"mode": args.mode, "dataset": ds.name, "extractor": ext.name,
             "cbr": codec.config.to_dict()["cbr"], "n_symbols": codec.n_symbols,
             "codec": str(codec_path), "seed": args.seed, "images": len(kept), "kb": len(kb),
-            "classes": len(ds.class_names), "ceiling": ceiling, "cfo": args.cfo,
+            "classes": len(ds.class_names), "raw_1nn_reference": ceiling, "cfo": args.cfo,
             "sro_ppm": args.sro_ppm, "channel": describe(args),
             "multipath": list(map(str, taps)) if args.fading == "none" else None,
             "fading": args.fading, "doppler_hz": args.doppler_hz,
@@ -223,7 +223,7 @@ def main():
           f"{info['cbr']} ({info['n_symbols']} symbols), {info['images']} images, KB "
           f"{info['kb']}, seed {args.seed}, CFO {args.cfo:g} cyc/sample, SRO "
           f"{args.sro_ppm:g} ppm, {info['channel']} channel; {info['machine']}")
-    print(f"noiseless retrieval ceiling {ceiling:.1%}, chance {1 / len(ds.class_names):.1%}")
+    print(f"raw 1-NN reference (noiseless) {ceiling:.1%}, chance {1 / len(ds.class_names):.1%}")
     print("| SNR/sample (dB) | frames found | reported SNR (dB) | AWGN-equivalent SNR (dB) | "
           "accuracy (lost = wrong) | accuracy of received | codec AWGN at reported SNR | "
           "received, unit power |")
