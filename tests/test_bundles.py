@@ -57,12 +57,16 @@ def test_too_few_images_is_one_clear_error(tmp_path):
 
 
 @pytest.mark.slow  # extracts the pool's images (Fashion-MNIST's at least) with the tiny model
-def test_a_plain_folder_gets_the_general_codec(image_folder, tiny_clip, tmp_path):
+def test_a_plain_folder_gets_the_general_codec(image_folder, tiny_clip, tmp_path, monkeypatch):
     """The default recipe (auto) on a plain image folder, which has no training images of its
     own: the general codec, trained on the pool, not on the folder; the folder's images are
-    all KB and sent images, so a folder too small to train a codec still makes a bundle."""
+    all KB and sent images, so a folder too small to train a codec still makes a bundle. On
+    a machine without the CIFAR-10 / Caltech archives (a user's) the pool is Fashion-MNIST,
+    and the codec's manifest says so."""
     from gnuradio.kbsemcom.core.bundles import Bundle
     from gnuradio.kbsemcom.core.codec import SemanticCodec
+    (tmp_path / "no-archives").mkdir()
+    monkeypatch.setenv("KBSEMCOM_DATA_DIR", str(tmp_path / "no-archives"))
     folder = tmp_path / "photos"
     shutil.copytree(image_folder, folder)
     bundle = Bundle(str(folder), "open_clip:tiny-clip", "1/48", "auto", "awgn", seed=0,
@@ -71,5 +75,6 @@ def test_a_plain_folder_gets_the_general_codec(image_folder, tiny_clip, tmp_path
     codec = SemanticCodec.load(bundle.codec)
     assert codec.config.recipe == "general" and codec.against_kb
     data = codec.config.training_data
-    assert data["dataset"] == "pool" and "fashion-mnist" in data["pool"]
+    assert data["dataset"] == "pool" and data["pool"] == ["fashion-mnist"]
+    assert data["pool_missing"] == ["caltech100", "cifar10"]
     assert data["n_train"] >= 2000  # the pool's images, not the folder's 16

@@ -138,3 +138,42 @@ def test_pool_without_a_data_set(fmnist):
         assert "has no data set" in str(err)
     else:
         assert "fashion-mnist" not in rest.params["members"]
+
+
+def test_a_users_folder_joins_the_pool(image_folder, monkeypatch):
+    """KBSEMCOM_POOL_DIRS adds a user's own image folders to the pool, labels kept apart."""
+    monkeypatch.setenv("KBSEMCOM_POOL_DIRS", str(image_folder))
+    pool = protocols.pool_protocol("pool-without-cifar10+caltech100", train_per_class=3,
+                                   val_per_class=1)
+    assert pool.params["members"] == ["fashion-mnist", "images"]
+    fm, own = pool.train.parts
+    assert len(fm) == 30 and len(own) == 6
+    assert {it.label for it in own} == {10, 11} and own[0].class_name.startswith("images/")
+    assert not {it.source for it in own} & {it.source for it in pool.val_sent + pool.val_kb}
+
+
+def test_gnuradio_receiver_retrieves_what_the_simulation_does(general, tmp_path):
+    """The general codec through the GNU Radio blocks (encoder, seeded channel, decoder,
+    KB lookup with the codec): each image retrieves exactly the KB entry the numpy path
+    (transmit, then a search of the codec's KB keys) retrieves."""
+    from gnuradio.kbsemcom.core.datasets import ImageItem
+    from gnuradio.kbsemcom.core.kb import KnowledgeBase
+    w, codec = general, general["codec"]
+    path = str(codec.save(tmp_path / "general.pt"))
+    names = [f"c{i}" for i in range(12)]
+    items = [ImageItem(f"kb/{i}", int(lab), names[lab], path=f"/kb/{i}.png")
+             for i, lab in enumerate(w["kb_labels"])]
+    kb = KnowledgeBase.from_items(w["kb"], items, names, EXTRACTOR)
+    sent = w["sent"][:12]
+    symbols = push_pdus(kbsemcom.semantic_encoder(path),
+                        [({"image_id": str(i), "extractor": "synthetic"}, f)
+                         for i, f in enumerate(sent)])
+    received = push_pdus(kbsemcom.semantic_channel("awgn", 0.0, 5), symbols)
+    decoded = push_pdus(kbsemcom.semantic_decoder(path), received)
+    hits = push_pdus(kbsemcom.kb_lookup(kb, path), decoded)
+    by_id = {meta["image_id"]: meta["retrieved_id"] for meta, _ in hits}
+    from gnuradio.kbsemcom.core.channel import Channel
+    link = Channel("awgn", 0.0, 5)
+    y = np.stack([link(s) for s in codec.encode(sent)])
+    _, nearest = codec.searchable_kb(kb).search(codec.decode(y), 1)
+    assert [by_id[str(i)] for i in range(len(sent))] == [items[j].image_id for j in nearest[:, 0]]

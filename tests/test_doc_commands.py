@@ -126,6 +126,9 @@ COVERAGE = {
     ".venv/bin/python benchmarks/codec_kb_ablation.py --dataset caltech100 --cbrs 1/48,1/12":
         "not run: the Caltech-101 archive is not in CI and the grid takes ~20 min; closest: "
         "tests/test_codec_kb.py",
+    "KBSEMCOM_THREADS=2 nice .venv/bin/python benchmarks/leave_one_out.py --out runs/loo":
+        "not run: the CIFAR-10 / Caltech-101 archives are not in CI and it takes ~25 min; "
+        "closest: tests/test_codec_general.py (unseen classes, the pool)",
     ".venv/bin/python benchmarks/codec_size_latency.py":
         "tests/test_doc_commands.py::test_codec_size_latency_as_written (--repeats 5)",
 }

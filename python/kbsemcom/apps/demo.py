@@ -53,7 +53,10 @@ def run(args):
     codec.save(out / "codec.pt", getattr(codec, "history", []))
     say(args, f"codec: {codec.config.recipe}, CBR {codec.config.to_dict()['cbr']} = "
               f"{codec.n_symbols} complex symbols, "
-              f"trained on {args.channel}{' (cached)' if cached else ''}: {out / 'codec.pt'}")
+              f"trained on {args.channel}{' (cached)' if cached else ''}"
+              + (f", on the pool {'+'.join(pool)} (not on this data set)"
+                 if (pool := codec.config.training_data.get("pool")) else "")
+              + f": {out / 'codec.pt'}")
     phases["prepare_s"] = time.monotonic() - t0
     tb = semantic_loopback(sent, extractor, codec, kb, args.channel, args.snr, args.seed,
                            args.channel_impl, str(out / "stream.jsonl"))

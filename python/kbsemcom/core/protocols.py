@@ -26,11 +26,14 @@ and their default sizes are the registry ``datasets.DATASETS``):
               (Fashion-MNIST always; CIFAR-10 and Caltech-100 where KBSEMCOM_DATA_DIR holds
               them), labels kept apart per data set; ``pool-without-X`` leaves X out (the
               leave-one-data-set-out evaluation). Codec training only: no sent or KB images.
+              $KBSEMCOM_POOL_DIRS adds image folders of one's own (one sub-folder per class;
+              several separated by ':'), 200 training and 20 + 20 validation images per class.
 any folder    one sub-folder per class; with train/ and test/ sub-folders it is laid out like
               ``cifar10``, otherwise like ``caltech100`` (sent, KB, validation, training in file
               name order per class).
 """
 import logging
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -133,6 +136,10 @@ def split_dataset(dataset, sent_per_class, kb_per_class, train_per_class, val_pe
 
 POOL = "pool"
 POOL_WITHOUT = "pool-without-"
+# image folders (os.pathsep-separated) added to the pool, each with FOLDER_POOL training /
+# validation images per class: how a user adds images of their own
+POOL_DIRS_ENV = "KBSEMCOM_POOL_DIRS"
+FOLDER_POOL = (200, 20)
 
 
 class PooledItems(list):
@@ -177,6 +184,13 @@ def pool_protocol(name=POOL, train_per_class=None, val_per_class=None):
             dataset, entry.sizes[0], entry.sizes[1],
             train if train_per_class is None else train_per_class,
             val if val_per_class is None else val_per_class, require=("train",)))
+    for folder in filter(None, os.environ.get(POOL_DIRS_ENV, "").split(os.pathsep)):
+        dataset = datasets.scan_image_folder(folder)  # a user's own images join the pool
+        if dataset.name not in exclude:
+            members.append(split_dataset(
+                dataset, 0, 0, FOLDER_POOL[0] if train_per_class is None else train_per_class,
+                FOLDER_POOL[1] if val_per_class is None else val_per_class,
+                require=("train",)))
     if not members:
         raise datasets.DatasetError(
             f"the pool {name!r} has no data set: " + "; ".join(f"{k}: {v}" for k, v in

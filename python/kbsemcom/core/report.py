@@ -70,7 +70,8 @@ def markdown_table(records, title=""):
         cells = [f"{100 * by_snr[s]['accuracy']:.1f}" if s in by_snr else "" for s in snrs]
         if has_none:
             cells.append(f"{100 * by_snr[None]['accuracy']:.1f}" if None in by_snr else "")
-        lines.append(f"| {ds} | {kbpc or ''} | {codec} | {cbr} | {n} | {tch or '-'} | {ch} | "
+        lines.append(f"| {ds} | {kbpc or ''} | {codec} | {cbr or '-'} | {n or '-'} | {tch or '-'} "
+                     f"| {ch} | "
                      f"{100 * ceil:.1f} | " + " | ".join(cells) + " |")
     n_seeds = max((r["n_seeds"] for r in means), default=0)
     lines += ["", f"Semantic accuracy in %, mean of {n_seeds} noise seed(s); raw 1-NN reference = "
