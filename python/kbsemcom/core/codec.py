@@ -45,6 +45,12 @@ its own defaults (``RECIPES``; ``recipes.DEFAULT_RECIPE`` is the default, the pa
   One SNR per *image* drawn uniformly from ``train_snr_range``, so one model serves every
   SNR; Adam with a cosine-decayed learning rate. Labels are used only as a training signal;
   they are never transmitted, and the transmitter never sees the receiver's KB.
+
+``general`` (:class:`GeneralCodec`, ours: for any KB, trained once on a pool of data sets)
+  kbsc-kb's instance part without labels: principal axes of the pool (protocols.pool_protocol)
+  with a variance-weighted power per axis, decoded against the KB with an optional SNR-aware
+  (Wiener) search; the power exponent and the search are picked on the pool's validation
+  pairs. No class codeword, so nothing stands for a class the KB lacks.
 """
 import copy
 import logging
