@@ -59,7 +59,7 @@ def main():
                     continue
                 rows.append({"cbr": cbr, "class_gain": h["class_gain"],
                              "chosen": h["class_gain"] == chosen, "group": group,
-                             "n_sent": int(mask.sum()), "ceiling": float(ceiling[mask].mean()),
+                             "n_sent": int(mask.sum()), "raw_1nn_reference": float(ceiling[mask].mean()),
                              "val_accuracy": h["val_accuracy"],
                              "accuracy": {s: float(c[mask].mean()) for s, c in correct.items()}})
         codec.class_gain.fill_(chosen)
@@ -71,15 +71,15 @@ def main():
         for r in rows:
             print(json.dumps(dict(r, about=about)))
         return 0
-    print("| CBR | class gain | sent images | their ceiling % | validation % | " +
+    print("| CBR | class gain | sent images | their raw 1-NN reference % | validation % | " +
           " | ".join(f"{s:g} dB" for s in snrs) + " |")
     print("|---|---|---|---|---|" + "---|" * len(snrs))
     for r in rows:
         gain = f"**{r['class_gain']:g}** (chosen)" if r["chosen"] else f"{r['class_gain']:g}"
-        print(f"| {r['cbr']} | {gain} | {r['group']}: {r['n_sent']} | {100 * r['ceiling']:.1f} | "
+        print(f"| {r['cbr']} | {gain} | {r['group']}: {r['n_sent']} | {100 * r['raw_1nn_reference']:.1f} | "
               f"{100 * r['val_accuracy']:.1f} | " +
               " | ".join(f"{100 * r['accuracy'][s]:.1f}" for s in snrs) + " |")
-    print(f"\nSemantic accuracy in %; gain 0 = principal axes alone; a group's ceiling is the "
+    print(f"\nSemantic accuracy in %; gain 0 = principal axes alone; a group's raw 1-NN reference is the "
           f"raw features' noiseless retrieval for its sent images. {about}")
     return 0
 

@@ -72,7 +72,7 @@ def report(out):
         lines.append(f"| {codec} | {cbr} | {n} | {ch} | " + " | ".join(cells) + " |")
     # the noiseless 1-NN accuracy of the raw features: a reference, not a ceiling (a learned
     # codec can exceed it)
-    reference = records[0]["ceiling"]
+    reference = records[0]["raw_1nn_reference"]
     lines += ["", f"Semantic accuracy in % (deep JSCC: accuracy / mean PSNR of the 32x32 "
               f"reconstructions); raw 1-NN reference (noiseless) {100 * reference:.1f}%; "
               f"{records[0]['n_sent']} sent vs {records[0]['n_kb']} KB images."]

@@ -153,7 +153,7 @@ def _tiny_setup(effnet):
 
 def test_registry_engine_and_lost_records(fmnist, effnet, tmp_path):
     setup = _tiny_setup(effnet)
-    assert 0.1 < setup.ceiling <= 1.0
+    assert 0.1 < setup.raw_reference <= 1.0
 
     def half_lost(ctx):
         """Every image right, but the first half lost."""
@@ -170,11 +170,11 @@ def test_registry_engine_and_lost_records(fmnist, effnet, tmp_path):
     assert len(lost) == 2 and all(r["accuracy"] == 0.5 and r["n_lost"] == 20 for r in lost)
     raw = [r for r in recs if r["codec"] == "raw"]
     assert all(r["complex_symbols"] == 640 and r["cbr"] == "5/24" for r in raw)
-    # same seed, same SNR -> same noise -> same result; the noiseless channel is the ceiling
+    # same seed, same SNR -> same noise -> same result; the noiseless channel is the raw reference
     again = evaluation.run_evaluation(setup, ["raw"], ["1/48"], [0.0], ["awgn", "none"],
                                       seeds=[0], progress=False)
     assert again[0]["accuracy"] == raw[0]["accuracy"]
-    assert again[1]["snr_db"] is None and again[1]["accuracy"] == pytest.approx(setup.ceiling)
+    assert again[1]["snr_db"] is None and again[1]["accuracy"] == pytest.approx(setup.raw_reference)
     files = report.write_outputs(recs, tmp_path)
     assert any(str(f).endswith(".png") for f in files)
     with pytest.raises(ValueError, match="unknown method"):
@@ -191,18 +191,21 @@ def test_quick_mode_end_to_end(fmnist, tmp_path):
     rc = main(["evaluate", "--quick", "--dataset", "fashion-mnist", "--extractor",
                "efficientnet-lite0", "--sent-per-class", "20", "--kb-per-class", "20",
                "--train-per-class", "100", "--val-per-class", "10", "--channels", "awgn",
-               "--epochs", "25", "--raw", "--out", str(out), "--json"])
+               "--epochs", "25", "--raw", "--codecs", "kbsc,kbsc-kb,probe", "--out", str(out),
+               "--json"])
     assert rc == 0
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     keys = set(evaluation.RECORD_KEYS)
     assert all(keys <= set(r) for r in recs)
-    codec_recs = [r for r in recs if r["codec"] != "raw"]
+    probe = {r["accuracy"] for r in recs if r["codec"] == "probe"}  # no channel: one figure
+    assert len(probe) == 1 and 0.4 < probe.pop() <= 1.0
+    codec_recs = [r for r in recs if r["codec"] not in ("raw", "probe")]
     assert {r["cbr"] for r in codec_recs} == {"1/48", "1/12", "1/3"}
     assert {r["snr_db"] for r in recs} == {-7.0, -4.0, 0.0, 10.0}
     assert all(r["n_sent"] == 200 and r["n_kb"] == 200 for r in recs)
-    ceiling = recs[0]["ceiling"]
+    ceiling = recs[0]["raw_1nn_reference"]
     assert 0.4 < ceiling <= 1.0
-    # neither recipe collapses to chance (10%); ours is near the ceiling at 10 dB
+    # neither recipe collapses to chance (10%); ours is near the raw 1-NN reference at 10 dB
     ours = "kbsc-kb"
     for codec in ("kbsc", ours):
         best = max(r["accuracy"] for r in recs if r["codec"] == codec and r["snr_db"] == 10)

@@ -5,7 +5,7 @@ import platform
 
 from ..core import extractors
 from ..core.channel import CHANNELS
-from ..core.recipes import DEFAULT_RECIPE, NAMES as RECIPE_NAMES
+from ..core.recipes import AUTO, DEFAULT_RECIPE, NAMES as RECIPE_NAMES
 
 
 # Exit status of every subcommand (documented in `kbsemcom --help`).
@@ -53,10 +53,12 @@ def add_codec(p):
     p.add_argument("--cbr", default="1/48",
                    help="channel bandwidth ratio; symbols = CBR x 3072 (1/48 -> 64)")
     p.add_argument("--channel", default="awgn", choices=CHANNELS)
-    p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=RECIPE_NAMES,
-                   help=f"codec recipe (default {DEFAULT_RECIPE}): kbsc (the paper's MLP), "
-                        "kbsc-kb (ours: linear, decodes against the KB; give kb_lookup the "
-                        "codec too), kbsc-ret (ours: MLP trained for retrieval)")
+    p.add_argument("--recipe", default=AUTO, choices=(AUTO,) + RECIPE_NAMES,
+                   help=f"codec recipe: {AUTO} ({DEFAULT_RECIPE} on a data set with training "
+                        "images of its own, general on a plain image folder), kbsc (the "
+                        "paper's MLP), kbsc-kb (ours: linear, decodes against the KB; give "
+                        "kb_lookup the codec too), kbsc-ret (ours: MLP trained for retrieval), "
+                        "general (ours: for any KB, trained once on the pool of data sets)")
     p.add_argument("--epochs", type=int, default=None,
                    help="at most this many epochs; unset: the recipe's own (kbsc: 100)")
     p.add_argument("--lr", type=float, default=None,

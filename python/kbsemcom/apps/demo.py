@@ -53,20 +53,23 @@ def run(args):
     codec.save(out / "codec.pt", getattr(codec, "history", []))
     say(args, f"codec: {codec.config.recipe}, CBR {codec.config.to_dict()['cbr']} = "
               f"{codec.n_symbols} complex symbols, "
-              f"trained on {args.channel}{' (cached)' if cached else ''}: {out / 'codec.pt'}")
+              f"trained on {args.channel}{' (cached)' if cached else ''}"
+              + (f", on the pool {'+'.join(pool)} (not on this data set)"
+                 if (pool := codec.config.training_data.get("pool")) else "")
+              + f": {out / 'codec.pt'}")
     phases["prepare_s"] = time.monotonic() - t0
     tb = semantic_loopback(sent, extractor, codec, kb, args.channel, args.snr, args.seed,
                            args.channel_impl, str(out / "stream.jsonl"))
     tb.extractor.features = {}  # kept for the raw-feature reference: no second pass
     seconds = run_until_done(tb, tb.sink, args.timeout, progress=not args.json)
     phases["flowgraph_s"] = seconds
-    ceiling = _ceiling(tb.extractor.features, sent, kb)
+    reference = _raw_reference(tb.extractor.features, sent, kb)
     records = _complete(tb.sink.records(), sent, args, codec)
     summary = dict(results.summarize(records), dataset=dataset.name, extractor=extractor.name,
                    extractor_reason=extractor.reason, codec=codec.config.recipe,
                    cbr=codec.config.to_dict()["cbr"],
                    n_symbols=codec.n_symbols, channel=args.channel, snr_db=args.snr,
-                   channel_impl=args.channel_impl, seed=args.seed, ceiling=ceiling,
+                   channel_impl=args.channel_impl, seed=args.seed, raw_1nn_reference=reference,
                    flowgraph_seconds=seconds, images_per_second=len(records) / seconds,
                    total_seconds=time.monotonic() - t0, phases=phases,
                    extractor_backend=extractor.backend, machine=machine(),
@@ -81,7 +84,7 @@ def run(args):
     else:
         print(f"semantic accuracy: {summary['accuracy']:.1%} ({summary['n_correct']}/"
               f"{summary['n_sent']}, {summary['n_lost']} lost; raw features "
-              f"without noise {ceiling:.1%}, chance {1 / n_classes:.1%}) at {args.snr} dB {args.channel}")
+              f"without noise {reference:.1%}, chance {1 / n_classes:.1%}) at {args.snr} dB {args.channel}")
         print(f"throughput: {summary['images_per_second']:.1f} images/s through the GNU Radio "
               f"flowgraph; total {summary['total_seconds']:.0f} s on {machine()}")
         print(f"results: {out / 'results.jsonl'}\nmontage: {out / 'montage.png'}\n"
@@ -89,7 +92,7 @@ def run(args):
     return 0
 
 
-def _ceiling(features, sent, kb):
+def _raw_reference(features, sent, kb):
     """Noiseless retrieval accuracy of the readable sent images, from the features the
     flowgraph's extractor computed (by seq)."""
     kept = [seq for seq in range(len(sent)) if seq in features]

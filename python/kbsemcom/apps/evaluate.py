@@ -45,7 +45,9 @@ def register(sub):
                    help=f"comma-separated methods (default {DEFAULT_RECIPE},kbsc-kb: the "
                         "recipe the apps use, beside ours): kbsc (the paper's MLP), kbsc-kb "
                         "(ours: linear, decodes against the KB), kbsc-ret (ours: MLP trained "
-                        "for retrieval), raw (features without codec), the baselines digital, "
+                        "for retrieval), general (ours: for any KB, no labels; train it on "
+                        "the pool with --codec-dataset pool), raw (features without codec), "
+                        "the baselines digital, "
                         "digital-16qam, digital-bound and deepjscc (deep JSCC: images, records "
                         "add PSNR) or any registered method")
     p.add_argument("--raw", action="store_true", help="also evaluate raw features (no codec)")
@@ -70,7 +72,10 @@ def register(sub):
     p.add_argument("--val-per-class", type=int, default=None,
                    help="validation sent and KB images per class (default: the protocol's)")
     p.add_argument("--codec-dataset", default=None,
-                   help="train codecs on this protocol's training split instead (cross-data-set)")
+                   help="train codecs on this protocol's training split instead (cross-data-"
+                        "set): a data set, 'pool' (the training images of every data set "
+                        "available here) or 'pool-without-X' (all but X: leave one data set "
+                        "out, e.g. --dataset cifar10 --codec-dataset pool-without-cifar10)")
     p.add_argument("--epochs", type=int, default=None,
                    help="cap training epochs (default: each recipe's own)")
     p.add_argument("--quick", action="store_true",
@@ -126,7 +131,7 @@ def run(args):
     t_feat = time.monotonic()
     setup = evaluation.build_setup(proto, extractor, codec_proto, codec_options=codec_options)
     t_feat = time.monotonic() - t_feat
-    say(args, f"features ready in {t_feat:.0f} s; noiseless ceiling {setup.ceiling:.1%} "
+    say(args, f"features ready in {t_feat:.0f} s; raw 1-NN reference (noiseless) {setup.raw_reference:.1%} "
               f"({len(setup.kept['sent'])} sent vs {len(setup.kb)} KB images)")
     records = []
     for kb_size in kb_sizes:
@@ -141,7 +146,7 @@ def run(args):
     summary = {"command": cmd,
                "dataset": proto.dataset, "protocol": proto.name, "sizes": proto.sizes(),
                "extractor": extractor.name, "extractor_reason": extractor.reason,
-               "methods": methods, "ceiling": setup.ceiling, "points": len(records),
+               "methods": methods, "raw_1nn_reference": setup.raw_reference, "points": len(records),
                "feature_seconds": round(t_feat, 1),
                "total_seconds": round(time.monotonic() - t0, 1), "machine": machine(),
                "files": [str(f) for f in files]}

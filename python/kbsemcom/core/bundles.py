@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import datasets
-from .recipes import DEFAULT_RECIPE
+from .recipes import AUTO, GENERAL, resolve_recipe
 from .protocols import ROLES, split_dataset
 
 BUNDLE_FILE = "bundle.json"
@@ -37,7 +37,7 @@ class Bundle:
     dataset: str = "fashion-mnist"
     extractor_spec: str = "auto"
     cbr: str = "1/48"
-    recipe: str = DEFAULT_RECIPE
+    recipe: str = AUTO
     channel: str = "awgn"
     seed: int = 0
     kb_per_class: int = 100
@@ -121,7 +121,9 @@ class Bundle:
         print(f"kbsemcom: building bundle {self.name} in {self.folder} (once; later runs "
               "reuse it)", flush=True)
         split = self.split()
-        counts = {role: len(getattr(split, role)) for role in ("kb", "sent", "train")}
+        general = resolve_recipe(self.recipe, split.params["has_training_split"]) == GENERAL
+        counts = {role: len(getattr(split, role))  # the general codec trains on the pool
+                  for role in ("kb", "sent") + (() if general else ("train",))}
         if not all(counts.values()):
             raise datasets.DatasetError(
                 f"data set {self.dataset!r} has too few images for a bundle: "
@@ -161,7 +163,7 @@ def _split(bundle):
                          require=())
 
 
-def kb_bundle(dataset="fashion-mnist", extractor="auto", cbr="1/48", recipe=DEFAULT_RECIPE,
+def kb_bundle(dataset="fashion-mnist", extractor="auto", cbr="1/48", recipe=AUTO,
               channel="awgn", seed=0, kb_per_class=100, sent_per_class=20):
     """A knowledge base, a codec and sent images, built once in the user cache and named by
     their settings, so that a flowgraph runs from any folder with no command first.
@@ -180,8 +182,10 @@ def kb_bundle(dataset="fashion-mnist", extractor="auto", cbr="1/48", recipe=DEFA
       Extractor: auto (CLIP ViT-B-32 if its weights are cached, else EfficientNet-Lite0),
         efficientnet-lite0, or open_clip:MODEL:TAG_OR_CHECKPOINT.
       CBR: channel bandwidth ratio; CBR x 3072 complex symbols per image (1/48 = 64).
-      Recipe: kbsc (the paper's MLP codec, the default), kbsc-kb (ours: a linear code that
-        decodes against the KB), kbsc-ret (ours: MLP trained for retrieval).
+      Recipe: auto (the default: kbsc on a data set with training images of its own, general
+        on a plain image folder), kbsc (the paper's MLP codec), kbsc-kb (ours: a linear code
+        that decodes against the KB), kbsc-ret (ours: MLP trained for retrieval), general
+        (ours: for any KB, trained once on the pool of data sets, no retraining).
       Channel: the channel the codec is trained on (awgn or rayleigh).
       Seed: training seed.
       KB images per class, Sent images per class: how many of each class's images the KB

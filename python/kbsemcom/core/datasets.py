@@ -309,6 +309,9 @@ class DatasetEntry:
     loader: object
     sizes: tuple
     description: str
+    # per-class (training, validation) images this data set gives the general codec's pool
+    # (protocols.pool_protocol); None: not in the pool (CIFAR-100 needs the network)
+    pool: tuple = None
 
 
 # The one registry of named data sets (``--dataset NAME`` everywhere). A data set with train/
@@ -317,15 +320,15 @@ DATASETS = {
     "fashion-mnist": DatasetEntry(
         fashion_mnist, (500, 500, 1000, 50),
         "Fashion-MNIST test, per class first 500 sent / next 500 KB; codec trained on train "
-        "images after a 50/50 validation pair"),
+        "images after a 50/50 validation pair", pool=(200, 20)),
     "cifar10": DatasetEntry(
         cifar10, (500, 500, 500, 50),
         "CIFAR-10 test, per class first 500 sent / next 500 KB; codec trained on train images "
-        "after a 50/50 validation sent/KB pair"),
+        "after a 50/50 validation sent/KB pair", pool=(200, 20)),
     "caltech100": DatasetEntry(
         caltech100, (10, 21, 10 ** 6, 5),
         "Caltech-101 less BACKGROUND_Google and Faces_easy; per class first 10 by file name "
-        "sent, next 21 KB, rest training (validation pair 5/5 carved from it)"),
+        "sent, next 21 KB, rest training (validation pair 5/5 carved from it)", pool=(20, 2)),
     "cifar100": DatasetEntry(
         cifar100, (50, 50, 400, 50),
         "paper: CIFAR-100 test, per class first 50 sent / last 50 KB; train set 80/10/10 = "
@@ -333,6 +336,14 @@ DATASETS = {
 }
 # an image folder's protocol sizes: with train/ and test/ splits, and with one split
 FOLDER_SIZES = {True: (50, 50, 500, 10), False: (5, 10, 10 ** 6, 2)}
+
+
+def has_training_split(spec):
+    """Whether a data set has training images of its own: a named data set (its protocol cuts
+    them) or a folder with train/ and test/ splits; a plain image folder has none."""
+    if spec in DATASETS:
+        return True
+    return "train" in open_dataset(spec).splits
 
 
 def open_dataset(spec):

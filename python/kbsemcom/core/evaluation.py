@@ -34,7 +34,8 @@ features into an Outcome. Methods that ignore the CBR report the symbols they us
 
 Built-in methods: one per codec recipe (``recipes.DESCRIPTIONS``: ``kbsc`` the paper's, the
 default; ``kbsc-kb`` ours, a linear code decoded against the KB; ``kbsc-ret`` ours, an MLP
-trained for retrieval) and ``raw`` (the raw feature as D/2 complex symbols, no codec). The
+trained for retrieval; ``general`` ours, for any KB), ``raw`` (the raw feature as D/2 complex
+symbols, no codec) and ``probe`` (the supervised reference: a linear probe gating 1-NN). The
 baselines package registers its methods (digital chains, bounds) when it is imported, which
 ``get_method`` does on first use: the engine knows the baselines, they know only methods.py.
 
@@ -61,7 +62,7 @@ log = logging.getLogger("kbsemcom.evaluation")
 
 RECORD_KEYS = ("dataset", "protocol", "extractor", "codec", "cbr", "complex_symbols",
                "train_channel", "channel", "snr_db", "seed", "n_sent", "n_kb", "n_lost",
-               "accuracy", "ceiling", "codec_dataset", "kb_per_class")
+               "accuracy", "raw_1nn_reference", "codec_dataset", "kb_per_class")
 
 
 # --------------------------------------------------------------------------- registry
@@ -98,7 +99,8 @@ def _load_plugins():
 
 @dataclass
 class EvalSetup:
-    """Features of one protocol's roles, the KB and the ceiling. ``codec_protocol`` is the
+    """Features of one protocol's roles, the KB and the raw 1-NN reference
+    (noiseless retrieval of the raw sent features). ``codec_protocol`` is the
     protocol whose training split trains codecs (another data set for cross-data-set runs);
     ``codec_options`` are CodecConfig values given to every recipe (e.g. ``{"epochs": 25}``
     to cap training) over the recipe's own defaults."""
@@ -108,7 +110,7 @@ class EvalSetup:
     kept: dict
     kb: KnowledgeBase
     codec_protocol: object = None
-    ceiling: float = 0.0
+    raw_reference: float = 0.0
     codec_options: dict = field(default_factory=dict)
 
     @property
@@ -123,7 +125,8 @@ class EvalSetup:
 
 
 def build_setup(protocol, extractor, codec_protocol=None, progress=True, codec_options=None):
-    """Extract (or load cached) features for every role, build the KB, measure the ceiling.
+    """Extract (or load cached) features for every role, build the KB, measure the raw 1-NN
+    reference.
     codec_options: see EvalSetup."""
     features, kept = {}, {}
     source = {"sent": protocol, "kb": protocol}
@@ -140,7 +143,7 @@ def build_setup(protocol, extractor, codec_protocol=None, progress=True, codec_o
                                   extractor.identity)
     setup = EvalSetup(protocol, extractor, features, kept, kb, codec_protocol or protocol,
                       codec_options=dict(codec_options or {}))
-    setup.ceiling = retrieval_outcome_kb(kb, labels(kept["kb"]), features["sent"],
+    setup.raw_reference = retrieval_outcome_kb(kb, labels(kept["kb"]), features["sent"],
                                          labels(kept["sent"])).accuracy()
     return setup
 
@@ -159,7 +162,7 @@ def limit_kb(setup, kb_per_class):
     new = EvalSetup(protocol, setup.extractor, dict(setup.features, kb=feats),
                     dict(setup.kept, kb=kept), kb, setup.codec_protocol,
                     codec_options=setup.codec_options)
-    new.ceiling = retrieval_outcome_kb(kb, labels(kept), new.features["sent"],
+    new.raw_reference = retrieval_outcome_kb(kb, labels(kept), new.features["sent"],
                                        new.labels("sent")).accuracy()
     return new
 
@@ -238,9 +241,49 @@ class RawFeatures(Method):
         return retrieval_outcome(ctx, received, complex_symbols=feats.shape[1] // 2)
 
 
+class LinearProbe(Method):
+    """The supervised reference for codecs that learn from labels (kbsc-kb's classifier): a
+    linear softmax classifier (a linear probe) trained on the codec-training split's raw
+    features and labels, gating 1-NN: the retrieved image is the nearest KB image of the
+    predicted class, so its accuracy is the probe's own. No channel: the same figure at every
+    point. Needs the evaluated data set's own training split (not a pool)."""
+    name = "probe"
+    uses_cbr = False
+    description = ("supervised reference: linear probe on the training split's raw features "
+                   "gating 1-NN (no channel)")
+
+    def prepare(self, setup, cbr, train_channel):
+        if setup.codec_protocol.class_names != setup.protocol.class_names:
+            raise ValueError("the probe reference needs the evaluated data set's own training "
+                             "split (its classes); drop --codec-dataset or the probe")
+        gen = torch.Generator().manual_seed(0)
+        x = torch.from_numpy(setup.features["train"])
+        y = torch.as_tensor(setup.labels("train"))
+        mean = x.mean(0)
+        probe = torch.nn.Linear(x.shape[1], len(setup.protocol.class_names))
+        opt = torch.optim.Adam(probe.parameters(), lr=1e-3, weight_decay=1e-4)
+        scale = x.shape[1] ** 0.5
+        for _ in range(100):
+            for idx in torch.randperm(len(x), generator=gen).split(256):
+                loss = torch.nn.functional.cross_entropy(probe((x[idx] - mean) * scale), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return probe, mean, scale
+
+    def evaluate(self, ctx):
+        import numpy as np
+        probe, mean, scale = ctx.state
+        with torch.no_grad():
+            pred = probe((torch.from_numpy(ctx.sent_features) - mean) * scale).argmax(1).numpy()
+        in_kb = np.isin(pred, ctx.kb_labels)  # gating: the class must have a KB image
+        return Outcome((pred == ctx.sent_labels) & in_kb, complex_symbols=None)
+
+
 for _recipe, _description in DESCRIPTIONS.items():
     register_method(CodecMethod(_recipe, _description))
 register_method(RawFeatures())
+register_method(LinearProbe())
 
 
 def codec_for(setup, recipe, cbr, train_channel, seed=0, progress=True):
@@ -255,6 +298,8 @@ def codec_for(setup, recipe, cbr, train_channel, seed=0, progress=True):
                             "n_train": len(setup.kept["train"]),
                             "n_val_sent": len(setup.kept["val_sent"]),
                             "n_val_kb": len(setup.kept["val_kb"])}
+    if "members" in cp.params:  # the general codec's pool: what it held on this machine
+        config.training_data.update(pool=cp.params["members"], pool_missing=cp.params["missing"])
     return train_or_load_codec(config, setup.features, setup.kept, progress)[0]
 
 
@@ -301,7 +346,7 @@ def run_evaluation(setup, methods, cbrs, snrs, channels, train_channels=None, se
                "complex_symbols": n_sym, "train_channel": tch, "channel": ch,
                "snr_db": ctx.snr_db, "seed": int(seed), "n_sent": len(out.correct),
                "n_kb": len(setup.kb), "n_lost": int(out.lost.sum()),
-               "accuracy": out.accuracy(), "ceiling": setup.ceiling,
+               "accuracy": out.accuracy(), "raw_1nn_reference": setup.raw_reference,
                "codec_dataset": setup.codec_protocol.dataset if m.uses_cbr else None,
                "kb_per_class": setup.kb_per_class()}
         rec.update(out.extra)

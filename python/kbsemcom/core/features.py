@@ -35,7 +35,15 @@ def extract_features(extractor, items, use_cache=True, desc="features", chunk=64
     """Features for items: returns (features [m, dim] float32, kept items).
 
     Images that cannot be decoded are skipped with a warning (they are not in ``kept``).
+    A list with ``parts`` (protocols.PooledItems: several data sets) is extracted and cached
+    part by part, so each data set's features are shared with the runs that use it alone.
     """
+    parts = getattr(items, "parts", None)
+    if parts is not None and len(parts) > 1:
+        done = [extract_features(extractor, p, use_cache, f"{desc} {i + 1}/{len(parts)}", chunk)
+                for i, p in enumerate(parts)]
+        return (np.concatenate([f for f, _ in done]).astype(np.float32, copy=False),
+                [it for _, kept in done for it in kept])
     path = _cache_path(extractor, items)
     if use_cache and path.exists():
         data = np.load(path)

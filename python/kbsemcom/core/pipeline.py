@@ -13,7 +13,8 @@ from . import datasets
 from .codec import DEFAULT_RECIPE, SemanticCodec, recipe_config, train_codec
 from .features import extract_features
 from .kb import KnowledgeBase
-from .protocols import labels
+from .protocols import is_pool, labels, pool_protocol
+from .recipes import GENERAL, resolve_recipe
 
 log = logging.getLogger("kbsemcom.pipeline")
 
@@ -79,6 +80,9 @@ def prepare_codec(extractor, split, cbr, channel, seed, epochs=None, recipe=DEFA
     keeps the recipe's own. Returns (codec, cache path, whether it came from the cache).
     Two processes that prepare the same codec at once (``kbsemcom rx &`` and ``kbsemcom tx``
     on a cold cache) do it once: the second waits, then reads the caches."""
+    recipe = resolve_recipe(recipe, split.params.get("has_training_split", True))
+    if recipe == GENERAL and not is_pool(split.name):
+        split = pool_protocol()  # trained once on the pool, whatever the KB and sent images
     dataset_name = split.dataset
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
     config = recipe_config(recipe, extractor.identity, cbr, channel, seed, **overrides)
@@ -92,6 +96,9 @@ def prepare_codec(extractor, split, cbr, channel, seed, epochs=None, recipe=DEFA
         config.training_data = {"dataset": dataset_name, "n_train": len(kept["train"]),
                                 "n_val_sent": len(kept["val_sent"]),
                                 "n_val_kb": len(kept["val_kb"])}
+        if "members" in split.params:  # the general codec's pool, as it was on this machine
+            config.training_data.update(pool=split.params["members"],
+                                        pool_missing=split.params["missing"])
         return train_or_load_codec(config, features, kept, progress=progress)
 
 

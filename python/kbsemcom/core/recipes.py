@@ -14,5 +14,22 @@ DESCRIPTIONS = {
                "receiver decodes against the KB in symbol space",
     "kbsc-ret": "ours: MLP encoder and decoder trained for retrieval (contrastive loss on the "
                 "decoded feature, one SNR per image), unit-norm output",
+    "general": "ours, for any KB: principal axes of a pool of data sets with variance-weighted "
+               "power, no labels, decoded against the KB with an SNR-aware (Wiener) search; "
+               "trained once, used where a data set has no training split",
 }
 NAMES = tuple(DESCRIPTIONS)
+
+# The recipe the demo, tx/rx, train-codec and bundles use unless told otherwise: the paper's
+# on a data set with a training split of its own, the general codec (trained once on the pool
+# of data sets, protocols.pool_protocol) on a plain image folder, whose images are all the
+# user's KB and sent images.
+AUTO = "auto"
+GENERAL = "general"
+
+
+def resolve_recipe(recipe, has_training_split):
+    """The recipe ``auto`` stands for (see AUTO); any other name is returned as it is."""
+    if recipe != AUTO:
+        return recipe
+    return DEFAULT_RECIPE if has_training_split else GENERAL
