@@ -30,12 +30,11 @@ import platform
 import numpy as np
 import pmt
 from gnuradio import blocks, channels, gr
-from gnuradio.kbsemcom.core import conventions, datasets, extractors, pipeline, protocols
-from gnuradio.kbsemcom.core.codec import retrieval_accuracy
-from gnuradio.kbsemcom.core.features import extract_features
+from gnuradio.kbsemcom.core import conventions
 from gnuradio.kbsemcom.phy import robust
 from gnuradio.kbsemcom.phy.ofdm_rx import cpp_detector
 from gnuradio.kbsemcom.phy.simulate import MULTIPATH
+from phy_snr_table import semantic_link  # benchmarks/: the same sent images, KB and codec
 
 GAP = 500
 
@@ -90,19 +89,10 @@ def main():
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = ap.parse_args()
 
-    ext = extractors.load_extractor(args.extractor)
-    ds = datasets.open_dataset(args.dataset)
-    per_class = max(1, -(-args.images // len(ds.class_names)))
-    split = protocols.split_dataset(ds, per_class, args.kb_per_class, args.train_per_class,
-                                    args.val_per_class)
-    kb = pipeline.build_kb(ext, split.kb, ds.class_names)
-    codec, codec_path, _ = pipeline.prepare_codec(ext, split, args.cbr, "awgn",
-                                                  args.seed, args.epochs, lr=1e-3)
-    feats, kept = extract_features(ext, split.sent[:args.images])
-    labels = np.array([it.label for it in kept])
-    kb_feats, kb_labels = kb.features(), np.array([e["label"] for e in kb.entries])
-    raw_ref = retrieval_accuracy(feats, labels, kb_feats, kb_labels)
-    symbols = codec.encode(feats)
+    link = semantic_link(args)
+    ext, ds, kb, codec, codec_path = link.ext, link.ds, link.kb, link.codec, link.codec_path
+    feats, kept, labels, kb_labels = link.feats, link.kept, link.labels, link.kb_labels
+    raw_ref, symbols = link.raw_ref, link.symbols
     taps = (1.0,) if args.flat else MULTIPATH
     p = robust.RobustParams()
     demods = {v: robust.Demodulator(p, equaliser=v) for v in robust.Demodulator.EQUALISERS}

@@ -26,6 +26,7 @@ import csv
 import json
 import os
 import platform
+from types import SimpleNamespace
 
 import numpy as np
 from gnuradio.kbsemcom.core import datasets, extractors, pipeline, protocols
@@ -102,6 +103,27 @@ def plot(rows, info, path):
     plt.close(fig)
 
 
+def semantic_link(args):
+    """The sent images, KB and codec of a PHY accuracy run (also used by phy_equaliser.py):
+    the data set's split, an AWGN-trained codec, the sent features and their symbols, and the
+    raw 1-NN reference (noiseless raw features)."""
+    ext = extractors.load_extractor(args.extractor)
+    ds = datasets.open_dataset(args.dataset)
+    per_class = max(1, -(-args.images // len(ds.class_names)))
+    split = protocols.split_dataset(ds, per_class, args.kb_per_class, args.train_per_class,
+                                    args.val_per_class)
+    kb = pipeline.build_kb(ext, split.kb, ds.class_names)
+    codec, codec_path, _ = pipeline.prepare_codec(ext, split, args.cbr, "awgn",
+                                                  args.seed, args.epochs, lr=1e-3)
+    feats, kept = extract_features(ext, split.sent[:args.images])
+    labels = np.array([it.label for it in kept])
+    kb_labels = np.array([e["label"] for e in kb.entries])
+    return SimpleNamespace(
+        ext=ext, ds=ds, kb=kb, codec=codec, codec_path=codec_path, feats=feats, kept=kept,
+        labels=labels, kb_labels=kb_labels, symbols=codec.encode(feats),
+        raw_ref=retrieval_accuracy(feats, labels, kb.features(), kb_labels))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mode", default="short", choices=("short", "robust"), help="PHY mode")
@@ -140,19 +162,10 @@ def main():
     if args.selective and args.fading == "none":
         ap.error("--selective needs --fading rayleigh or rician")
 
-    ext = extractors.load_extractor(args.extractor)
-    ds = datasets.open_dataset(args.dataset)
-    per_class = max(1, -(-args.images // len(ds.class_names)))
-    split = protocols.split_dataset(ds, per_class, args.kb_per_class, args.train_per_class,
-                                    args.val_per_class)
-    kb = pipeline.build_kb(ext, split.kb, ds.class_names)
-    codec, codec_path, _ = pipeline.prepare_codec(ext, split, args.cbr, "awgn",
-                                                  args.seed, args.epochs, lr=1e-3)
-    feats, kept = extract_features(ext, split.sent[:args.images])
-    labels = np.array([it.label for it in kept])
-    kb_feats, kb_labels = kb.features(), np.array([e["label"] for e in kb.entries])
-    raw_ref = retrieval_accuracy(feats, labels, kb_feats, kb_labels)
-    symbols = codec.encode(feats)
+    link = semantic_link(args)
+    ext, ds, kb, codec, codec_path = link.ext, link.ds, link.kb, link.codec, link.codec_path
+    feats, kept, labels, kb_labels = link.feats, link.kept, link.labels, link.kb_labels
+    raw_ref, symbols = link.raw_ref, link.symbols
     taps = (1.0,) if args.flat else MULTIPATH
     rows = []
     for i, snr in enumerate(float(s) for s in args.snrs.split(",")):
