@@ -108,36 +108,49 @@ def exact_top1(chunks, queries):
     return best_i, best_lab
 
 
-def measure(size, spec, searches, real, real_labels, model, queries, q_labels, seed,
-            threads):
-    dim = real.shape[1]
-    t0 = time.perf_counter()
+def measure(size, specs, searches, real, real_labels, model, queries, q_labels, seed,
+            threads, keys=None):
+    """Rows for every (index, search) at one KB size: the KB's chunks and exact search are
+    computed once and shared by the indexes. ``keys`` maps feature chunks to the searched
+    space (kbsc-kb: the codec's symbols), None for the features themselves."""
+    def chunks():
+        for x, lab in kb_chunks(real, real_labels, model, size, seed):
+            yield (x if keys is None else keys(x)), lab
     train = next(iter(kb_chunks(real, real_labels, model, size, seed)))[0]
     if len(train) < min(size, 262_144):
         extra = model.draw(min(size, 262_144) - len(train), seed + 99)[0]
         train = np.concatenate([train, extra])
-    index = build_index(spec, dim, train, seed)
-    labels, start = [], 0
-    for x, lab in kb_chunks(real, real_labels, model, size, seed):
-        index.add_with_ids(x, np.arange(start, start + len(x), dtype=np.int64))
-        labels.append(lab)
-        start += len(x)
-    build_s = time.perf_counter() - t0
-    labels = np.concatenate(labels)
-    mem = index_bytes(index)
-    ex_i, ex_lab = exact_top1(kb_chunks(real, real_labels, model, size, seed), queries)
+    if keys is not None:
+        train = keys(train)
+    train = train[:262_144]
+    ex_i, ex_lab = exact_top1(chunks(), queries)
     rows = []
-    for search in searches:
-        set_search(index, search)
-        rows.append(dict(_time_queries(index, queries, threads), size=size,
-                         real_entries=int(min(size, len(real))), index=spec, search=search,
-                         index_mb=mem / 1e6, build_s=build_s))
-        hits = rows[-1].pop("hits")
-        rows[-1].update(recall_at_1=float((hits == ex_i).mean()),
-                        accuracy=float((labels[hits] == q_labels).mean()),
-                        accuracy_exact=float((ex_lab == q_labels).mean()),
-                        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3)
-    return rows
+    for spec, spec_searches in zip(specs, searches):
+        t0 = time.perf_counter()
+        index = build_index(spec, train.shape[1], train, seed)
+        labels, start = [], 0
+        for x, lab in chunks():
+            index.add_with_ids(x, np.arange(start, start + len(x), dtype=np.int64))
+            labels.append(lab)
+            start += len(x)
+        build_s = time.perf_counter() - t0
+        labels = np.concatenate(labels)
+        mem = index_bytes(index)
+        for search in spec_searches:
+            set_search(index, search)
+            row = dict(_time_queries(index, queries, threads), size=size,
+                       real_entries=int(min(size, len(real))), index=spec, search=search,
+                       index_mb=mem / 1e6, build_s=build_s)
+            hits = row.pop("hits")
+            row.update(recall_at_1=float((hits == ex_i).mean()),
+                       accuracy=float((labels[hits] == q_labels).mean()),
+                       accuracy_exact=float((ex_lab == q_labels).mean()),
+                       peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
+                       load_avg=os.getloadavg()[0])
+            rows.append(row)
+            yield row
+            build_s = None
+        del index
 
 
 def _time_queries(index, queries, threads):
@@ -167,11 +180,16 @@ def _time_queries(index, queries, threads):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="10000,100000,1000000")
-    p.add_argument("--index", default=None, help="factory string for every size (default: "
-                                                 "core/kb.py default_index)")
-    p.add_argument("--search", default=None,
+    p.add_argument("--index", action="append", default=None,
+                   help="factory string; repeat to compare several on the same KBs (default: "
+                        "core/kb.py default_index for each size)")
+    p.add_argument("--search", action="append", default=None,
                    help="search parameters, several separated by ';' (each measured on the "
-                        "same index); 'default' is the index's own (the default)")
+                        "same index); 'default' is the index's own (the default). Give it once "
+                        "for every --index or once per --index")
+    p.add_argument("--recipe", default="kbsc", choices=["kbsc", "kbsc-kb"],
+                   help="the codec: kbsc searches decoded features, kbsc-kb searches its "
+                        "128-value symbol space (the KB's codewords)")
     p.add_argument("--extractor", default="efficientnet-lite0")
     p.add_argument("--queries", type=int, default=1000, help="held-out real queries")
     p.add_argument("--snr-db", type=float, default=0.0)
@@ -193,20 +211,27 @@ def main():
     n_val = min(1000, len(real) // 5)
     val = {"sent_features": real[:n_val // 2], "sent_labels": real_labels[:n_val // 2],
            "kb_features": real[n_val // 2:n_val], "kb_labels": real_labels[n_val // 2:n_val]}
-    config = recipe_config("kbsc", ex.identity, args.cbr, seed=args.seed, epochs=args.epochs)
+    config = recipe_config(args.recipe, ex.identity, args.cbr, seed=args.seed,
+                           epochs=args.epochs)
     codec, _ = train_codec(config, real[n_val:], val, progress=False,
                            train_labels=real_labels[n_val:])
     queries = codec.transmit(feats[q_idx], "awgn", args.snr_db, seed=args.seed)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
+    keys = (lambda x: np.ascontiguousarray(codec.kb_keys(x), np.float32)) \
+        if codec.against_kb else None
     q_labels = labels[q_idx]
     model = FittedModel(real, real_labels, args.model_rank)
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
-        spec = args.index or default_index(size, feats.shape[1])
-        searches = [default_search(spec) if s == "default" else s
-                    for s in (args.search or "default").split(";")]
-        for row in measure(size, spec, searches, real, real_labels, model, queries, q_labels,
-                           args.seed, threads):
+        specs = args.index or [default_index(size, queries.shape[1])]
+        given = args.search or ["default"]
+        if len(given) not in (1, len(specs)):
+            raise SystemExit("give --search once, or once per --index")
+        given = given * len(specs) if len(given) == 1 else given
+        searches = [[default_search(spec) if s == "default" else s for s in g.split(";")]
+                    for spec, g in zip(specs, given)]
+        for row in measure(size, specs, searches, real, real_labels, model, queries, q_labels,
+                           args.seed, threads, keys):
             rows.append(row)
             print(json.dumps(row), flush=True, file=None if args.json else sys.stderr)
     machine = (f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, faiss "
@@ -214,18 +239,22 @@ def main():
     if args.json:
         return
     print(f"KB scale: {len(feats)} real {ex.name} features ({', '.join(sets)}), "
-          f"{len(real)} as KB entries, {args.queries} held-out real queries through kbsc CBR "
-          f"{args.cbr} AWGN {args.snr_db:g} dB; fitted model rank {args.model_rank}; "
-          f"seed {args.seed}; {machine}\n")
+          f"{len(real)} as KB entries, {args.queries} held-out real queries through "
+          f"{args.recipe} CBR {args.cbr} AWGN {args.snr_db:g} dB, searching "
+          f"{queries.shape[1]}-d vectors; fitted model rank {args.model_rank}; seed "
+          f"{args.seed}; {machine}\n")
     print("| entries | real | index (search) | p50 / p99 CPU ms | p50 / p99 wall ms | batch q/s "
-          "(per CPU s) | recall@1 | accuracy % | exact acc. % | index MB | build s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "(per CPU s) | recall@1 | accuracy % | exact acc. % | index MB | build s | "
+          "peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        build = "" if r["build_s"] is None else f"{r['build_s']:.1f}"
         print(f"| {r['size']:,} | {r['real_entries']:,} | `{r['index']}` ({r['search'] or '-'})"
               f" | {r['p50_cpu_ms']:.3f} / {r['p99_cpu_ms']:.3f} | {r['p50_ms']:.3f} / "
               f"{r['p99_ms']:.3f} | {r['batch_qps']:,.0f} ({r['batch_cpu_qps']:,.0f}) | "
               f"{r['recall_at_1']:.3f} | {100 * r['accuracy']:.1f} | "
-              f"{100 * r['accuracy_exact']:.1f} | {r['index_mb']:.0f} | {r['build_s']:.1f} |")
+              f"{100 * r['accuracy_exact']:.1f} | {r['index_mb']:.0f} | {build} | "
+              f"{r['peak_rss_mb']:,.0f} |")
 
 
 if __name__ == "__main__":

@@ -22,16 +22,19 @@ from gnuradio.kbsemcom.pdus import make_pdu
 
 
 def test_default_index_by_size():
-    assert kbmod.default_index(5_000, 1280) == "Flat"
+    assert kbmod.default_index(4_000, 1280) == "Flat"
     assert kbmod.default_index(100_000, 1280) == "PCA128,IVF1024,Flat,Refine(Flat)"
     assert kbmod.default_index(1_000_000, 1280) == "PCA128,IVF4096,SQ8,Refine(SQ8)"
-    assert kbmod.default_index(1_000_000, 128) == "IVF4096,Flat"  # kbsc-kb symbol space
-    assert kbmod.default_search("PCA128,IVF4096,SQ8,Refine(SQ8)") == "nprobe=16,k_factor_rf=16"
+    assert kbmod.default_index(40_000, 128) == "Flat"  # kbsc-kb symbol space
+    assert kbmod.default_index(1_000_000, 128) == "IVF4096,Flat"
+    assert kbmod.default_search("PCA128,IVF4096,SQ8,Refine(SQ8)") == \
+        f"nprobe={kbmod.DEFAULT_NPROBE},k_factor_rf={kbmod.DEFAULT_K_FACTOR_RF}"
 
 
 @pytest.mark.parametrize("spec,search", [("Flat", None), ("IVF8,Flat", "nprobe=8"),
                                          ("HNSW16", None), ("PCA64,IVF4,Flat,Refine(Flat)", None),
-                                         ("IVF4,SQ8", "nprobe=4")])
+                                         ("IVF4,SQ8", "nprobe=4"),
+                                         ("PCA64,IVF4,PQ64x4fsr,Refine(Flat)", "nprobe=4")])
 def test_every_index_round_trips_and_finds_its_own_features(world, tmp_path, spec, search):
     feats = world["kb"].features()
     kb = KnowledgeBase(feats, world["kb"].entries, world["class_names"],
@@ -54,7 +57,8 @@ def test_a_bad_index_string_is_one_clear_error(world):
         KnowledgeBase(feats, world["kb"].entries, [], world["kb"].extractor, index="IVF4096,Flat")
 
 
-@pytest.mark.parametrize("spec", ["Flat", "IVF8,Flat", "HNSW16"])
+@pytest.mark.parametrize("spec", ["Flat", "IVF8,Flat", "HNSW16",
+                                  "PCA64,IVF8,PQ64x4fsr,Refine(Flat)"])
 def test_add_and_remove_without_rebuild(world, tmp_path, spec):
     feats, entries = world["kb"].features(), world["kb"].entries
     kb = KnowledgeBase(feats[:150], entries[:150], world["class_names"], world["kb"].extractor,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ..core import datasets, extractors, kb_ray, pipeline, protocols
 from ..core.codec import SemanticCodec
+from ..core import kb as kbmod
 from ..core.kb import KnowledgeBase
 from .common import HelpFormatter, add_codec, add_common, add_split, say
 
@@ -19,11 +20,12 @@ def register(sub):
     p.add_argument("--out", default="runs/kb", help="KB folder")
     p.add_argument("--index", default=None,
                    help="FAISS index factory string (Flat, IVF1024,Flat, HNSW32, "
-                        "PCA128,IVF4096,Flat,Refine(SQ8), ...); default: chosen by KB size "
-                        "(Flat up to 20,000 images; docs/kb.md)")
+                        "PCA128,IVF4096,SQ8,Refine(SQ8), ...); default: chosen by KB "
+                        "size (Flat up to 4,000 features; docs/kb.md)")
     p.add_argument("--search", default=None,
-                   help="its search parameters, e.g. nprobe=32,k_factor_rf=16; default: the "
-                        "index's own (nprobe=16, k_factor_rf=16, efSearch=64)")
+                   help="its search parameters, e.g. nprobe=32,k_factor_rf=64; default: the "
+                        f"index's own (nprobe={kbmod.DEFAULT_NPROBE}, "
+                        f"k_factor_rf={kbmod.DEFAULT_K_FACTOR_RF}, efSearch=64)")
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="extract the features on this Ray cluster (HOST:6379 of 'ray start "
                         "--head', or 'local' for a Ray on this machine); default: one process")

@@ -10,14 +10,17 @@ Index choice (the one place it is decided)
 The index is a FAISS *factory string* (``faiss.index_factory``), recorded in the manifest as
 ``index``, with its search parameters as ``search`` (``faiss.ParameterSpace`` syntax):
 
-* up to ``EXACT_MAX`` entries: ``Flat``, exact L2 search (0.4 ms per query at 5,000 x 1280
-  on this project's 2-core machines; it grows linearly, 33 ms at 100,000);
+* up to ``EXACT_MAX_VALUES`` stored values (4,000 x 1280 features, 40,000 x 128 symbols):
+  ``Flat``, exact L2 search (0.4 ms per query at 5,000 x 1280 on this project's 2-core
+  machines; it grows linearly, 33 ms at 100,000);
 * above, for vectors wider than 128: ``PCA128,IVF<nlist>,<store>,Refine(<store>)``: an inverted
   file over a 128-d principal-axes projection proposes ``k_factor_rf`` candidates per hit,
   which are re-ranked by the full-dimensional distance, so recall against exact search stays
   high while a query scans ``nprobe / nlist`` of a small projection. ``<store>`` is ``Flat``
   (float32) while the full vectors fit in ``REFINE_FLAT_MAX_BYTES``, else ``SQ8`` (one byte
-  per value: 1M x 1280 in 1.3 GB, the projection in 0.13 GB);
+  per value: 1M x 1280 in 1.3 GB, the projection in 0.13 GB). 4-bit fast-scan codes
+  (``PQ128x4fsr``) in place of the projection's float32 cost more CPU per query at 100k
+  entries for the same recall (benchmarks/kb_scale.py, docs/kb.md);
 * above, for vectors of at most 128 values (kbsc-kb's symbol space at CBR 1/48):
   ``IVF<nlist>,Flat``.
 
@@ -34,6 +37,7 @@ manifest naming it replaces the old one with ``os.replace`` (the commit point), 
 any moment leaves the old KB or the new one. Indexes that cannot delete (HNSW, Refine) keep
 removed entries as tombstones (``removed_ids`` in the manifest) that searches skip.
 """
+import contextlib
 import copy
 import json
 import math
@@ -51,8 +55,10 @@ MANIFEST = "manifest.json"
 LEGACY_INDEX = "index.faiss"
 FORMAT = "kbsemcom-kb/2"
 
-EXACT_MAX = 20_000                    # exact search up to here (<= ~1.6 ms per query)
+EXACT_MAX_VALUES = 4_000 * 1280       # exact search up to n x dim values (40,000 x 128)
 REDUCED_DIM = 128                     # principal axes kept for the IVF's coarse search
+DEFAULT_NPROBE = 64                   # inverted lists a query scans
+DEFAULT_K_FACTOR_RF = 128             # candidates per hit re-ranked at full precision
 REFINE_FLAT_MAX_BYTES = 1 << 30       # re-rank on float32 vectors up to 1 GiB, else SQ8
 TRAIN_PER_LIST = 64                   # k-means sample: 64 points per inverted list
 TOMBSTONE_WARN = 10_000               # past this many tombstones a rebuild pays
@@ -76,7 +82,7 @@ class KBEntryError(UserError, ValueError):
 
 def default_index(n, dim):
     """The FAISS factory string used for ``n`` vectors of ``dim`` values (module docstring)."""
-    if n <= EXACT_MAX:
+    if n * dim <= EXACT_MAX_VALUES:
         return "Flat"
     nlist = 1 << round(math.log2(4 * math.sqrt(n)))
     if dim <= REDUCED_DIM:
@@ -86,15 +92,16 @@ def default_index(n, dim):
 
 
 def default_search(factory):
-    """Search parameters for a factory string: nprobe 16 lists of an IVF, 16 candidates per
-    hit re-ranked by a Refine, efSearch 64 in an HNSW (measured: benchmarks/kb_scale.py)."""
+    """Search parameters for a factory string: nprobe lists of an IVF, k_factor_rf candidates
+    per hit re-ranked by a Refine, efSearch 64 in an HNSW (measured: benchmarks/kb_scale.py,
+    docs/kb.md)."""
     params = []
     if "IVF" in factory:
-        params.append("nprobe=16")
+        params.append(f"nprobe={DEFAULT_NPROBE}")
     if "HNSW" in factory:
         params.append("efSearch=64")
     if "Refine" in factory:
-        params.append("k_factor_rf=16")
+        params.append(f"k_factor_rf={DEFAULT_K_FACTOR_RF}")
     return ",".join(params)
 
 
@@ -236,7 +243,11 @@ class KnowledgeBase:
             raise KBMismatchError(f"query features are {queries.shape[1]}-d but the KB holds "
                                   f"{self.dim}-d features of {self.extractor['name']}")
         extra = len(self.tombstones)
-        dist, ids = self.index.search(queries, k + extra)
+        if len(queries) == 1:  # one query gains nothing from OpenMP; spinning threads of a
+            with _one_thread():  # loaded machine cost it milliseconds
+                dist, ids = self.index.search(queries, k + extra)
+        else:
+            dist, ids = self.index.search(queries, k + extra)
         if extra:
             dist, ids = _skip(dist, ids, self.tombstones, k)
         if len(self._ids) and self._ids[-1] == len(self._ids) - 1:
@@ -373,6 +384,18 @@ class KnowledgeBase:
         if pos < 0:
             raise KBEntryError("the KB is empty: add images with `kbsemcom kb add`")
         return dict(self.entries[pos], kb_index=pos, distance=float(distances[0, 0]))
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """FAISS at one OpenMP thread in the calling thread for the block (the setting is
+    per thread, so other threads' searches keep theirs)."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def entries_of(items):

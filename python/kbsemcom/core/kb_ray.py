@@ -117,7 +117,11 @@ def extract_features_ray(spec, items, parts, address=None, workers=2, progress=N
             ds = ray.data.from_items([{"shard": s} for s in todo],
                                      override_num_blocks=len(todo))
             out = ds.map_batches(
-                _ShardExtractor, batch_size=1, num_cpus=1, concurrency=workers,
+                _ShardExtractor, batch_size=1, num_cpus=1,
+                # one shard at a time per actor: Ray Data's default queues several on the
+                # first actor up while the others still load their extractor
+                compute=ray.data.ActorPoolStrategy(size=workers,
+                                                   max_tasks_in_flight_per_actor=1),
                 fn_constructor_kwargs={"spec": spec, "items_ref": ray.put(items),
                                        "parts": str(parts), "shard": shard},
                 # a dead worker is restarted and its shard retried, without limit
