@@ -45,6 +45,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -272,7 +273,6 @@ class LinearProbe(Method):
         return probe, mean, scale
 
     def evaluate(self, ctx):
-        import numpy as np
         probe, mean, scale = ctx.state
         with torch.no_grad():
             pred = probe((torch.from_numpy(ctx.sent_features) - mean) * scale).argmax(1).numpy()
