@@ -134,8 +134,8 @@ COVERAGE = {
         "tests/test_openset.py::test_benchmark_runs_small (Fashion-MNIST, --quick sizes)",
 
     "KBSEMCOM_THREADS=2 nice .venv/bin/python benchmarks/leave_one_out.py --out runs/loo":
-        "not run: the CIFAR-10 / Caltech-101 archives are not in CI and it takes ~25 min; "
-        "closest: tests/test_codec_general.py (unseen classes, the pool)",
+        "not run: the CIFAR-10 / Caltech-101 archives are not in CI and it takes ~26 min; "
+        "closest: tests/test_codec_general.py, tests/test_retrieval.py (unseen classes)",
     ".venv/bin/python benchmarks/codec_size_latency.py":
         "tests/test_doc_commands.py::test_codec_size_latency_as_written (--repeats 5)",
 }

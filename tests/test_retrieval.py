@@ -131,3 +131,34 @@ def test_kb_lookup_class_map_matches_the_numpy_path(general_map, tmp_path):
                              w["validation"], progress=False)
     with pytest.raises(ValueError, match="class-map"):
         kbsemcom.kb_lookup(kb, general, search="class-map")
+
+
+def test_kb_lookup_uses_the_fading_it_is_given(tmp_path):
+    """Over Rayleigh, Coherent Channel's csi and snr_db reach KB Lookup through the decoder and
+    the MAP search uses them: the flowgraph retrieves what map_search with the same draws'
+    fading does. Without snr_db the lookup estimates the noise power and still answers."""
+    from gnuradio.kbsemcom.core.datasets import ImageItem
+    from gnuradio.kbsemcom.core.kb import KnowledgeBase
+    w = _world()
+    codec, _ = train_codec(recipe_config("general-map", EXTRACTOR, "1/48", "rayleigh"),
+                           w["pool"], w["validation"], progress=False)
+    path = str(codec.save(tmp_path / "gm-rayleigh.pt"))
+    names = [f"c{i}" for i in range(12)]
+    items = [ImageItem(f"kb/{i}", int(lab), names[lab], path=f"/kb/{i}.png")
+             for i, lab in enumerate(w["kb_labels"])]
+    kb = KnowledgeBase.from_items(w["kb"], items, names, EXTRACTOR)
+    sent = w["sent"][:12]
+    symbols = push_pdus(kbsemcom.semantic_encoder(path),
+                        [({"image_id": str(i)}, f) for i, f in enumerate(sent)])
+    received = push_pdus(kbsemcom.coherent_channel("rayleigh", 0.0, 3), symbols)
+    decoded = push_pdus(kbsemcom.semantic_decoder(path), received)
+    hits = push_pdus(kbsemcom.kb_lookup(kb, path), decoded)
+    by_id = {meta["image_id"]: meta["retrieved_id"] for meta, _ in hits}
+    link = Channel("rayleigh", 0.0, 3)
+    pairs = [link.transmit(s) for s in codec.encode(sent)]
+    y, h = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    pos = codec.map_search(codec.searchable_kb(kb), codec.decode(y), noise_power(0.0), h)
+    assert [by_id[str(i)] for i in range(len(sent))] == [items[j].image_id for j in pos]
+    lookup = kbsemcom.kb_lookup(kb, path, search="class-map")
+    out, _ = lookup.process({"image_id": "x"}, codec.decode(y[0]))
+    assert out["retrieved_id"] in {it.image_id for it in items} and out["distance"] >= 0
