@@ -258,7 +258,7 @@ def test_numpy_fallback_when_module_absent(monkeypatch):
 @pytest.mark.timeout(300)
 def test_throughput_benchmark_runs():
     """benchmarks/phy_throughput.py as docs/phy.md shows it (fewer frames): the robust rows,
-    every frame found by both receivers, no false trigger on noise."""
+    every frame found by both receivers and with both fits, no false trigger on noise."""
     import json
     import subprocess
     import sys
@@ -266,15 +266,17 @@ def test_throughput_benchmark_runs():
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
         [sys.executable, str(root / "benchmarks" / "phy_throughput.py"), "--modes", "robust",
-         "--no-semantic", "--frames", "20", "--numpy-frames", "5", "--json"],
+         "--no-semantic", "--frames", "20", "--numpy-frames", "5", "--fit-strides", "1,5",
+         "--json"],
         capture_output=True, text=True, timeout=280, cwd=root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     rows = {r["measurement"]: r for r in out["rows"]}
-    assert rows["robust RX (cpp), back-to-back"]["note"].startswith("20/20 frames")
+    for stride in (1, 5):  # the full grid and the coarse-to-fine fit
+        note = rows[f"robust RX (cpp, fit stride {stride}), back-to-back"]["note"]
+        assert note.startswith("20/20 frames") and "busiest thread" in note
     assert rows["robust RX (numpy), back-to-back"]["note"].startswith("5/5 frames")
     assert rows["robust RX (cpp), noise only"]["note"].startswith("0 false triggers;")
-    assert "busiest thread" in rows["robust RX (cpp), back-to-back"]["note"]
     assert all(r["msps"] > 0 and r["cpu_seconds"] > 0 for r in out["rows"])
     assert "cores" in out["info"]["machine"]
 
