@@ -213,7 +213,9 @@ void robust_demod::grid(const std::complex<float>* buf, int64_t first, int count
             Y[size_t(s) * d_fft + k] = x[size_t(k) * count + s] * norm;
 }
 
-// robust.py _track: grid fit of phase, residual CFO (and SRO) to obs [count][carriers]
+// robust.py _track: grid fit of phase, residual CFO (and SRO) to obs [count][carriers].
+// Coarse to fine: every d_stride-th grid point, then every point within d_stride - 1 of the
+// coarse best (the fit's main lobe spans several coarse steps); d_stride 1: the full grid.
 void robust_demod::track(const std::vector<cd>& obs, int count,
                          const std::vector<int>& carriers, const std::vector<double>& times,
                          bool fit_sro, std::vector<cd>& rot, double* sro)
@@ -222,84 +224,109 @@ void robust_demod::track(const std::vector<cd>& obs, int count,
     const std::vector<double> zero{ 0.0 };
     const std::vector<double>& sros = fit_sro ? d_sro_grid : zero;
     const int E = static_cast<int>(sros.size()), F = static_cast<int>(d_cfo_grid.size());
-    // comb[e][s] = sum_k obs[s][k] w^{c_k}, w = e^{2 pi i sro_e t_s / n}: a polynomial in w
-    // (Horner, vectorised over the SRO hypotheses e), times w^{-cmax}
+    const double dsro = E > 1 ? sros[1] - sros[0] : 0.0; // both grids are uniform
+    const double df = F > 1 ? d_cfo_grid[1] - d_cfo_grid[0] : 0.0;
     const int cmax = std::max(std::abs(*std::min_element(carriers.begin(), carriers.end())),
                               std::abs(*std::max_element(carriers.begin(), carriers.end())));
-    std::vector<cd> comb(size_t(E) * count);
-    std::vector<double> ar(2 * cmax + 1), ai(2 * cmax + 1);
-    std::vector<double> wr(E), wi(E), unr(E), uni(E), accr(E), acci(E);
-    std::vector<cd> pw(std::max(E, std::max(F, d_fft))), pwc(E);
-    for (int s = 0; s < count; s++) {
-        std::fill(ar.begin(), ar.end(), 0.0);
-        std::fill(ai.begin(), ai.end(), 0.0);
+    // the observations summed per carrier index, [s][2 cmax + 1]
+    const int W = 2 * cmax + 1;
+    std::vector<double> ar(size_t(count) * W, 0.0), ai(size_t(count) * W, 0.0);
+    for (int s = 0; s < count; s++)
         for (int k = 0; k < K; k++) {
-            ar[cmax + carriers[k]] += obs[size_t(s) * K + k].real();
-            ai[cmax + carriers[k]] += obs[size_t(s) * K + k].imag();
+            ar[size_t(s) * W + cmax + carriers[k]] += obs[size_t(s) * K + k].real();
+            ai[size_t(s) * W + cmax + carriers[k]] += obs[size_t(s) * K + k].imag();
         }
-        // the SRO grid is uniform: w_e = w_0 d^e, and w_e^{-cmax} likewise
-        const double dsro = E > 1 ? sros[1] - sros[0] : 0.0;
-        phasors(cis(2 * PI * sros[0] * times[s] / d_fft), cis(2 * PI * dsro * times[s] / d_fft),
-                E, pw.data());
-        phasors(cis(-2 * PI * sros[0] * times[s] / d_fft * cmax),
-                cis(-2 * PI * dsro * times[s] / d_fft * cmax), E, pwc.data());
-        for (int e = 0; e < E; e++) {
-            wr[e] = pw[e].real();
-            wi[e] = pw[e].imag();
-            unr[e] = pwc[e].real();
-            uni[e] = pwc[e].imag();
-            accr[e] = ar[2 * cmax];
-            acci[e] = ai[2 * cmax];
-        }
-        for (int j = 2 * cmax - 1; j >= 0; j--)
-            for (int e = 0; e < E; e++) {
-                const double r = accr[e] * wr[e] - acci[e] * wi[e] + ar[j];
-                acci[e] = accr[e] * wi[e] + acci[e] * wr[e] + ai[j];
-                accr[e] = r;
+    std::vector<cd> comb, pw(std::max(E, std::max(F, d_fft))), pwc(E);
+    std::vector<double> wr(E), wi(E), unr(E), uni(E), accr(E), acci(E);
+    // comb[i][s] = sum_k obs[s][k] w^{c_k} for SRO sros[e0 + i de], i < ne,
+    // w = e^{2 pi i sro t_s / n}: a polynomial in w (Horner, vectorised over the SRO
+    // hypotheses), times w^{-cmax}
+    int comb_e0 = 0; // the SRO index of comb's first row
+    auto combine = [&](int e0, int de, int ne) {
+        comb_e0 = e0;
+        comb.assign(size_t(ne) * count, cd(0));
+        const double s0 = sros[e0], ds = dsro * de;
+        for (int s = 0; s < count; s++) {
+            const double* a_r = &ar[size_t(s) * W];
+            const double* a_i = &ai[size_t(s) * W];
+            phasors(cis(2 * PI * s0 * times[s] / d_fft), cis(2 * PI * ds * times[s] / d_fft),
+                    ne, pw.data());
+            phasors(cis(-2 * PI * s0 * times[s] / d_fft * cmax),
+                    cis(-2 * PI * ds * times[s] / d_fft * cmax), ne, pwc.data());
+            for (int e = 0; e < ne; e++) {
+                wr[e] = pw[e].real();
+                wi[e] = pw[e].imag();
+                unr[e] = pwc[e].real();
+                uni[e] = pwc[e].imag();
+                accr[e] = a_r[2 * cmax];
+                acci[e] = a_i[2 * cmax];
             }
-        for (int e = 0; e < E; e++)
-            comb[size_t(e) * count + s] = cd(accr[e], acci[e]) * cd(unr[e], uni[e]);
-    }
-    // fit[e][f] = |sum_s comb[e][s] e^{-2 pi i t_s cfo_f}|^2, vectorised over f
-    std::vector<double> tr(size_t(F) * count), ti(size_t(F) * count);
-    const double df = F > 1 ? d_cfo_grid[1] - d_cfo_grid[0] : 0.0; // the grid is uniform
-    for (int s = 0; s < count; s++) {
-        phasors(cis(-2 * PI * times[s] * d_cfo_grid[0]), cis(-2 * PI * times[s] * df), F,
-                pw.data());
-        for (int f = 0; f < F; f++) {
-            tr[size_t(s) * F + f] = pw[f].real();
-            ti[size_t(s) * F + f] = pw[f].imag();
+            for (int j = 2 * cmax - 1; j >= 0; j--)
+                for (int e = 0; e < ne; e++) {
+                    const double r = accr[e] * wr[e] - acci[e] * wi[e] + a_r[j];
+                    acci[e] = accr[e] * wi[e] + acci[e] * wr[e] + a_i[j];
+                    accr[e] = r;
+                }
+            for (int e = 0; e < ne; e++)
+                comb[size_t(e) * count + s] = cd(accr[e], acci[e]) * cd(unr[e], uni[e]);
         }
-    }
+    };
+    // best over e = e0 + i de (i < ne; comb from combine(e0, de, ne)), f = f0 + j dfi (j < nf)
+    // of |sum_s comb[i][s] e^{-2 pi i t_s cfo_f}|^2, vectorised over f
+    std::vector<double> tr, ti, fr, fi;
     double best = -1;
     int be = 0, bf = 0;
-    std::vector<double> fr(F), fi(F);
-    for (int e = 0; e < E; e++) {
-        std::fill(fr.begin(), fr.end(), 0.0);
-        std::fill(fi.begin(), fi.end(), 0.0);
+    auto fit = [&](int e0, int de, int ne, int f0, int dfi, int nf) {
+        tr.resize(size_t(nf) * count);
+        ti.resize(size_t(nf) * count);
         for (int s = 0; s < count; s++) {
-            const double cr = comb[size_t(e) * count + s].real();
-            const double ci = comb[size_t(e) * count + s].imag();
-            const double* r = &tr[size_t(s) * F];
-            const double* i = &ti[size_t(s) * F];
-            for (int f = 0; f < F; f++) {
-                fr[f] += cr * r[f] - ci * i[f];
-                fi[f] += cr * i[f] + ci * r[f];
+            phasors(cis(-2 * PI * times[s] * d_cfo_grid[f0]), cis(-2 * PI * times[s] * df * dfi),
+                    nf, pw.data());
+            for (int f = 0; f < nf; f++) {
+                tr[size_t(s) * nf + f] = pw[f].real();
+                ti[size_t(s) * nf + f] = pw[f].imag();
             }
         }
-        for (int f = 0; f < F; f++) {
-            const double v = fr[f] * fr[f] + fi[f] * fi[f];
-            if (v > best) {
-                best = v;
-                be = e;
-                bf = f;
+        fr.resize(nf);
+        fi.resize(nf);
+        best = -1;
+        for (int e = 0; e < ne; e++) {
+            std::fill(fr.begin(), fr.end(), 0.0);
+            std::fill(fi.begin(), fi.end(), 0.0);
+            for (int s = 0; s < count; s++) {
+                const double cr = comb[size_t(e) * count + s].real();
+                const double ci = comb[size_t(e) * count + s].imag();
+                const double* r = &tr[size_t(s) * nf];
+                const double* i = &ti[size_t(s) * nf];
+                for (int f = 0; f < nf; f++) {
+                    fr[f] += cr * r[f] - ci * i[f];
+                    fi[f] += cr * i[f] + ci * r[f];
+                }
+            }
+            for (int f = 0; f < nf; f++) {
+                const double v = fr[f] * fr[f] + fi[f] * fi[f];
+                if (v > best) {
+                    best = v;
+                    be = e0 + e * de;
+                    bf = f0 + f * dfi;
+                }
             }
         }
+    };
+    // coarse: every d_stride-th point; fine: the points within d_stride - 1 of the best
+    const int st = d_stride, w = d_stride - 1;
+    combine(0, st, (E - 1) / st + 1);
+    fit(0, st, (E - 1) / st + 1, 0, st, (F - 1) / st + 1);
+    if (w > 0) {
+        const int e_lo = std::max(be - w, 0), e_hi = std::min(be + w, E - 1);
+        const int f_lo = std::max(bf - w, 0), f_hi = std::min(bf + w, F - 1);
+        combine(e_lo, 1, e_hi - e_lo + 1);
+        fit(e_lo, 1, e_hi - e_lo + 1, f_lo, 1, f_hi - f_lo + 1);
     }
     const double eps = sros[be], dcfo = d_cfo_grid[bf];
     cd acc = 0;
     for (int s = 0; s < count; s++)
-        acc += comb[size_t(be) * count + s] * cis(-2 * PI * dcfo * times[s]);
+        acc += comb[size_t(be - comb_e0) * count + s] * cis(-2 * PI * dcfo * times[s]);
     const double phase = std::arg(acc);
     rot.resize(size_t(count) * d_fft);
     for (int s = 0; s < count; s++) {

@@ -65,6 +65,10 @@ public:
     double snr_db() const { return d_snr_db; }
     double pilot_snr_db() const { return d_pilot_snr_db; }
     double sro() const { return d_sro; }
+    //! The phase/CFO/SRO fit's coarse step in grid points (then a local refine; 1: every
+    //! grid point). phy/robust.py's Demodulator.fit_stride sets it.
+    int fit_stride() const { return d_stride; }
+    void set_fit_stride(int stride) { d_stride = stride < 1 ? 1 : stride; }
 
 private:
     std::vector<cd> d_pre, d_seg0, d_pinv, d_pinv_t, d_fourier;
@@ -72,6 +76,7 @@ private:
     std::vector<int> d_pilots, d_data, d_used, d_map;
     int d_fft, d_cp, d_hs, d_segl, d_backoff, d_tap0, d_ntaps;
     double d_scale;
+    int d_stride = 1;
     std::vector<cd> d_tw; // e^{-2 pi i k / fft_len}
     std::vector<int> d_rev; // bit reversal
     // state of the last header()

@@ -49,6 +49,7 @@ from .framing import HEADER_BITS, FrameError, _to_time, header_bits, parse_heade
 SEG = 8  # samples per coherent segment of the preamble matched filter
 TAPS = np.arange(-4, 13)  # channel delays (samples) fitted on the preamble
 BACKOFF = 4  # the FFT window starts this many samples into the CP (covers delays -4..12)
+FIT_STRIDE = 5  # the phase/CFO/SRO fit: coarse grid step, in grid points (Demodulator._track)
 # Detection threshold on C(t) (noise-only: Exp(1) per CFO bin). Measured on noise alone
 # (benchmarks/phy_detection.py): see docs/phy.md, Robust mode, for the false-alarm rate.
 THRESHOLD = 32.0
@@ -357,6 +358,8 @@ class Demodulator:
         self._fourier = np.exp(-2j * np.pi * np.outer(np.arange(n), TAPS + BACKOFF) / n)
         self._cfo_grid = np.linspace(-6e-4, 6e-4, 61)  # residual CFO, cycles/sample
         self._sro_grid = np.arange(-60, 61, 3) * 1e-6  # sampling-rate offset
+        # the phase/CFO/SRO fit's coarse step (1: every grid point, the reference)
+        self.fit_stride = FIT_STRIDE
 
     def demodulate(self, buf, coarse, cfo_bin=None, key=None):
         p, sl = self.p, self.p.sym_len
@@ -562,12 +565,23 @@ class Demodulator:
         else:
             sros = self._sro_grid
         # SRO: the window drifts by eps * t samples, a phase -2 pi k eps t / n per carrier
-        comb = np.einsum("sk,esk->es", obs, np.exp(
-            2j * np.pi * np.einsum("e,s,k->esk", sros, times, carriers) / n))  # [E, S]
-        fit = np.abs(comb @ np.exp(-2j * np.pi * np.outer(times, self._cfo_grid))) ** 2
-        e, f = np.unravel_index(np.argmax(fit), fit.shape)
+        def fit(e_idx, f_idx):
+            comb = np.einsum("sk,esk->es", obs, np.exp(2j * np.pi * np.einsum(
+                "e,s,k->esk", sros[e_idx], times, carriers) / n))  # [E, S]
+            fit = np.abs(comb @ np.exp(-2j * np.pi * np.outer(
+                times, self._cfo_grid[f_idx]))) ** 2
+            e, f = np.unravel_index(np.argmax(fit), fit.shape)
+            return e_idx[e], f_idx[f], comb[e]
+
+        # coarse to fine: every fit_stride-th point, then all points within fit_stride - 1
+        # of the coarse best (the fit's main lobe spans several coarse steps); stride 1:
+        # the full grid. lib/robust_demod.cc does the same.
+        all_e, all_f, w = np.arange(len(sros)), np.arange(len(self._cfo_grid)), self.fit_stride - 1
+        e, f, comb_e = fit(all_e[::w + 1], all_f[::w + 1])
+        if w > 0:
+            e, f, comb_e = fit(all_e[max(e - w, 0):e + w + 1], all_f[max(f - w, 0):f + w + 1])
         eps, dcfo = sros[e], self._cfo_grid[f]
-        phase = np.angle(np.sum(comb[e] * np.exp(-2j * np.pi * dcfo * times)))
+        phase = np.angle(np.sum(comb_e * np.exp(-2j * np.pi * dcfo * times)))
         k = np.fft.fftfreq(n, 1 / n)
         rot = np.exp(-1j * (phase + 2 * np.pi * dcfo * times[:, None]
                             - 2 * np.pi * np.outer(times, k) * eps / n))
