@@ -525,19 +525,30 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
     std::vector<cd> th(size_t(M) * T, cd(0)); // observed taps: the preamble, each header symbol
     std::copy(d_h.begin(), d_h.end(), th.begin());
     double power = 0;
-    std::vector<cd> ok(U);
+    // the products as real arithmetic on split arrays (vectorises; std::complex's does not)
+    std::vector<double> okr(U), oki(U), gr(size_t(T) * U), gi(size_t(T) * U);
+    for (size_t i = 0; i < gr.size(); i++) {
+        gr[i] = d_tapfit[i].real();
+        gi[i] = d_tapfit[i].imag();
+    }
     for (int s = 0; s < d_hs; s++) {
         for (int j = 0; j < U; j++) {
             const size_t i = size_t(s) * d_fft + (d_used[j] + d_fft) % d_fft;
             const cd yr = Y[i] * rot[i];
             power += std::norm(yr);
-            ok[j] = yr * known[i];
+            okr[j] = yr.real() * known[i];
+            oki[j] = yr.imag() * known[i];
         }
         cd* t = &th[size_t(s + 1) * T];
         for (int d = 0; d < T; d++) {
-            const cd* g = &d_tapfit[size_t(d) * U];
-            for (int j = 0; j < U; j++)
-                t[d] += g[j] * ok[j];
+            const double* a = &gr[size_t(d) * U];
+            const double* b = &gi[size_t(d) * U];
+            double re = 0, im = 0;
+            for (int j = 0; j < U; j++) {
+                re += a[j] * okr[j] - b[j] * oki[j];
+                im += a[j] * oki[j] + b[j] * okr[j];
+            }
+            t[d] = cd(re, im);
         }
     }
     power = std::max(power / (double(d_hs) * U) - nv_c, 1e-3 * nv_c);
@@ -573,6 +584,11 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
     for (int d = 0; d < T; d++)
         mean[d] /= c;
     std::vector<cd> Ht(size_t(total) * d_fft), ht(T);
+    std::vector<double> htr(T), hti(T), fr(size_t(d_fft) * T), fi(size_t(d_fft) * T);
+    for (size_t i = 0; i < fr.size(); i++) {
+        fr[i] = d_fourier[i].real();
+        fi[i] = d_fourier[i].imag();
+    }
     for (int s = 0; s < total; s++) {
         if (s < d_hs) { // leave-one-out (Dubrule): th_i - (Q th)_i / Q_ii, Q = K^-1 - b b^T / c
             const int i = s + 1;
@@ -591,11 +607,19 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
             for (int d = 0; d < T; d++)
                 ht[d] += (1 - rb) * mean[d];
         }
+        for (int d = 0; d < T; d++) {
+            htr[d] = ht[d].real();
+            hti[d] = ht[d].imag();
+        }
         for (int k = 0; k < d_fft; k++) {
-            cd acc = 0;
-            for (int d = 0; d < T; d++)
-                acc += d_fourier[size_t(k) * T + d] * ht[d];
-            Ht[size_t(s) * d_fft + k] = acc;
+            const double* a = &fr[size_t(k) * T];
+            const double* b = &fi[size_t(k) * T];
+            double re = 0, im = 0;
+            for (int d = 0; d < T; d++) {
+                re += a[d] * htr[d] - b[d] * hti[d];
+                im += a[d] * hti[d] + b[d] * htr[d];
+            }
+            Ht[size_t(s) * d_fft + k] = cd(re, im);
         }
     }
     // MMSE, then divided by its mean gain fitted on the known header symbols (see
