@@ -55,6 +55,46 @@ void phasors(std::complex<double> w0, std::complex<double> step, int count,
             out[j++] = r;
 }
 
+// the channel tracker's design (robust.py TRACK_DOPPLER, TRACK_FLOOR)
+constexpr double TRACK_DOPPLER = 1e-4, TRACK_FLOOR = 1e-4;
+
+inline double sinc(double x) { return x == 0 ? 1.0 : std::sin(PI * x) / (PI * x); }
+
+// a (n x n, row-major) replaced by its inverse: Gauss-Jordan, partial pivoting
+template <typename T>
+void invert(std::vector<T>& a, int n)
+{
+    std::vector<T> b(size_t(n) * n, T(0));
+    for (int i = 0; i < n; i++)
+        b[size_t(i) * n + i] = T(1);
+    for (int c = 0; c < n; c++) {
+        int p = c;
+        for (int r = c + 1; r < n; r++)
+            if (std::abs(a[size_t(r) * n + c]) > std::abs(a[size_t(p) * n + c]))
+                p = r;
+        if (p != c)
+            for (int j = 0; j < n; j++) {
+                std::swap(a[size_t(p) * n + j], a[size_t(c) * n + j]);
+                std::swap(b[size_t(p) * n + j], b[size_t(c) * n + j]);
+            }
+        const T inv = T(1) / a[size_t(c) * n + c];
+        for (int j = 0; j < n; j++) {
+            a[size_t(c) * n + j] *= inv;
+            b[size_t(c) * n + j] *= inv;
+        }
+        for (int r = 0; r < n; r++) {
+            const T f = a[size_t(r) * n + c];
+            if (r == c || f == T(0))
+                continue;
+            for (int j = 0; j < n; j++) {
+                a[size_t(r) * n + j] -= f * a[size_t(c) * n + j];
+                b[size_t(r) * n + j] -= f * b[size_t(c) * n + j];
+            }
+        }
+    }
+    a.swap(b);
+}
+
 } // namespace
 
 std::vector<uint8_t> conv_encode(const std::vector<uint8_t>& bits)
@@ -173,6 +213,20 @@ robust_demod::robust_demod(const std::vector<cd>& preamble,
         d_rev.push_back(r);
         d_tw.push_back(cis(-2 * PI * i / d_fft));
     }
+    // robust.py _tapfit: taps = (Fu^H Fu)^-1 Fu^H Y, Fu = the fourier rows of the used carriers
+    const int U = static_cast<int>(d_used.size()), T = d_ntaps;
+    std::vector<cd> nrm(size_t(T) * T, cd(0));
+    auto fu = [&](int j, int d) { return d_fourier[size_t((d_used[j] + d_fft) % d_fft) * T + d]; };
+    for (int a = 0; a < T; a++)
+        for (int b = 0; b < T; b++)
+            for (int j = 0; j < U; j++)
+                nrm[size_t(a) * T + b] += std::conj(fu(j, a)) * fu(j, b);
+    invert(nrm, T);
+    d_tapfit.assign(size_t(T) * U, cd(0));
+    for (int d = 0; d < T; d++)
+        for (int j = 0; j < U; j++)
+            for (int b = 0; b < T; b++)
+                d_tapfit[size_t(d) * U + j] += nrm[size_t(d) * T + b] * std::conj(fu(j, b));
 }
 
 // robust.py _grid: FFT of `count` symbols from absolute sample `first`, CFO removed.
@@ -408,6 +462,7 @@ std::vector<uint8_t> robust_demod::header(const std::complex<float>* buf, int64_
     for (int r = 0; r < rows; r++)
         res += std::norm(obs[r] - fit[r]);
     d_noise_var = std::max(res / rows * rows / double(rows - d_ntaps), 1e-12);
+    d_h = h;
     d_H.assign(d_fft, cd(0));
     for (int k = 0; k < d_fft; k++)
         for (int i = 0; i < d_ntaps; i++)
@@ -488,6 +543,112 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
         }
     std::vector<cd> rot;
     track(obs, total, d_used, times, true, rot, &d_sro);
+    // channel tracking (robust.py _channel): a robust Wiener filter over the preamble's taps
+    // and each header symbol's taps (least squares on its known carriers); the header
+    // symbols leave their own observation out
+    const int T = d_ntaps, M = d_hs + 1;
+    const double nv_c = d_noise_var / (d_scale * d_scale);
+    const int rows = n - T + 1;
+    std::vector<cd> th(size_t(M) * T, cd(0)); // observed taps: the preamble, each header symbol
+    std::copy(d_h.begin(), d_h.end(), th.begin());
+    double power = 0;
+    // the products as real arithmetic on split arrays (vectorises; std::complex's does not)
+    std::vector<double> okr(U), oki(U), gr(size_t(T) * U), gi(size_t(T) * U);
+    for (size_t i = 0; i < gr.size(); i++) {
+        gr[i] = d_tapfit[i].real();
+        gi[i] = d_tapfit[i].imag();
+    }
+    for (int s = 0; s < d_hs; s++) {
+        for (int j = 0; j < U; j++) {
+            const size_t i = size_t(s) * d_fft + (d_used[j] + d_fft) % d_fft;
+            const cd yr = Y[i] * rot[i];
+            power += std::norm(yr);
+            okr[j] = yr.real() * known[i];
+            oki[j] = yr.imag() * known[i];
+        }
+        cd* t = &th[size_t(s + 1) * T];
+        for (int d = 0; d < T; d++) {
+            const double* a = &gr[size_t(d) * U];
+            const double* b = &gi[size_t(d) * U];
+            double re = 0, im = 0;
+            for (int j = 0; j < U; j++) {
+                re += a[j] * okr[j] - b[j] * oki[j];
+                im += a[j] * oki[j] + b[j] * okr[j];
+            }
+            t[d] = cd(re, im);
+        }
+    }
+    power = std::max(power / (double(d_hs) * U) - nv_c, 1e-3 * nv_c);
+    std::vector<double> t_obs(M, 0.0), K(size_t(M) * M);
+    for (int s = 0; s < d_hs; s++)
+        t_obs[s + 1] = times[s];
+    for (int a = 0; a < M; a++) {
+        for (int b = 0; b < M; b++)
+            K[size_t(a) * M + b] = sinc(2 * TRACK_DOPPLER * (t_obs[a] - t_obs[b]));
+        const double var = (a == 0 ? d_noise_var * T / rows : nv_c * T / U) / power;
+        K[size_t(a) * M + a] += std::max(var, TRACK_FLOOR);
+    }
+    invert(K, M);
+    std::vector<cd> A(size_t(M) * T, cd(0)); // K^-1 th
+    for (int a = 0; a < M; a++)
+        for (int b = 0; b < M; b++) {
+            const double kab = K[size_t(a) * M + b];
+            for (int d = 0; d < T; d++)
+                A[size_t(a) * T + d] += kab * th[size_t(b) * T + d];
+        }
+    // weights summing to one (ordinary kriging): b = K^-1 1, the channel's GLS mean
+    std::vector<double> b(M, 0.0);
+    double c = 0;
+    for (int a = 0; a < M; a++) {
+        for (int j = 0; j < M; j++)
+            b[a] += K[size_t(a) * M + j];
+        c += b[a];
+    }
+    std::vector<cd> mean(T, cd(0));
+    for (int a = 0; a < M; a++)
+        for (int d = 0; d < T; d++)
+            mean[d] += b[a] * th[size_t(a) * T + d];
+    for (int d = 0; d < T; d++)
+        mean[d] /= c;
+    std::vector<cd> Ht(size_t(total) * d_fft), ht(T);
+    std::vector<double> htr(T), hti(T), fr(size_t(d_fft) * T), fi(size_t(d_fft) * T);
+    for (size_t i = 0; i < fr.size(); i++) {
+        fr[i] = d_fourier[i].real();
+        fi[i] = d_fourier[i].imag();
+    }
+    for (int s = 0; s < total; s++) {
+        if (s < d_hs) { // leave-one-out (Dubrule): th_i - (Q th)_i / Q_ii, Q = K^-1 - b b^T / c
+            const int i = s + 1;
+            const double q = K[size_t(i) * M + i] - b[i] * b[i] / c;
+            for (int d = 0; d < T; d++)
+                ht[d] = th[size_t(i) * T + d] - (A[size_t(i) * T + d] - b[i] * mean[d]) / q;
+        } else {
+            double rb = 0;
+            std::fill(ht.begin(), ht.end(), cd(0));
+            for (int a = 0; a < M; a++) {
+                const double r = sinc(2 * TRACK_DOPPLER * (times[s] - t_obs[a]));
+                rb += r * b[a];
+                for (int d = 0; d < T; d++)
+                    ht[d] += r * A[size_t(a) * T + d];
+            }
+            for (int d = 0; d < T; d++)
+                ht[d] += (1 - rb) * mean[d];
+        }
+        for (int d = 0; d < T; d++) {
+            htr[d] = ht[d].real();
+            hti[d] = ht[d].imag();
+        }
+        for (int k = 0; k < d_fft; k++) {
+            const double* a = &fr[size_t(k) * T];
+            const double* b = &fi[size_t(k) * T];
+            double re = 0, im = 0;
+            for (int d = 0; d < T; d++) {
+                re += a[d] * htr[d] - b[d] * hti[d];
+                im += a[d] * hti[d] + b[d] * htr[d];
+            }
+            Ht[size_t(s) * d_fft + k] = cd(re, im);
+        }
+    }
     // MMSE, then divided by its mean gain fitted on the known header symbols (see
     // phy/robust.py): an unbiased z = x + e, snr_db = 1 / E|e|^2
     std::vector<cd> z(size_t(total) * d_fft, cd(0));
@@ -495,8 +656,19 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
     for (int s = 0; s < total; s++)
         for (int k = 0; k < d_fft; k++) {
             const size_t i = size_t(s) * d_fft + k;
-            z[i] = Y[i] * rot[i] * std::conj(d_H[k]) / (std::norm(d_H[k]) + d_noise_var);
+            z[i] = Y[i] * rot[i] * std::conj(Ht[i]) / (std::norm(Ht[i]) + d_noise_var);
         }
+    // each symbol divided by its own mean shrinkage over the data carriers (follows the fade)
+    for (int s = 0; s < total; s++) {
+        double g = 0;
+        for (int d = 0; d < D; d++) {
+            const double h2 = std::norm(Ht[size_t(s) * d_fft + (d_data[d] + d_fft) % d_fft]);
+            g += h2 / (h2 + d_noise_var);
+        }
+        g /= D;
+        for (int k = 0; k < d_fft; k++)
+            z[size_t(s) * d_fft + k] /= g;
+    }
     for (int s = 0; s < d_hs; s++)
         for (int d = 0; d < D; d++) {
             const size_t i = size_t(s) * d_fft + (d_data[d] + d_fft) % d_fft;

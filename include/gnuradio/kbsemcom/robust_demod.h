@@ -85,6 +85,8 @@ private:
     std::vector<cd> d_Yh, d_work;
     double d_cfo = 0, d_noise_var = 0, d_snr_db = 0, d_pilot_snr_db = 0, d_sro = 0;
     std::vector<cd> d_H;
+    std::vector<cd> d_h;      // the preamble's channel taps
+    std::vector<cd> d_tapfit; // [ntaps][used]: least-squares taps from the used carriers
     std::vector<uint8_t> d_bits;
 
     void grid(const std::complex<float>* buf, int64_t first, int count, std::vector<cd>& Y);
