@@ -140,11 +140,18 @@ def run_codec(args, setup, recipe, cbr, channel, base, kb, choice_kb, cal_kb, pr
     codec = evaluation.codec_for(setup, recipe, cbr, channel, progress=not args.json)
     choice = openset.choose_statistic(codec, choice_kb, val_sent, val_in, channel,
                                       statistics=args.statistics, ks=args.ks)
-    cal = openset.calibrate(codec, cal_kb, val_sent[val_in], channel,
-                            statistic_name=choice["statistic"],
-                            k=choice["k"], target_frr=args.target_frr)
-    cal.source.update(dataset=name, protocol=proto.name, role="validation pair",
-                      held_out=val_out.tolist())
+    if args.calibrate_on == "kb":  # the receiver's KB itself, its images as queries
+        q = np.random.default_rng(args.split_seed).permutation(len(kb))[:2000]
+        cal = openset.calibrate(codec, kb, kb.features()[q], channel,
+                                statistic_name=choice["statistic"], k=choice["k"],
+                                target_frr=args.target_frr, own=q)
+    else:
+        cal = openset.calibrate(codec, cal_kb, val_sent[val_in], channel,
+                                statistic_name=choice["statistic"],
+                                k=choice["k"], target_frr=args.target_frr)
+    cal.source.update(dataset=name, protocol=proto.name, held_out=val_out.tolist(),
+                      role="validation pair" if args.calibrate_on == "validation" else
+                      "receiver KB, own images")
     if args.save_calibration:
         cal.save(Path(args.save_calibration) /
                  f"openset-{name}-{recipe}-{cbr.replace('/', 'of')}-{channel}.json")
@@ -156,7 +163,7 @@ def run_codec(args, setup, recipe, cbr, channel, base, kb, choice_kb, cal_kb, pr
     s0, _ = openset.search_statistic(search, y0, cal.statistic, cal.k, cal.variances_at(None))
     n0, _ = openset.search_statistic(search, y0, "nearest")
     base.update(codec=recipe, cbr=cbr, channel=channel, statistic=cal.statistic, k=cal.k,
-                val_auroc=choice["auroc"], target_frr=args.target_frr,
+                val_auroc=choice["auroc"], target_frr=args.target_frr, calibrate_on=args.calibrate_on,
                 codec_noiseless_auroc=openset.auroc(s0[sent_in], s0[~sent_in]),
                 codec_noiseless_plain_auroc=openset.auroc(n0[sent_in], n0[~sent_in]))
     rows = []
@@ -268,6 +275,11 @@ def main():
                    help="neighbour counts K the score is chosen among (on validation)")
     p.add_argument("--statistics", default=",".join(openset.STATISTICS),
                    help="statistics the score is chosen among (on validation)")
+    p.add_argument("--calibrate-on", choices=("validation", "kb"), default="validation",
+                   help="the match score's calibration: the validation pair, or the receiver's "
+                        "KB itself (its own images as queries, each against the KB less itself:"
+                        " what 'kbsemcom kb calibrate' does); the statistic and K are chosen on "
+                        "validation either way")
     p.add_argument("--quick", action="store_true", help="small sizes (tests): 20 sent, 20 KB, "
                    "100 training, 10 validation images per class")
     p.add_argument("--out", default="runs/openset")
@@ -296,7 +308,7 @@ def main():
     machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cores"
     head = (f"open set: {args.datasets}, extractor {extractor.name}, codecs "
             f"{','.join(args.recipes)}, {','.join(args.channels)}, CBR {','.join(args.cbrs)}, noise seeds {args.seeds}, split seed "
-            f"{args.split_seed}, target FRR {args.target_frr:.0%}, machine {machine}, "
+            f"{args.split_seed}, calibrated on {args.calibrate_on}, target FRR {args.target_frr:.0%}, machine {machine}, "
             f"wall time {wall:.0f} s")
     (out / "openset.md").write_text(head + "\n\n" + markdown(table) + "\n")
     png = plot(table, out)
