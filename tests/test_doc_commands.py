@@ -80,8 +80,8 @@ COVERAGE = {
     "kbsemcom kb add --kb runs/kb --dataset fashion-mnist --split train --per-class 2": KB_LIVE,
     "kbsemcom kb remove --kb runs/kb test/00019": KB_LIVE,
     "kbsemcom kb info --kb runs/kb": KB_LIVE,
-    "kbsemcom train-codec --dataset fashion-mnist --recipe kbsc-kb --train-per-class 50 "
-    "--val-per-class 10 --out runs/codec-kb.pt": KB_CAL,
+    "kbsemcom train-codec --dataset fashion-mnist --recipe kbsc-kb --train-per-class 30 "
+    "--val-per-class 5 --out runs/codec-kb.pt": KB_CAL,
     "kbsemcom kb calibrate --kb runs/kb --codec runs/codec-kb.pt": KB_CAL,
     "ray start --head --num-cpus 2": RAY_CLUSTER,
     "ray start --address HEAD:6379 --num-cpus 2": RAY_CLUSTER,

@@ -31,6 +31,7 @@ def test_live_kb_commands_as_written(tmp_path):
     assert "test/00019" not in {e["image_id"] for e in kb.entries}
 
 
+@pytest.mark.timeout(1800)  # three subprocess apps that extract ~600 images on a loaded machine
 def test_kb_calibrate_commands_as_written(tmp_path):
     """docs/kb.md's open-set block as written (build, train a kbsc-kb codec, calibrate): the
     manifest gains a calibration for the codec, and a kb_lookup made from the folder uses it
