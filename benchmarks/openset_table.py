@@ -3,9 +3,9 @@
 
 Per data set, some classes are removed from the receiver's KB (5 of CIFAR-10's 10, 20 of
 Caltech-100's 100) and images of every class are sent through a codec and the channel (AWGN
-or Rayleigh, the codec trained on it). For each received vector the receiver computes a match score (core/openset.py). Only validation and
-training images decide anything: the statistic and its neighbour count K are the ones with the
-best mean validation AUROC at -4, 0, 4 and 10 dB (openset.choose_statistic), the validation
+or Rayleigh, the codec trained on it). For each received vector the receiver computes a
+match score (core/openset.py). Only validation and training images decide anything: the
+statistic and its neighbour count K are the ones with the best mean validation AUROC at -4, 0, 4 and 10 dB (openset.choose_statistic), the validation
 sent images searched against a validation KB shaped like the receiver's (the validation KB
 filled up with training images to the receiver's KB size per class, less as many classes,
 drawn apart from the test's); the match score is calibrated on the in-KB validation images
@@ -163,7 +163,8 @@ def run_codec(args, setup, recipe, cbr, channel, base, kb, choice_kb, cal_kb, pr
     s0, _ = openset.search_statistic(search, y0, cal.statistic, cal.k, cal.variances_at(None))
     n0, _ = openset.search_statistic(search, y0, "nearest")
     base.update(codec=recipe, cbr=cbr, channel=channel, statistic=cal.statistic, k=cal.k,
-                val_auroc=choice["auroc"], target_frr=args.target_frr, calibrate_on=args.calibrate_on,
+                val_auroc=choice["auroc"], target_frr=args.target_frr,
+                calibrate_on=args.calibrate_on,
                 codec_noiseless_auroc=openset.auroc(s0[sent_in], s0[~sent_in]),
                 codec_noiseless_plain_auroc=openset.auroc(n0[sent_in], n0[~sent_in]))
     rows = []
@@ -307,8 +308,9 @@ def main():
     table = mean_rows(rows)
     machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cores"
     head = (f"open set: {args.datasets}, extractor {extractor.name}, codecs "
-            f"{','.join(args.recipes)}, {','.join(args.channels)}, CBR {','.join(args.cbrs)}, noise seeds {args.seeds}, split seed "
-            f"{args.split_seed}, calibrated on {args.calibrate_on}, target FRR {args.target_frr:.0%}, machine {machine}, "
+            f"{','.join(args.recipes)}, {','.join(args.channels)}, CBR {','.join(args.cbrs)}, "
+            f"noise seeds {args.seeds}, split seed {args.split_seed}, calibrated on "
+            f"{args.calibrate_on}, target FRR {args.target_frr:.0%}, machine {machine}, "
             f"wall time {wall:.0f} s")
     (out / "openset.md").write_text(head + "\n\n" + markdown(table) + "\n")
     png = plot(table, out)
