@@ -2,20 +2,20 @@
 """KB mismatch (open set): does the receiver know when its KB holds no match?
 
 Per data set, some classes are removed from the receiver's KB (5 of CIFAR-10's 10, 20 of
-Caltech-100's 100) and images of every class are sent through a codec and the channel (AWGN
-or Rayleigh, the codec trained on it). For each received vector the receiver computes a
-match score (core/openset.py). Only validation and training images decide anything: the
-statistic and its neighbour count K are the ones with the best mean validation AUROC at -4, 0, 4 and 10 dB (openset.choose_statistic), the validation
-sent images searched against a validation KB shaped like the receiver's (the validation KB
-filled up with training images to the receiver's KB size per class, less as many classes,
-drawn apart from the test's); the match score is calibrated on the in-KB validation images
-against that same KB (its K nearest depend on which classes the KB holds and how densely),
-and one threshold (the target false-rejection rate) serves every SNR. Reported
-per data set, codec, CBR and SNR: AUROC of the score (in-KB vs not), top-1 accuracy on in-KB
-images, false-rejection rate (FRR) of in-KB images and rejection rate of out-of-KB images at
-the threshold; the same for a plain nearest-distance threshold (one threshold for the target
-FRR on the same calibration images, pooled over the SNRs) on the same received vectors; and
-the noiseless raw-feature nearest-distance AUROC (what a perfect channel would give) as the
+Caltech-100's 100) and images of every class are sent through a codec and the channel (AWGN or
+Rayleigh, the codec trained on it). For each received vector the receiver computes a match
+score (core/openset.py). Only validation and training images decide anything: the statistic and
+its neighbour count K are the ones with the best mean validation AUROC at -4, 0, 4 and 10 dB
+(openset.choose_statistic), the validation sent images searched against a validation KB shaped
+like the receiver's (the validation KB filled up with training images to the receiver's KB size
+per class, less as many classes, drawn apart from the test's); the match score is calibrated on
+the in-KB validation images against that same KB (its K nearest depend on which classes the KB
+holds and how densely), and one threshold (the target false-rejection rate) serves every SNR.
+Reported per data set, codec, CBR and SNR: AUROC of the score (in-KB vs not), top-1 accuracy on
+in-KB images, false-rejection rate (FRR) of in-KB images and rejection rate of out-of-KB images
+at the threshold; the same for a plain nearest-distance threshold (one threshold for the target
+FRR on the same calibration images, pooled over the SNRs) on the same received vectors; and the
+noiseless raw-feature nearest-distance AUROC (what a perfect channel would give) as the
 reference.
 
     .venv/bin/python benchmarks/openset_table.py --datasets cifar10,caltech100 --cbrs 1/48
