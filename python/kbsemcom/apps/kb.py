@@ -57,8 +57,8 @@ def register(sub):
     q = ops.add_parser(
         "calibrate", formatter_class=HelpFormatter,
         help="fit the open-set calibration (match score, no_match) on the KB's own images",
-        description="Fit kb_lookup's open-set calibration on the KB itself: each query (a KB image) "
-        "is sent through the codec and the channel (-10..20 dB) and searched against the "
+        description="Fit kb_lookup's open-set calibration on the KB itself: each query "
+        "(a KB image) is sent through the codec and the channel (-10..20 dB) and searched against the "
         "KB less itself; a share of the classes is removed to act as 'not in the KB' "
         "while the score (statistic, neighbour count) is chosen, then the score is "
         "calibrated so that one threshold rejects --target-frr of in-KB images at every "
