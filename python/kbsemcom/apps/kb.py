@@ -58,12 +58,13 @@ def register(sub):
         "calibrate", formatter_class=HelpFormatter,
         help="fit the open-set calibration (match score, no_match) on the KB's own images",
         description="Fit kb_lookup's open-set calibration on the KB itself: each query "
-        "(a KB image) is sent through the codec and the channel (-10..20 dB) and searched against the "
-        "KB less itself; a share of the classes is removed to act as 'not in the KB' "
-        "while the score (statistic, neighbour count) is chosen, then the score is "
-        "calibrated so that one threshold rejects --target-frr of in-KB images at every "
-        "SNR. Stored in the KB manifest (one per codec and channel); kb_lookup uses it "
-        "when its calibration parameter is ''. Calibrate again after large KB changes.")
+        "(a KB image) is sent through the codec and the channel (-10..20 dB) and "
+        "searched against the KB less itself; a share of the classes is removed to act "
+        "as 'not in the KB' while the score (statistic, neighbour count) is chosen, "
+        "then the score is calibrated so that one threshold rejects --target-frr of "
+        "in-KB images at every SNR. Stored in the KB manifest (one per codec and "
+        "channel); kb_lookup uses it when its calibration parameter is ''. Calibrate "
+        "again after large KB changes.")
     q.add_argument("--kb", required=True, help="KB folder (its manifest gains the calibration)")
     q.add_argument("--codec", required=True, help="the receiver's codec file")
     q.add_argument("--channel", default="", help="awgn or rayleigh ('' = the codec's "
