@@ -223,7 +223,7 @@ def test_benchmark_runs_small(effnet, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(root / "benchmarks" / "openset_table.py"), "--datasets",
          "fashion-mnist", "--quick", "--snrs=0,10", "--out", str(out), "--json",
-         "--save-calibration", str(out / "cal")],
+         "--save-calibration", str(out / "cal"), "--calibrate-on", "kb"],
         capture_output=True, text=True, timeout=900, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -235,4 +235,4 @@ def test_benchmark_runs_small(effnet, tmp_path):
         assert r["n_sent_in"] == r["n_sent_out"] == 100  # 5 of 10 classes x 20
     assert "wall time" in (out / "openset.md").read_text() and (out / "openset.png").exists()
     cal = openset.load_calibration(next((out / "cal").glob("*.json")))
-    assert cal.source["role"] == "validation pair"
+    assert cal.source["role"] == "receiver KB, own images"
