@@ -7,7 +7,7 @@ import pmt
 from ..core.codec import SemanticCodec
 from ..core.retrieval import estimate_noise_power, noise_power
 from ..core.kb import KBEntryError, KBMismatchError, KnowledgeBase
-from ..core.openset import Calibration, load_calibration
+from ..core.openset import Calibration, calibration_from_kb, load_calibration
 from ..pdus import PduBlock, parse_pdu
 
 ENTRY_FIELDS = ("image_id", "path", "label", "class_name")
@@ -42,8 +42,10 @@ class kb_lookup(PduBlock):
         search the KB in symbol space (the KB's features are encoded once at start, and each
         added feature when it arrives); for the other recipes it only checks that KB and codec
         share an extractor.
-      Open-set calibration: a JSON file of core.openset (benchmarks/openset_table.py
-        --save-calibration writes one for a codec), or '' for none (no match score).
+      Open-set calibration: '' = the KB's own, if 'kbsemcom kb calibrate' stored one for this
+        codec in the KB manifest (else no match score); a JSON file of core.openset
+        (benchmarks/openset_table.py --save-calibration writes one for a codec); 'none' = no
+        match score even if the KB has a calibration.
       Search: 'auto' (the codec's own: class-level MAP for general-map codecs, nearest entry
         otherwise), 'nearest' (nearest entry, FAISS) or 'class-map' (core.retrieval: the KB
         class with the largest summed likelihood of its codewords, then its nearest entry; a
@@ -63,6 +65,9 @@ class kb_lookup(PduBlock):
         PduBlock.__init__(self, "kb_lookup")
         self.folder = Path(kb) if isinstance(kb, (str, Path)) else None
         self.codec = SemanticCodec.load(codec) if isinstance(codec, str) and codec else codec
+        self.from_kb = calibration in ("", None)  # '' = the KB manifest's own calibration
+        if isinstance(calibration, str) and calibration == "none":
+            calibration = None
         self.calibration = load_calibration(calibration) if isinstance(calibration, (str, Path)) \
             and str(calibration) else (calibration or None)
         if self.calibration is not None:
@@ -87,6 +92,13 @@ class kb_lookup(PduBlock):
             kb.check_extractor(self.codec.config.extractor)
             search_kb = self.codec.searchable_kb(kb)
         self.kb, self.search_kb = kb, search_kb
+        if self.from_kb:
+            self.calibration = calibration_from_kb(kb, self.codec or None)
+            size = (self.calibration.source.get("kb_size") if self.calibration else None) or 0
+            if size and abs(len(kb) - size) > 0.2 * size:
+                self.log.warn(f"the KB's open-set calibration was made with {size} images, "
+                                 f"the KB now holds {len(kb)}: run 'kbsemcom kb calibrate' "
+                                 "again")
 
     def _handle_kb(self, msg):
         try:
