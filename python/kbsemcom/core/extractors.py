@@ -273,6 +273,9 @@ class _OpenVinoNetwork:
                 ov.save_model(model, str(tmp), compress_to_fp16=False)
                 tmp.with_suffix(".bin").rename(path.with_suffix(".bin"))
                 tmp.rename(path)  # the .xml last: it marks a complete pair
+                # compile what a rerun reads: OpenVINO's model cache is keyed by the model's
+                # hash, which differs between the converted and the read-back network
+                model = self.core.read_model(str(path))
         norm = extractor.pixel_normalisation()
         self.pixels = norm is not None
         if self.pixels:
