@@ -95,6 +95,57 @@ void invert(std::vector<T>& a, int n)
     a.swap(b);
 }
 
+// a (n x n, row-major, symmetric positive definite) replaced by its inverse: Cholesky
+// a = L L^T, X = L^-1, a^-1 = X^T X (about n^3 / 2 multiply-adds against Gauss-Jordan's
+// 2 n^3; the channel tracker's Wiener system, once per frame). work: scratch.
+void invert_spd(std::vector<double>& a, int n, std::vector<double>& work)
+{
+    std::vector<double>& L = work;
+    L.assign(size_t(n) * n, 0.0);
+    for (int j = 0; j < n; j++) {
+        double s = a[size_t(j) * n + j];
+        for (int k = 0; k < j; k++)
+            s -= L[size_t(j) * n + k] * L[size_t(j) * n + k];
+        if (!(s > 0))
+            throw std::runtime_error("robust_demod: the tracker's Wiener system is not "
+                                     "positive definite");
+        const double d = std::sqrt(s);
+        L[size_t(j) * n + j] = d;
+        for (int i = j + 1; i < n; i++) {
+            double t = a[size_t(i) * n + j];
+            for (int k = 0; k < j; k++)
+                t -= L[size_t(i) * n + k] * L[size_t(j) * n + k];
+            L[size_t(i) * n + j] = t / d;
+        }
+    }
+    // X = L^-1 (lower), written over a's lower triangle row by row
+    std::fill(a.begin(), a.end(), 0.0);
+    for (int i = 0; i < n; i++) {
+        a[size_t(i) * n + i] = 1.0 / L[size_t(i) * n + i];
+        for (int j = 0; j < i; j++) {
+            double t = 0;
+            for (int k = j; k < i; k++)
+                t -= L[size_t(i) * n + k] * a[size_t(k) * n + j];
+            a[size_t(i) * n + j] = t / L[size_t(i) * n + i];
+        }
+    }
+    // a^-1[i][j] = sum_{k >= i, j} X[k][i] X[k][j]: accumulate the lower triangle in L
+    std::fill(L.begin(), L.end(), 0.0);
+    for (int k = 0; k < n; k++) {
+        const double* x = &a[size_t(k) * n];
+        for (int i = 0; i <= k; i++) {
+            double* out = &L[size_t(i) * n];
+            const double xi = x[i];
+            for (int j = 0; j <= i; j++)
+                out[j] += xi * x[j];
+        }
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            L[size_t(j) * n + i] = L[size_t(i) * n + j];
+    a.swap(L);
+}
+
 } // namespace
 
 std::vector<uint8_t> conv_encode(const std::vector<uint8_t>& bits)
@@ -545,56 +596,102 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
     track(obs, total, d_used, times, true, rot, &d_sro);
     // channel tracking (robust.py _channel): a robust Wiener filter over the preamble's taps
     // and each header symbol's taps (least squares on its known carriers); the header
-    // symbols leave their own observation out
-    const int T = d_ntaps, M = d_hs + 1;
+    // symbols leave their own observation out. The sinc correlations depend only on the
+    // frame's geometry (built once); the products run as real arithmetic on split arrays
+    // with the inner loop over symbols or carriers (vectorises: no reductions)
+    const int T = d_ntaps, M = d_hs + 1, hs = d_hs, F = d_fft;
     const double nv_c = d_noise_var / (d_scale * d_scale);
     const int rows = n - T + 1;
-    std::vector<cd> th(size_t(M) * T, cd(0)); // observed taps: the preamble, each header symbol
-    std::copy(d_h.begin(), d_h.end(), th.begin());
-    double power = 0;
-    // the products as real arithmetic on split arrays (vectorises; std::complex's does not)
-    std::vector<double> okr(U), oki(U), gr(size_t(T) * U), gi(size_t(T) * U);
-    for (size_t i = 0; i < gr.size(); i++) {
-        gr[i] = d_tapfit[i].real();
-        gi[i] = d_tapfit[i].imag();
+    if (d_tobs.size() != size_t(M)) {
+        d_tobs.assign(M, 0.0);
+        for (int s = 0; s < hs; s++)
+            d_tobs[s + 1] = times[s];
+        d_corr.resize(size_t(M) * M);
+        for (int a = 0; a < M; a++)
+            for (int b = 0; b < M; b++)
+                d_corr[size_t(a) * M + b] = sinc(2 * TRACK_DOPPLER * (d_tobs[a] - d_tobs[b]));
+        d_gr.resize(size_t(T) * U);
+        d_gi.resize(size_t(T) * U);
+        for (size_t i = 0; i < d_gr.size(); i++) {
+            d_gr[i] = d_tapfit[i].real();
+            d_gi[i] = d_tapfit[i].imag();
+        }
+        d_fr.resize(size_t(T) * F);
+        d_fi.resize(size_t(T) * F);
+        for (int k = 0; k < F; k++)
+            for (int d = 0; d < T; d++) {
+                d_fr[size_t(d) * F + k] = d_fourier[size_t(k) * T + d].real();
+                d_fi[size_t(d) * F + k] = d_fourier[size_t(k) * T + d].imag();
+            }
+        d_rpay.clear();
     }
-    for (int s = 0; s < d_hs; s++) {
+    for (int s = hs + int(d_rpay.size() / M); s < total; s++)
+        for (int a = 0; a < M; a++)
+            d_rpay.push_back(sinc(2 * TRACK_DOPPLER * (times[s] - d_tobs[a])));
+    // the header symbols' observations, [used][symbol], and their taps, [tap][symbol]
+    std::vector<double>&okr = d_w1, &oki = d_w2, &thr = d_w3, &thi = d_w4;
+    okr.resize(size_t(U) * hs);
+    oki.resize(size_t(U) * hs);
+    double power = 0;
+    for (int s = 0; s < hs; s++)
         for (int j = 0; j < U; j++) {
-            const size_t i = size_t(s) * d_fft + (d_used[j] + d_fft) % d_fft;
+            const size_t i = size_t(s) * F + (d_used[j] + F) % F;
             const cd yr = Y[i] * rot[i];
             power += std::norm(yr);
-            okr[j] = yr.real() * known[i];
-            oki[j] = yr.imag() * known[i];
+            okr[size_t(j) * hs + s] = yr.real() * known[i];
+            oki[size_t(j) * hs + s] = yr.imag() * known[i];
         }
-        cd* t = &th[size_t(s + 1) * T];
+    // observed taps [obs][tap]: the preamble's, then each header symbol's
+    thr.assign(size_t(M) * T, 0.0);
+    thi.assign(size_t(M) * T, 0.0);
+    for (int d = 0; d < T; d++) {
+        thr[d] = d_h[d].real();
+        thi[d] = d_h[d].imag();
+    }
+    {
+        std::vector<double>&ar = d_w5, &ai = d_w6; // [tap][symbol]
+        ar.assign(size_t(T) * hs, 0.0);
+        ai.assign(size_t(T) * hs, 0.0);
         for (int d = 0; d < T; d++) {
-            const double* a = &gr[size_t(d) * U];
-            const double* b = &gi[size_t(d) * U];
-            double re = 0, im = 0;
+            double* pr = &ar[size_t(d) * hs];
+            double* pi = &ai[size_t(d) * hs];
             for (int j = 0; j < U; j++) {
-                re += a[j] * okr[j] - b[j] * oki[j];
-                im += a[j] * oki[j] + b[j] * okr[j];
+                const double a = d_gr[size_t(d) * U + j], b = d_gi[size_t(d) * U + j];
+                const double* xr = &okr[size_t(j) * hs];
+                const double* xi = &oki[size_t(j) * hs];
+                for (int s = 0; s < hs; s++) {
+                    pr[s] += a * xr[s] - b * xi[s];
+                    pi[s] += a * xi[s] + b * xr[s];
+                }
             }
-            t[d] = cd(re, im);
+            for (int s = 0; s < hs; s++) {
+                thr[size_t(s + 1) * T + d] = pr[s];
+                thi[size_t(s + 1) * T + d] = pi[s];
+            }
         }
     }
-    power = std::max(power / (double(d_hs) * U) - nv_c, 1e-3 * nv_c);
-    std::vector<double> t_obs(M, 0.0), K(size_t(M) * M);
-    for (int s = 0; s < d_hs; s++)
-        t_obs[s + 1] = times[s];
+    power = std::max(power / (double(hs) * U) - nv_c, 1e-3 * nv_c);
+    std::vector<double>& K = d_K;
+    K = d_corr;
     for (int a = 0; a < M; a++) {
-        for (int b = 0; b < M; b++)
-            K[size_t(a) * M + b] = sinc(2 * TRACK_DOPPLER * (t_obs[a] - t_obs[b]));
         const double var = (a == 0 ? d_noise_var * T / rows : nv_c * T / U) / power;
         K[size_t(a) * M + a] += std::max(var, TRACK_FLOOR);
     }
-    invert(K, M);
-    std::vector<cd> A(size_t(M) * T, cd(0)); // K^-1 th
+    invert_spd(K, M, d_w7);
+    std::vector<double>&Ar = d_w5, &Ai = d_w6; // K^-1 th, [obs][tap]
+    Ar.assign(size_t(M) * T, 0.0);
+    Ai.assign(size_t(M) * T, 0.0);
     for (int a = 0; a < M; a++)
         for (int b = 0; b < M; b++) {
             const double kab = K[size_t(a) * M + b];
-            for (int d = 0; d < T; d++)
-                A[size_t(a) * T + d] += kab * th[size_t(b) * T + d];
+            const double* xr = &thr[size_t(b) * T];
+            const double* xi = &thi[size_t(b) * T];
+            double* pr = &Ar[size_t(a) * T];
+            double* pi = &Ai[size_t(a) * T];
+            for (int d = 0; d < T; d++) {
+                pr[d] += kab * xr[d];
+                pi[d] += kab * xi[d];
+            }
         }
     // weights summing to one (ordinary kriging): b = K^-1 1, the channel's GLS mean
     std::vector<double> b(M, 0.0);
@@ -604,70 +701,82 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
             b[a] += K[size_t(a) * M + j];
         c += b[a];
     }
-    std::vector<cd> mean(T, cd(0));
+    std::vector<double> mr(T, 0.0), mi(T, 0.0);
     for (int a = 0; a < M; a++)
-        for (int d = 0; d < T; d++)
-            mean[d] += b[a] * th[size_t(a) * T + d];
-    for (int d = 0; d < T; d++)
-        mean[d] /= c;
-    std::vector<cd> Ht(size_t(total) * d_fft), ht(T);
-    std::vector<double> htr(T), hti(T), fr(size_t(d_fft) * T), fi(size_t(d_fft) * T);
-    for (size_t i = 0; i < fr.size(); i++) {
-        fr[i] = d_fourier[i].real();
-        fi[i] = d_fourier[i].imag();
+        for (int d = 0; d < T; d++) {
+            mr[d] += b[a] * thr[size_t(a) * T + d];
+            mi[d] += b[a] * thi[size_t(a) * T + d];
+        }
+    for (int d = 0; d < T; d++) {
+        mr[d] /= c;
+        mi[d] /= c;
     }
+    // the tracked taps per symbol [symbol][tap], then H(t, f) [symbol][carrier]
+    std::vector<double>&htr = d_w7, &hti = d_w8;
+    htr.assign(size_t(total) * T, 0.0);
+    hti.assign(size_t(total) * T, 0.0);
     for (int s = 0; s < total; s++) {
-        if (s < d_hs) { // leave-one-out (Dubrule): th_i - (Q th)_i / Q_ii, Q = K^-1 - b b^T / c
+        double* hr = &htr[size_t(s) * T];
+        double* hi = &hti[size_t(s) * T];
+        if (s < hs) { // leave-one-out (Dubrule): th_i - (Q th)_i / Q_ii, Q = K^-1 - b b^T / c
             const int i = s + 1;
             const double q = K[size_t(i) * M + i] - b[i] * b[i] / c;
-            for (int d = 0; d < T; d++)
-                ht[d] = th[size_t(i) * T + d] - (A[size_t(i) * T + d] - b[i] * mean[d]) / q;
-        } else {
-            double rb = 0;
-            std::fill(ht.begin(), ht.end(), cd(0));
-            for (int a = 0; a < M; a++) {
-                const double r = sinc(2 * TRACK_DOPPLER * (times[s] - t_obs[a]));
-                rb += r * b[a];
-                for (int d = 0; d < T; d++)
-                    ht[d] += r * A[size_t(a) * T + d];
-            }
-            for (int d = 0; d < T; d++)
-                ht[d] += (1 - rb) * mean[d];
-        }
-        for (int d = 0; d < T; d++) {
-            htr[d] = ht[d].real();
-            hti[d] = ht[d].imag();
-        }
-        for (int k = 0; k < d_fft; k++) {
-            const double* a = &fr[size_t(k) * T];
-            const double* b = &fi[size_t(k) * T];
-            double re = 0, im = 0;
             for (int d = 0; d < T; d++) {
-                re += a[d] * htr[d] - b[d] * hti[d];
-                im += a[d] * hti[d] + b[d] * htr[d];
+                hr[d] = thr[size_t(i) * T + d] - (Ar[size_t(i) * T + d] - b[i] * mr[d]) / q;
+                hi[d] = thi[size_t(i) * T + d] - (Ai[size_t(i) * T + d] - b[i] * mi[d]) / q;
             }
-            Ht[size_t(s) * d_fft + k] = cd(re, im);
+        } else {
+            const double* r = &d_rpay[size_t(s - hs) * M];
+            double rb = 0;
+            for (int a = 0; a < M; a++) {
+                rb += r[a] * b[a];
+                for (int d = 0; d < T; d++) {
+                    hr[d] += r[a] * Ar[size_t(a) * T + d];
+                    hi[d] += r[a] * Ai[size_t(a) * T + d];
+                }
+            }
+            for (int d = 0; d < T; d++) {
+                hr[d] += (1 - rb) * mr[d];
+                hi[d] += (1 - rb) * mi[d];
+            }
+        }
+    }
+    std::vector<double>&Hr = d_w1, &Hi = d_w2;
+    Hr.assign(size_t(total) * F, 0.0);
+    Hi.assign(size_t(total) * F, 0.0);
+    for (int s = 0; s < total; s++) {
+        double* pr = &Hr[size_t(s) * F];
+        double* pi = &Hi[size_t(s) * F];
+        for (int d = 0; d < T; d++) {
+            const double xr = htr[size_t(s) * T + d], xi = hti[size_t(s) * T + d];
+            const double* fr = &d_fr[size_t(d) * F];
+            const double* fi = &d_fi[size_t(d) * F];
+            for (int k = 0; k < F; k++) {
+                pr[k] += fr[k] * xr - fi[k] * xi;
+                pi[k] += fr[k] * xi + fi[k] * xr;
+            }
         }
     }
     // MMSE, then divided by its mean gain fitted on the known header symbols (see
-    // phy/robust.py): an unbiased z = x + e, snr_db = 1 / E|e|^2
+    // phy/robust.py): an unbiased z = x + e, snr_db = 1 / E|e|^2. Only the used carriers
+    // (data and pilots) are read after this.
     std::vector<cd> z(size_t(total) * d_fft, cd(0));
     double num = 0, den = 0;
-    for (int s = 0; s < total; s++)
-        for (int k = 0; k < d_fft; k++) {
-            const size_t i = size_t(s) * d_fft + k;
-            z[i] = Y[i] * rot[i] * std::conj(Ht[i]) / (std::norm(Ht[i]) + d_noise_var);
-        }
-    // each symbol divided by its own mean shrinkage over the data carriers (follows the fade)
     for (int s = 0; s < total; s++) {
+        // each symbol divided by its own mean shrinkage over the data carriers (follows
+        // the fade)
         double g = 0;
         for (int d = 0; d < D; d++) {
-            const double h2 = std::norm(Ht[size_t(s) * d_fft + (d_data[d] + d_fft) % d_fft]);
+            const size_t i = size_t(s) * F + (d_data[d] + F) % F;
+            const double h2 = Hr[i] * Hr[i] + Hi[i] * Hi[i];
             g += h2 / (h2 + d_noise_var);
         }
         g /= D;
-        for (int k = 0; k < d_fft; k++)
-            z[size_t(s) * d_fft + k] /= g;
+        for (int j = 0; j < U; j++) {
+            const size_t i = size_t(s) * F + (d_used[j] + F) % F;
+            const cd h(Hr[i], Hi[i]);
+            z[i] = Y[i] * rot[i] * std::conj(h) / (std::norm(h) + d_noise_var) / g;
+        }
     }
     for (int s = 0; s < d_hs; s++)
         for (int d = 0; d < D; d++) {

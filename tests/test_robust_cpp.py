@@ -300,6 +300,28 @@ def test_throughput_benchmark_runs():
     assert "cores" in out["info"]["machine"]
 
 
+def test_demod_loop_benchmark_runs():
+    """benchmarks/phy_demod_loop.py (docs/phy.md, "With channel tracking"), few calls: both
+    calls timed on a frame whose header decodes; a bad argument is a clear error."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    script = str(root / "benchmarks" / "phy_demod_loop.py")
+    proc = subprocess.run([sys.executable, script, "--loops", "3", "--repeats", "2",
+                           "--symbols", "100", "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(out["rows"]) == {"header", "payload"}
+    assert all(0 < r["best_us"] <= r["median_us"] for r in out["rows"].values())
+    assert out["info"]["symbols"] == 100 and "cores" in out["info"]["machine"]
+    bad = subprocess.run([sys.executable, script, "--loops", "0"], capture_output=True,
+                         text=True, timeout=60, cwd=root)
+    assert bad.returncode != 0 and "at least 1" in bad.stderr
+
+
 def test_compiled_pdu_equals_pmt_to_pmt():
     """pdus.make_pdu builds complex64 PDUs in C++ (bindings.make_pdu_c32): the same PDU as
     pmt.to_pmt and init_c32vector, for every scalar type and with values it hands back to

@@ -88,6 +88,12 @@ private:
     std::vector<cd> d_h;      // the preamble's channel taps
     std::vector<cd> d_tapfit; // [ntaps][used]: least-squares taps from the used carriers
     std::vector<uint8_t> d_bits;
+    // channel tracking's fixed-geometry tables (built once; payload()): the split tap fit
+    // [ntaps][used] and Fourier [ntaps][fft_len], the observations' times, their sinc
+    // correlations [obs][obs] and each payload symbol's with them [symbol][obs]
+    std::vector<double> d_gr, d_gi, d_fr, d_fi, d_tobs, d_corr, d_rpay;
+    // per-frame work arrays, kept to avoid allocating per frame
+    std::vector<double> d_w1, d_w2, d_w3, d_w4, d_w5, d_w6, d_w7, d_w8, d_K;
 
     void grid(const std::complex<float>* buf, int64_t first, int count, std::vector<cd>& Y);
     void track(const std::vector<cd>& obs, int count, const std::vector<int>& carriers,
