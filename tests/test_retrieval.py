@@ -104,18 +104,23 @@ def test_general_map_symbols_ignore_labels(general_map, tmp_path):
     assert float(loaded.spread) == float(codec.spread)
 
 
+def _labelled_kb(w):
+    """The world's KB with its 12 class names and image paths, and its entries."""
+    from gnuradio.kbsemcom.core.datasets import ImageItem
+    from gnuradio.kbsemcom.core.kb import KnowledgeBase
+    names = [f"c{i}" for i in range(12)]
+    items = [ImageItem(f"kb/{i}", int(lab), names[lab], path=f"/kb/{i}.png")
+             for i, lab in enumerate(w["kb_labels"])]
+    return items, KnowledgeBase.from_items(w["kb"], items, names, EXTRACTOR)
+
+
 def test_kb_lookup_class_map_matches_the_numpy_path(general_map, tmp_path):
     """Encoder, seeded channel, decoder and KB Lookup (search 'auto': the codec's class MAP,
     noise power from the metadata's snr_db) retrieve exactly the entries of map_search; a
     codec without a MAP metric refuses search 'class-map' before the flowgraph starts."""
-    from gnuradio.kbsemcom.core.datasets import ImageItem
-    from gnuradio.kbsemcom.core.kb import KnowledgeBase
     w, codec = general_map, general_map["codec"]
     path = str(codec.save(tmp_path / "gm.pt"))
-    names = [f"c{i}" for i in range(12)]
-    items = [ImageItem(f"kb/{i}", int(lab), names[lab], path=f"/kb/{i}.png")
-             for i, lab in enumerate(w["kb_labels"])]
-    kb = KnowledgeBase.from_items(w["kb"], items, names, EXTRACTOR)
+    items, kb = _labelled_kb(w)
     sent = w["sent"][:12]
     symbols = push_pdus(kbsemcom.semantic_encoder(path),
                         [({"image_id": str(i), "snr_db": -2.0}, f) for i, f in enumerate(sent)])
@@ -137,16 +142,11 @@ def test_kb_lookup_uses_the_fading_it_is_given(tmp_path):
     """Over Rayleigh, Coherent Channel's csi and snr_db reach KB Lookup through the decoder and
     the MAP search uses them: the flowgraph retrieves what map_search with the same draws'
     fading does. Without snr_db the lookup estimates the noise power and still answers."""
-    from gnuradio.kbsemcom.core.datasets import ImageItem
-    from gnuradio.kbsemcom.core.kb import KnowledgeBase
     w = _world()
     codec, _ = train_codec(recipe_config("general-map", EXTRACTOR, "1/48", "rayleigh"),
                            w["pool"], w["validation"], progress=False)
     path = str(codec.save(tmp_path / "gm-rayleigh.pt"))
-    names = [f"c{i}" for i in range(12)]
-    items = [ImageItem(f"kb/{i}", int(lab), names[lab], path=f"/kb/{i}.png")
-             for i, lab in enumerate(w["kb_labels"])]
-    kb = KnowledgeBase.from_items(w["kb"], items, names, EXTRACTOR)
+    items, kb = _labelled_kb(w)
     sent = w["sent"][:12]
     symbols = push_pdus(kbsemcom.semantic_encoder(path),
                         [({"image_id": str(i)}, f) for i, f in enumerate(sent)])
