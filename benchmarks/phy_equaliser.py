@@ -14,7 +14,8 @@ variant (phy/robust.py, ``Demodulator._equalise``):
 - ``zf``: Y / H;
 - ``scalar``: MMSE divided by the mean MMSE gain computed from H and sigma^2.
 
-Per variant: frames decoded, median reported SNR (1 / MSE on the known header; for ``mmse``
+Per variant: frames decoded, median reported SNR (1 / MSE on the known header, for
+``unbiased`` moved to the payload by the tracked channel (``snr_db``); for ``mmse``
 that is 1 + SNR, so its AWGN reference uses 10 log10(10^(snr/10) - 1)), the payload's SNR
 against what was sent (1 / mean |z - x|^2), its gain on what was sent (Re <x, z> / |x|^2),
 the accuracy of the received images and the codec over AWGN at the reported SNR (mean of

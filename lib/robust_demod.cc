@@ -673,9 +673,11 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
     power = std::max(power / (double(hs) * U) - nv_c, 1e-3 * nv_c);
     std::vector<double>& K = d_K;
     K = d_corr;
+    std::vector<double> nugget(M);
     for (int a = 0; a < M; a++) {
         const double var = (a == 0 ? d_noise_var * T / rows : nv_c * T / U) / power;
-        K[size_t(a) * M + a] += std::max(var, TRACK_FLOOR);
+        nugget[a] = std::max(var, TRACK_FLOOR);
+        K[size_t(a) * M + a] += nugget[a];
     }
     invert_spd(K, M, d_w7);
     std::vector<double>&Ar = d_w5, &Ai = d_w6; // K^-1 th, [obs][tap]
@@ -715,12 +717,17 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
     std::vector<double>&htr = d_w7, &hti = d_w8;
     htr.assign(size_t(total) * T, 0.0);
     hti.assign(size_t(total) * T, 0.0);
+    // each symbol's estimation-error variance of H (robust.py _channel's evar): leave-one-out
+    // 1 / q - nugget on the header, the kriging variance 1 - r K^-1 r + (1 - r b)^2 / c on
+    // the payload
+    std::vector<double> evar(total, 0.0);
     for (int s = 0; s < total; s++) {
         double* hr = &htr[size_t(s) * T];
         double* hi = &hti[size_t(s) * T];
         if (s < hs) { // leave-one-out (Dubrule): th_i - (Q th)_i / Q_ii, Q = K^-1 - b b^T / c
             const int i = s + 1;
             const double q = K[size_t(i) * M + i] - b[i] * b[i] / c;
+            evar[s] = std::max(1 / q - nugget[i], 0.0) * power;
             for (int d = 0; d < T; d++) {
                 hr[d] = thr[size_t(i) * T + d] - (Ar[size_t(i) * T + d] - b[i] * mr[d]) / q;
                 hi[d] = thi[size_t(i) * T + d] - (Ai[size_t(i) * T + d] - b[i] * mi[d]) / q;
@@ -739,6 +746,14 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
                 hr[d] += (1 - rb) * mr[d];
                 hi[d] += (1 - rb) * mi[d];
             }
+            double rkr = 0;
+            for (int a = 0; a < M; a++) {
+                double ka = 0;
+                for (int j = 0; j < M; j++)
+                    ka += K[size_t(a) * M + j] * r[j];
+                rkr += r[a] * ka;
+            }
+            evar[s] = std::max(1 - rkr + (1 - rb) * (1 - rb) / c, 0.0) * power;
         }
     }
     std::vector<double>&Hr = d_w1, &Hi = d_w2;
@@ -762,16 +777,21 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
     // (data and pilots) are read after this.
     std::vector<cd> z(size_t(total) * d_fft, cd(0));
     double num = 0, den = 0;
+    // the predicted error of the header's and the payload's slots (robust.py _payload_ratio)
+    double model_hdr = 0, model_pay = 0;
     for (int s = 0; s < total; s++) {
         // each symbol divided by its own mean shrinkage over the data carriers (follows
         // the fade)
-        double g = 0;
+        double g = 0, m = 0;
         for (int d = 0; d < D; d++) {
             const size_t i = size_t(s) * F + (d_data[d] + F) % F;
             const double h2 = Hr[i] * Hr[i] + Hi[i] * Hi[i];
             g += h2 / (h2 + d_noise_var);
+            m += h2 / ((h2 + d_noise_var) * (h2 + d_noise_var));
         }
         g /= D;
+        m *= (nv_c + evar[s]) / (g * g);
+        (s < hs ? model_hdr : model_pay) += m;
         for (int j = 0; j < U; j++) {
             const size_t i = size_t(s) * F + (d_used[j] + F) % F;
             const cd h(Hr[i], Hi[i]);
@@ -802,7 +822,10 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
                 pil_err += std::norm(z[i] / gain - known[i]);
             }
     }
-    d_snr_db = 10 * std::log10(1 / std::max(hdr_err / (double(d_hs) * D), 1e-12));
+    const double hdr_mse = std::max(hdr_err / (double(d_hs) * D), 1e-12);
+    d_header_snr_db = 10 * std::log10(1 / hdr_mse);
+    const double ratio = (model_pay / n_pay) / std::max(model_hdr / hs, 1e-30);
+    d_snr_db = 10 * std::log10(1 / std::max(hdr_mse * ratio, 1e-12));
     d_pilot_snr_db = 10 * std::log10(1 / std::max(pil_err / (double(n_pay) * P), 1e-12));
     std::vector<std::complex<float>> out(n_sym);
     for (int i = 0; i < n_sym; i++)

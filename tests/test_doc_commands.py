@@ -104,6 +104,10 @@ COVERAGE = {
         PHY_TABLES,
     ".venv/bin/python benchmarks/phy_equaliser.py --images 500 --snrs=-9,-6,-3,0,10":
         "tests/test_phy_benchmarks.py::test_equaliser_command_runs_small (fewer images, -6 dB)",
+    ".venv/bin/python benchmarks/phy_payload_snr.py --frames 200 --snrs=-6,-3,0":
+        "tests/test_phy_benchmarks.py::test_payload_snr_commands_run_small (fewer frames, -3 dB)",
+    ".venv/bin/python benchmarks/phy_payload_snr.py --frames 200 --fading none --snrs=-9,-6,0,20":
+        "tests/test_phy_benchmarks.py::test_payload_snr_commands_run_small (fewer frames, -3 dB)",
     ".venv/bin/python benchmarks/phy_overhead.py":
         "tests/test_phy_benchmarks.py::test_overhead_table_in_the_doc_is_what_the_command_prints",
     "kbsemcom rx --source zmq --address tcp://127.0.0.1:5555 --out runs/rx &": PHY_QUICK,

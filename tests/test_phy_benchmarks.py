@@ -90,3 +90,22 @@ def test_equaliser_command_runs_small():
     assert ub["frames_found"] >= 5 and mmse["frames_found"] == ub["frames_found"], rows
     assert 0.75 < ub["gain"] < 1.25 and mmse["gain"] < 0.5, rows
     assert abs(ub["reported_snr_db"] - ub["payload_snr_db"]) < 1.5, ub
+
+
+@pytest.mark.timeout(600)
+def test_payload_snr_commands_run_small():
+    """The doc's reported-vs-true payload SNR commands, small (30 frames at -3 dB): through
+    the 100 Hz fade the reported SNR scatters less around the payload's true SNR than the
+    header's own SNR; on the static channel it is unbiased."""
+    cmds = [a for a in doc_benchmarks() if a[0] == "benchmarks/phy_payload_snr.py"]
+    assert len(cmds) == 2, "the section shows the fading and the static command"
+    for argv in cmds:
+        data = json.loads(run(argv + ["--frames", "30", "--snrs=-3", "--json"]))
+        (pt,) = data["points"]
+        assert pt["frames_found"] >= 15 and len(pt["frames"]) == pt["frames_found"], pt
+        rep_mean, rep_std = pt["snr_db_minus_true"]
+        assert abs(rep_mean) < 0.6 and rep_std < 1.2, pt["snr_db_minus_true"]
+        if "--fading" in argv and argv[argv.index("--fading") + 1] == "none":
+            assert abs(pt["header_snr_db_minus_true"][0]) < 0.6
+        else:
+            assert pt["header_snr_db_minus_true"][1] > 1.5 * rep_std, pt

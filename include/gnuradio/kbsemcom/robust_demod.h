@@ -55,14 +55,17 @@ public:
 
     //! The n_sym payload symbols of the frame whose header() came last (its start now at t0
     //! in buf, which may have moved since), through slot map pmap
-    //! (robust.RobustParams.payload_map); fills snr_db, pilot_snr_db, sro.
+    //! (robust.RobustParams.payload_map); fills snr_db, header_snr_db, pilot_snr_db, sro.
     std::vector<std::complex<float>> payload(const std::complex<float>* buf, int64_t len,
                                              int64_t t0, int n_sym,
                                              const std::vector<int64_t>& pmap);
 
     double cfo() const { return d_cfo; }
     double noise_var() const { return d_noise_var; }
+    //! the payload's SNR: header_snr_db() moved by the tracked channel's predicted error
     double snr_db() const { return d_snr_db; }
+    //! 1 / MSE of the header's known symbols (leave-one-out channel estimates)
+    double header_snr_db() const { return d_header_snr_db; }
     double pilot_snr_db() const { return d_pilot_snr_db; }
     double sro() const { return d_sro; }
     //! The phase/CFO/SRO fit's coarse step in grid points (then a local refine; 1: every
@@ -83,7 +86,8 @@ private:
     int64_t d_t0 = 0;
     int64_t d_header_t0 = -1; // header()'s t0, for which d_Yh holds the header's grid
     std::vector<cd> d_Yh, d_work;
-    double d_cfo = 0, d_noise_var = 0, d_snr_db = 0, d_pilot_snr_db = 0, d_sro = 0;
+    double d_cfo = 0, d_noise_var = 0, d_snr_db = 0, d_header_snr_db = 0,
+           d_pilot_snr_db = 0, d_sro = 0;
     std::vector<cd> d_H;
     std::vector<cd> d_h;      // the preamble's channel taps
     std::vector<cd> d_tapfit; // [ntaps][used]: least-squares taps from the used carriers

@@ -67,6 +67,7 @@ void bind_robust_demod(py::module& m)
         .def_property_readonly("cfo", &rd::cfo)
         .def_property_readonly("noise_var", &rd::noise_var)
         .def_property_readonly("snr_db", &rd::snr_db)
+        .def_property_readonly("header_snr_db", &rd::header_snr_db)
         .def_property_readonly("pilot_snr_db", &rd::pilot_snr_db)
         .def_property_readonly("sro", &rd::sro)
         .def_property("fit_stride", &rd::fit_stride, &rd::set_fit_stride,

@@ -104,7 +104,8 @@ class frame_annotator(PduBlock):
                                        "class_name": None, "path": None})
         if meta.get("lost"):  # named, so that the loss is this image's; no PHY estimates
             return dict(meta, **{k: entry.get(k) for k in FIELDS[1:]}, seq=seq), data
-        phy = {k: meta.get(k) for k in ("packet_number", "snr_db", "payload_pilot_snr_db",
+        phy = {k: meta.get(k) for k in ("packet_number", "snr_db", "header_snr_db",
+                                        "payload_pilot_snr_db",
                                         "cfo", "cfo_hz", "frame_start")}
         with self._lock:
             if seq in self.frames:

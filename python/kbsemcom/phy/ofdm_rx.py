@@ -49,7 +49,8 @@ class ofdm_deframer(gr.sync_block):
     ``digital.ofdm_sync_sc_cfb`` on the same samples (1 = a preamble ended here).
     Output 'out' (message): PDU per frame whose header passed its CRC: payload = complex64
     equalised symbols [payload_len]; metadata packet_number, seq, payload_len, snr_db
-    (post-equalisation SNR estimate), payload_pilot_snr_db, cfo (cycles/sample), cfo_hz
+    (post-equalisation SNR estimate; robust mode: the payload's, with header_snr_db the
+    header's), payload_pilot_snr_db, cfo (cycles/sample), cfo_hz
     (when samp_rate > 0), frame_start (sample index).
     A header that passed its CRC but states another length than ``payload_len`` is published
     at once as a lost record (lost, stage 'phy', reason; header fields; empty payload), and
@@ -372,7 +373,8 @@ class ofdm_rx(gr.hier_block2):
     Output:
       out: one PDU per frame whose header passed its CRC; payload = c32 equalised symbols
         [payload_len]; metadata packet_number, seq (image sequence number), payload_len, snr_db
-        (post-equalisation SNR estimate, dB), payload_pilot_snr_db, cfo (cycles/sample), cfo_hz
+        (post-equalisation SNR estimate, dB; robust mode: the payload's, with header_snr_db the
+        header's), payload_pilot_snr_db, cfo (cycles/sample), cfo_hz
         (when the sample rate is known), frame_start (sample index). A header that states
         another length than Payload symbols becomes a lost record at once: lost, stage 'phy',
         reason, packet_number, seq, payload_len; empty payload.
@@ -406,7 +408,9 @@ class ofdm_rx(gr.hier_block2):
         the measured false-alarm rate), fits the channel on the preamble, decodes the coded
         header with Viterbi, fits phase, residual CFO and sampling-rate offset over the whole
         frame's pilots, and equalises with unbiased MMSE (MMSE over its gain fitted on the
-        header; snr_db is the SNR of that output; metadata also sro_ppm, noise_var). Detector and demodulator run in C++ (built by
+        header; snr_db is the payload's SNR of that output, measured on the header and moved
+        to the payload by the tracked channel; metadata also header_snr_db, sro_ppm,
+        noise_var). Detector and demodulator run in C++ (built by
         scripts/setup.sh; rates in docs/phy.md); without the compiled module a numpy fallback
         runs, with a one-line warning, below real time at 1 MS/s.
 

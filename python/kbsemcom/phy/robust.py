@@ -335,8 +335,10 @@ class Demodulator:
     its CFO bin, as the C++ robust_detector gives them) ``coarse`` is taken as the start;
     ``key``: see ``_demodulate_cpp``. Returns ('need', samples needed from coarse), ('bad', reason),
     ('wrong_length', fields + reason, cfo, start, end) or ('ok', fields + symbols [unbiased
-    MMSE equalised, z = x + e, payload_len], snr_db (1 / E|e|^2 measured on the known header
-    symbols), payload_pilot_snr_db, cfo (cycles/sample), sro_ppm, noise_var, start, end).
+    MMSE equalised, z = x + e, payload_len], snr_db (the payload's 1 / E|e|^2: measured on
+    the known header symbols, moved to the payload by the tracked channel's predicted error,
+    ``_payload_ratio``), header_snr_db (the header's own), payload_pilot_snr_db, cfo
+    (cycles/sample), sro_ppm, noise_var, start, end).
     ``equaliser``: see ``_equalise``; only the default "unbiased" runs in C++.
     ``tracking``: equalise with the tracked H(t, f) (``_channel``; C++ does the same), or
     with the preamble's H(f) alone (False, numpy only: for comparisons).
@@ -456,8 +458,9 @@ class Demodulator:
         rot, sro = self._track(obs_k[:, self._used], times, carriers=p.used_carriers,
                                return_sro=True)
         Y = Y * rot
+        evar = None
         if self.tracking:
-            H = self._channel(Y, H, noise_var, known, times)
+            H, evar = self._channel(Y, H, noise_var, known, times)
         z = self._equalise(Y, H, noise_var, known)
         hdr_err = np.abs(z[:p.header_symbols, self._data] - known[:p.header_symbols,
                                                                   self._data]) ** 2
@@ -465,8 +468,13 @@ class Demodulator:
                          - known[p.header_symbols:, self._pilots]) ** 2
         slots = z[p.header_symbols:, self._data].ravel()
         symbols = slots[p.payload_map(n_sym)[:n_sym]].astype(np.complex64)
+        hdr_mse = max(float(np.mean(hdr_err)), 1e-12)
+        mse = hdr_mse
+        if evar is not None and self.equaliser == "unbiased":
+            mse *= self._payload_ratio(H, evar, noise_var)
         return "ok", dict(fields, symbols=symbols,
-                          snr_db=10 * np.log10(1 / max(float(np.mean(hdr_err)), 1e-12)),
+                          snr_db=10 * np.log10(1 / max(mse, 1e-12)),
+                          header_snr_db=10 * np.log10(1 / hdr_mse),
                           payload_pilot_snr_db=10 * np.log10(
                               1 / max(float(np.mean(pil_err)), 1e-12)),
                           cfo=cfo_f, sro_ppm=float(sro * 1e6), noise_var=noise_var,
@@ -501,6 +509,7 @@ class Demodulator:
             return "need", need - t0
         symbols = self.cpp.payload(buf, t0, n_sym, p.payload_map(n_sym))
         return "ok", dict(fields, symbols=symbols, snr_db=float(self.cpp.snr_db),
+                          header_snr_db=float(self.cpp.header_snr_db),
                           payload_pilot_snr_db=float(self.cpp.pilot_snr_db), cfo=cfo,
                           sro_ppm=float(self.cpp.sro * 1e6),
                           noise_var=float(self.cpp.noise_var), start=int(t0),
@@ -530,7 +539,8 @@ class Demodulator:
         var[0] = noise_var * len(TAPS) / rows / power
         t_obs = np.concatenate([[0.0], times[:hs]])
         K = np.sinc(2 * TRACK_DOPPLER * (t_obs[:, None] - t_obs[None, :]))
-        K += np.diag(np.maximum(var, TRACK_FLOOR))
+        nugget = np.maximum(var, TRACK_FLOOR)
+        K += np.diag(nugget)
         kinv = np.linalg.inv(K)
         a = kinv @ hobs
         b = kinv.sum(axis=1)
@@ -541,7 +551,30 @@ class Demodulator:
         out[:hs] = hobs[1:] - (a[1:] - b[1:, None] * mean[None, :]) / q[:, None]
         r = np.sinc(2 * TRACK_DOPPLER * (times[hs:, None] - t_obs[None, :]))
         out[hs:] = r @ a + (1 - r @ b)[:, None] * mean[None, :]
-        return out
+        # each symbol's estimation-error variance of H (absolute): the kriging variance
+        # 1 - r K^-1 r + (1 - r K^-1 1)^2 / c at a payload symbol, 1 / q - nugget for a header
+        # symbol's leave-one-out estimate
+        evar = np.empty(len(times))
+        evar[:hs] = np.maximum(1 / q - nugget[1:], 0.0)
+        evar[hs:] = np.maximum(1 - np.einsum("ij,ij->i", r @ kinv, r) + (1 - r @ b) ** 2 / c,
+                               0.0)
+        return out, evar * power
+
+    def _payload_ratio(self, H, evar, noise_var):
+        """The payload's error variance over the header's, predicted from the tracked
+        channel (lib/robust_demod.cc does the same): per slot, the unbiased MMSE output's
+        error is its noise gain |H / (|H|^2 + sigma^2)|^2 / s_t^2 (s_t = the symbol's mean
+        shrinkage) times the noise per carrier plus the channel estimate's error variance
+        (``_channel``'s evar). The measured header error times this ratio is the payload's
+        error: under a fast fade the header, ~2.5 ms earlier, does not describe the payload's
+        symbols, and a payload the tracker places in a fade gets a lower SNR."""
+        hs, d = self.p.header_symbols, self._data
+        h = H[:, d]
+        g = np.abs(h) ** 2
+        shrink = np.mean(g / (g + noise_var), axis=1)
+        gain = g / (g + noise_var) ** 2 / shrink[:, None] ** 2
+        err = gain * (noise_var / self.p.scale ** 2 + evar[:, None])
+        return float(np.mean(err[hs:]) / max(np.mean(err[:hs]), 1e-30))
 
     def _equalise(self, Y, H, noise_var, known):
         """Equalised grid z = x + e from the phase-corrected grid Y [symbols, fft_len].
