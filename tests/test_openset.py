@@ -172,6 +172,30 @@ def test_leave_self_out_search_by_hand():
                                                  {"name": "toy", "dim": 1}, index="Flat"))
 
 
+def test_centroid_statistic_by_hand():
+    """max over KB classes of 2 <y, mu_c> - |mu_c|^2; a query that is a KB image leaves its
+    class mean, and a class of that image alone drops out."""
+    feats = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [9.0, 9.0]], np.float32)
+    labels_ = [0, 0, 1, None]   # class means (1, 0), (0, 4); the unlabelled entry alone
+    kb = KnowledgeBase(feats, [{"image_id": str(i), "path": "", "label": v, "class_name": "c"}
+                               for i, v in enumerate(labels_)], ["a", "b"],
+                       {"name": "toy", "dim": 2}, index="Flat")
+    y = np.array([[1.0, 1.0], [0.0, 3.0]], np.float32)
+    # y1: class 0: 2*1 - 1 = 1; class 1: 2*4 - 16 = -8; alone: 2*18 - 162 = -126 -> 1
+    # y2: class 0: 0 - 1 = -1; class 1: 24 - 16 = 8 -> 8
+    stat, pos = openset.search_statistic(kb, y, "centroid")
+    np.testing.assert_allclose(stat, [1.0, 8.0])
+    assert pos.tolist() == [0, 2]   # positions stay the nearest entries
+    # KB entries 0 and 2 as their own queries: entry 0 leaves class 0 (mean (2, 0)):
+    # 2*0 - 4 = -4 against class 1's 0 - 16 = -16 -> -4; entry 2 is class 1 alone (drops):
+    # class 0: 2*0 - 1 = -1, unlabelled: 2*36 - 162 = -90 -> -1
+    view = openset.LeaveSelfOut(kb, [0, 2])
+    np.testing.assert_allclose(openset.search_statistic(view, feats[[0, 2]], "centroid")[0],
+                               [-4.0, -1.0])
+    with pytest.raises(openset.OpenSetError, match="needs the KB"):
+        openset.statistic("centroid", np.zeros((1, 1)), [0.0])
+
+
 def test_kb_self_calibration_in_the_manifest_serves_kb_lookup(open_world, tmp_path):
     """``kb calibrate``'s core: a calibration fitted on the receiver's KB alone (its own
     images as queries, no validation data) is stored in the manifest, comes back after a
