@@ -234,7 +234,9 @@ def test_kb_self_calibration_in_the_manifest_serves_kb_lookup(open_world, tmp_pa
     assert lookup.calibration is None
 
 
-def test_benchmark_runs_small(effnet, tmp_path):
+@pytest.mark.parametrize("calibrate_on,role", [
+    ("kb", "receiver KB, own images"), ("kb-validation", "receiver KB, validation images")])
+def test_benchmark_runs_small(effnet, tmp_path, calibrate_on, role):
     """benchmarks/openset_table.py end to end on Fashion-MNIST at its --quick sizes: the
     table has every column, the numbers are rates, and each row names its data set."""
     import json
@@ -247,7 +249,7 @@ def test_benchmark_runs_small(effnet, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(root / "benchmarks" / "openset_table.py"), "--datasets",
          "fashion-mnist", "--quick", "--snrs=0,10", "--out", str(out), "--json",
-         "--save-calibration", str(out / "cal"), "--calibrate-on", "kb"],
+         "--save-calibration", str(out / "cal"), "--calibrate-on", calibrate_on],
         capture_output=True, text=True, timeout=900, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -259,4 +261,4 @@ def test_benchmark_runs_small(effnet, tmp_path):
         assert r["n_sent_in"] == r["n_sent_out"] == 100  # 5 of 10 classes x 20
     assert "wall time" in (out / "openset.md").read_text() and (out / "openset.png").exists()
     cal = openset.load_calibration(next((out / "cal").glob("*.json")))
-    assert cal.source["role"] == "receiver KB, own images"
+    assert cal.source["role"] == role
