@@ -194,6 +194,18 @@ def test_centroid_statistic_by_hand():
                                [-4.0, -1.0])
     with pytest.raises(openset.OpenSetError, match="needs the KB"):
         openset.statistic("centroid", np.zeros((1, 1)), [0.0])
+    # the class means follow the KB: an added class-1 image at (0, 2) moves its mean to (0, 3)
+    kb.add(np.array([[0.0, 2.0]], np.float32),
+           [{"image_id": "new", "path": "", "label": 1, "class_name": "b"}])
+    np.testing.assert_allclose(openset.search_statistic(kb, y[1:], "centroid")[0], [9.0])
+    # a calibration of the statistic scores through the KB (what kb_lookup calls): quantiles
+    # 0, 5, 10 of in-KB statistics at every SNR. (0, 1.6): 2 * 4.8 - 9 = 0.6 -> score 0.06,
+    # kept; (0, 1.5): 0 -> score 0, below the 5% threshold; both nearest the new entry
+    cal = openset.Calibration("centroid", 1, 0.05, "awgn", [0.0], [0.0, 0.5, 1.0],
+                              [[0.0, 5.0, 10.0]])
+    score, no_match, pos = cal.score_vectors(kb, np.array([[0.0, 1.6], [0.0, 1.5]]), 0.0)
+    np.testing.assert_allclose(score, [0.06, 0.0], atol=1e-6)
+    assert no_match.tolist() == [False, True] and pos.tolist() == [4, 4]
 
 
 def test_kb_self_calibration_in_the_manifest_serves_kb_lookup(open_world, tmp_path):
