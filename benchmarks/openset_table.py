@@ -23,6 +23,9 @@ reference.
 Prints a Markdown table with data set, extractor, seeds, machine and wall time; writes
 openset.jsonl, openset.md and plots to --out; --json prints JSON lines instead;
 --save-calibration DIR writes each codec's calibration (for KB Lookup's calibration file).
+--calibrate-on kb calibrates on the receiver's KB itself (its own images, each against the KB
+less itself); --calibrate-on kb-validation sends the validation images of the KB's classes
+against the receiver's KB (the statistic and K are chosen on the validation pair either way).
 The codecs are the cached ones of `kbsemcom evaluate` (trained if missing), trained on the
 protocol's training split, which holds every class (the transmitter's codec knows more classes
 than the receiver's KB).
@@ -145,13 +148,20 @@ def run_codec(args, setup, recipe, cbr, channel, base, kb, choice_kb, cal_kb, pr
         cal = openset.calibrate(codec, kb, kb.features()[q], channel,
                                 statistic_name=choice["statistic"], k=choice["k"],
                                 target_frr=args.target_frr, own=q)
+    elif args.calibrate_on == "kb-validation":  # validation images of the KB's classes
+        keep = np.isin(setup.labels("val_sent"), np.unique(kb_labels))
+        cal = openset.calibrate(codec, kb, val_sent[keep], channel,
+                                statistic_name=choice["statistic"], k=choice["k"],
+                                target_frr=args.target_frr)
     else:
         cal = openset.calibrate(codec, cal_kb, val_sent[val_in], channel,
                                 statistic_name=choice["statistic"],
                                 k=choice["k"], target_frr=args.target_frr)
     cal.source.update(dataset=name, protocol=proto.name, held_out=val_out.tolist(),
-                      role="validation pair" if args.calibrate_on == "validation" else
-                      "receiver KB, own images")
+                      role={"validation": "validation pair",
+                            "kb": "receiver KB, own images",
+                            "kb-validation": "receiver KB, validation images"}[
+                                args.calibrate_on])
     if args.save_calibration:
         cal.save(Path(args.save_calibration) /
                  f"openset-{name}-{recipe}-{cbr.replace('/', 'of')}-{channel}.json")
@@ -276,11 +286,13 @@ def main():
                    help="neighbour counts K the score is chosen among (on validation)")
     p.add_argument("--statistics", default=",".join(openset.STATISTICS),
                    help="statistics the score is chosen among (on validation)")
-    p.add_argument("--calibrate-on", choices=("validation", "kb"), default="validation",
-                   help="the match score's calibration: the validation pair, or the receiver's "
+    p.add_argument("--calibrate-on", choices=("validation", "kb", "kb-validation"),
+                   default="validation",
+                   help="the match score's calibration: the validation pair; the receiver's "
                         "KB itself (its own images as queries, each against the KB less itself:"
-                        " what 'kbsemcom kb calibrate' does); the statistic and K are chosen on "
-                        "validation either way")
+                        " what 'kbsemcom kb calibrate' does); or validation images of the KB's "
+                        "classes (never sent images) against the receiver's KB. The statistic "
+                        "and K are chosen on the validation pair either way")
     p.add_argument("--quick", action="store_true", help="small sizes (tests): 20 sent, 20 KB, "
                    "100 training, 10 validation images per class")
     p.add_argument("--out", default="runs/openset")

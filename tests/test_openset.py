@@ -172,6 +172,42 @@ def test_leave_self_out_search_by_hand():
                                                  {"name": "toy", "dim": 1}, index="Flat"))
 
 
+def test_centroid_statistic_by_hand():
+    """max over KB classes of 2 <y, mu_c> - |mu_c|^2; a query that is a KB image leaves its
+    class mean, and a class of that image alone drops out."""
+    feats = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [9.0, 9.0]], np.float32)
+    labels_ = [0, 0, 1, None]   # class means (1, 0), (0, 4); the unlabelled entry alone
+    kb = KnowledgeBase(feats, [{"image_id": str(i), "path": "", "label": v, "class_name": "c"}
+                               for i, v in enumerate(labels_)], ["a", "b"],
+                       {"name": "toy", "dim": 2}, index="Flat")
+    y = np.array([[1.0, 1.0], [0.0, 3.0]], np.float32)
+    # y1: class 0: 2*1 - 1 = 1; class 1: 2*4 - 16 = -8; alone: 2*18 - 162 = -126 -> 1
+    # y2: class 0: 0 - 1 = -1; class 1: 24 - 16 = 8 -> 8
+    stat, pos = openset.search_statistic(kb, y, "centroid")
+    np.testing.assert_allclose(stat, [1.0, 8.0])
+    assert pos.tolist() == [0, 2]   # positions stay the nearest entries
+    # KB entries 0 and 2 as their own queries: entry 0 leaves class 0 (mean (2, 0)):
+    # 2*0 - 4 = -4 against class 1's 0 - 16 = -16 -> -4; entry 2 is class 1 alone (drops):
+    # class 0: 2*0 - 1 = -1, unlabelled: 2*36 - 162 = -90 -> -1
+    view = openset.LeaveSelfOut(kb, [0, 2])
+    np.testing.assert_allclose(openset.search_statistic(view, feats[[0, 2]], "centroid")[0],
+                               [-4.0, -1.0])
+    with pytest.raises(openset.OpenSetError, match="needs the KB"):
+        openset.statistic("centroid", np.zeros((1, 1)), [0.0])
+    # the class means follow the KB: an added class-1 image at (0, 2) moves its mean to (0, 3)
+    kb.add(np.array([[0.0, 2.0]], np.float32),
+           [{"image_id": "new", "path": "", "label": 1, "class_name": "b"}])
+    np.testing.assert_allclose(openset.search_statistic(kb, y[1:], "centroid")[0], [9.0])
+    # a calibration of the statistic scores through the KB (what kb_lookup calls): quantiles
+    # 0, 5, 10 of in-KB statistics at every SNR. (0, 1.6): 2 * 4.8 - 9 = 0.6 -> score 0.06,
+    # kept; (0, 1.5): 0 -> score 0, below the 5% threshold; both nearest the new entry
+    cal = openset.Calibration("centroid", 1, 0.05, "awgn", [0.0], [0.0, 0.5, 1.0],
+                              [[0.0, 5.0, 10.0]])
+    score, no_match, pos = cal.score_vectors(kb, np.array([[0.0, 1.6], [0.0, 1.5]]), 0.0)
+    np.testing.assert_allclose(score, [0.06, 0.0], atol=1e-6)
+    assert no_match.tolist() == [False, True] and pos.tolist() == [4, 4]
+
+
 def test_kb_self_calibration_in_the_manifest_serves_kb_lookup(open_world, tmp_path):
     """``kb calibrate``'s core: a calibration fitted on the receiver's KB alone (its own
     images as queries, no validation data) is stored in the manifest, comes back after a
@@ -210,7 +246,9 @@ def test_kb_self_calibration_in_the_manifest_serves_kb_lookup(open_world, tmp_pa
     assert lookup.calibration is None
 
 
-def test_benchmark_runs_small(effnet, tmp_path):
+@pytest.mark.parametrize("calibrate_on,role", [
+    ("kb", "receiver KB, own images"), ("kb-validation", "receiver KB, validation images")])
+def test_benchmark_runs_small(effnet, tmp_path, calibrate_on, role):
     """benchmarks/openset_table.py end to end on Fashion-MNIST at its --quick sizes: the
     table has every column, the numbers are rates, and each row names its data set."""
     import json
@@ -223,7 +261,7 @@ def test_benchmark_runs_small(effnet, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(root / "benchmarks" / "openset_table.py"), "--datasets",
          "fashion-mnist", "--quick", "--snrs=0,10", "--out", str(out), "--json",
-         "--save-calibration", str(out / "cal"), "--calibrate-on", "kb"],
+         "--save-calibration", str(out / "cal"), "--calibrate-on", calibrate_on],
         capture_output=True, text=True, timeout=900, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -235,4 +273,4 @@ def test_benchmark_runs_small(effnet, tmp_path):
         assert r["n_sent_in"] == r["n_sent_out"] == 100  # 5 of 10 classes x 20
     assert "wall time" in (out / "openset.md").read_text() and (out / "openset.png").exists()
     cal = openset.load_calibration(next((out / "cal").glob("*.json")))
-    assert cal.source["role"] == "receiver KB, own images"
+    assert cal.source["role"] == role
