@@ -55,6 +55,12 @@ bool tag_time(const pmt::pmt_t& v, double* secs, double* frac)
 const pmt::pmt_t RX_TIME = pmt::intern("rx_time");
 const pmt::pmt_t SOF = pmt::intern("robust_sof");
 const pmt::pmt_t OUT = pmt::intern("out");
+// A history makes GNU Radio give this block's inputs, and the detector's and the source's
+// output buffers, at least twice its length, so that a receiver that falls behind catches up
+// in large calls: the detector's overlap-save FFTs then run on full blocks (without it, the
+// detector's CPU per sample grew with the small calls). It never delays a call; work() skips
+// the history's samples. The Python robust_deframer declares the same.
+constexpr int HISTORY = 1 << 15;
 } // namespace
 
 class robust_deframer_impl : public robust_deframer
@@ -398,6 +404,7 @@ public:
             d_counts[k] = 0;
         message_port_register_out(OUT);
         set_tag_propagation_policy(TPP_DONT);
+        set_history(HISTORY + 1);
     }
 
     std::map<std::string, int64_t> counts() const override
@@ -416,7 +423,8 @@ public:
              gr_vector_const_void_star& input_items,
              gr_vector_void_star&) override
     {
-        const gr_complex* x = static_cast<const gr_complex*>(input_items[0]);
+        // the history's samples are not new (HISTORY); input 1's markers come from tags
+        const gr_complex* x = static_cast<const gr_complex*>(input_items[0]) + HISTORY;
         const int n = noutput_items;
         int pos = 0;
         std::vector<int> cuts = gaps(n);
