@@ -6,14 +6,15 @@ Schmidl & Cox detector alone, RX PHY alone on a stream of back-to-back frames an
 only (what an SDR delivers between images: false alarms cost time), and the full TX and RX
 chains with the semantic blocks (real EfficientNet-Lite0 on Fashion-MNIST at TX; at RX an
 untrained codec and a random 5,000-entry KB, which cost the same time as trained ones).
-Robust mode (--modes): TX, the C++ detector alone, and the RX with the C++ detector and
-demodulator ("cpp") and with numpy's ("numpy"), frames back to back and noise only, without
+Robust mode (--modes): TX, the C++ detector alone, and the RX with the C++ detector,
+demodulator and deframer ("cpp"; --deframers cpp,python adds the Python deframer, the
+reference) and with numpy's ("numpy"), frames back to back and noise only, without
 the DC blocker (ZMQ and file links; radios add it: its own row). Each rate is also given as a ratio to
 real time at 10 MS/s (x10M: 1.0 keeps up with a 10 MS/s radio).
 A receiver keeps up with an SDR when its rate is above the SDR's sample rate.
 
   .venv/bin/python benchmarks/phy_throughput.py [--frames 400] [--modes short,robust]
-      [--no-semantic] [--json]
+      [--no-semantic] [--deframers cpp,python] [--json]
 """
 import argparse
 import json
@@ -149,20 +150,23 @@ class _ThreadWatch:
             self.last.update(_thread_cpu())
             self.when = time.monotonic()
 
-    def busiest(self):
-        """(name, CPU seconds) of the thread that used most."""
+    def busiest(self, k=1):
+        """(name, CPU seconds) of the thread that used most; with k > 1 a list of the k
+        busiest."""
         self.when = 0.0
         self.poll()
-        used = [(cpu - self.before.get(tid, ("", 0.0))[1], name)
-                for tid, (name, cpu) in self.last.items()]
-        cpu, name = max(used) if used else (0.0, "")
-        return name, cpu
+        used = sorted(((cpu - self.before.get(tid, ("", 0.0))[1], name)
+                       for tid, (name, cpu) in self.last.items()), reverse=True)
+        top = [(name, cpu) for cpu, name in used[:k]]
+        if k > 1:
+            return top
+        return top[0] if top else ("", 0.0)
 
 
-def rx_alone(x, semantic=None, mode="short", detector="auto", dc_block=True):
+def rx_alone(x, semantic=None, mode="short", detector="auto", dc_block=True, deframer="auto"):
     tb = gr.top_block()
     src = blocks.vector_source_c(x, False)
-    rx = ofdm_rx(mode=mode, detector=detector, dc_block=dc_block)
+    rx = ofdm_rx(mode=mode, detector=detector, dc_block=dc_block, deframer=deframer)
     tb.connect(src, rx)
     chain = [rx]
     if semantic:
@@ -183,10 +187,11 @@ def rx_alone(x, semantic=None, mode="short", detector="auto", dc_block=True):
         _wait(lambda: tb.sink.count() >= rx.stats()["frames"], 60)
     dt = time.perf_counter() - t0
     _CPU.append(time.process_time() - c0)
-    busiest = watch.busiest()
+    busiest = watch.busiest(2)
     tb.stop()
     tb.wait()
-    return len(x), dt, dict(rx.stats(), busiest=busiest)
+    return len(x), dt, dict(rx.stats(), busiest=busiest[0] if busiest else ("", 0.0),
+                            second=busiest[1] if len(busiest) > 1 else ("", 0.0))
 
 
 def tx_semantic(images):
@@ -230,6 +235,9 @@ def main():
     ap.add_argument("--fit-strides", default=str(robust.FIT_STRIDE),
                     help="comma-separated coarse steps of the robust demodulator's phase/CFO/"
                     "SRO fit, one robust RX (cpp) back-to-back row each (1: the full grid)")
+    ap.add_argument("--deframers", default="cpp",
+                    help="comma-separated deframers behind the C++ detector, one robust RX "
+                    "(cpp) row each: cpp (lib/robust_deframer) or python (the reference)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     modes = args.modes.split(",")
@@ -278,29 +286,37 @@ def main():
 
         def busy(st, n):
             # a thread keeps up at 10 MS/s when it needs less than one core there
-            name, cpu = st["busiest"]
+            (name, cpu), (name2, cpu2) = st["busiest"], st["second"]
             return (f"; busiest thread {name} {cpu:.2f} CPU-s = {cpu * 1e7 / n:.2f} cores "
-                    "at 10 MS/s")
+                    f"at 10 MS/s, next {name2} {cpu2 * 1e7 / n:.2f}")
 
+        deframers = args.deframers.split(",")
         for det in ("cpp", "numpy"):
             k = args.frames if det == "cpp" else min(args.frames, args.numpy_frames)
             part = rframes[:k * robust.RobustParams().frame_len(N_SYMBOLS)]
-            for stride in strides if det == "cpp" else [robust.FIT_STRIDE]:
-                default = robust.FIT_STRIDE
-                robust.FIT_STRIDE = stride  # the Demodulators built now take it
-                try:
-                    # without the DC blocker, as `kbsemcom rx` runs ZMQ and file links (its
-                    # row below)
-                    n, dt, st = rx_alone(part, mode="robust", detector=det, dc_block=False)
-                finally:
-                    robust.FIT_STRIDE = default
-                tag = det if len(strides) == 1 or det != "cpp" else f"{det}, fit stride {stride}"
-                row(f"robust RX ({tag}), back-to-back", n, dt,
-                    f"{st['frames']}/{k} frames at {args.snr:g} dB" + busy(st, n))
-            n, dt, st = rx_alone(rnoise[:len(part)], mode="robust", detector=det,
-                                 dc_block=False)
-            row(f"robust RX ({det}), noise only", n, dt,
-                f"{st['triggers']} false triggers" + busy(st, n))
+            for dfr in deframers if det == "cpp" else ["python"]:
+                for stride in strides if det == "cpp" else [robust.FIT_STRIDE]:
+                    default = robust.FIT_STRIDE
+                    robust.FIT_STRIDE = stride  # the Demodulators built now take it
+                    try:
+                        # without the DC blocker, as `kbsemcom rx` runs ZMQ and file links
+                        # (its row below)
+                        n, dt, st = rx_alone(part, mode="robust", detector=det,
+                                             dc_block=False, deframer=dfr)
+                    finally:
+                        robust.FIT_STRIDE = default
+                    tag = det
+                    if det == "cpp" and len(strides) > 1:
+                        tag += f", fit stride {stride}"
+                    if det == "cpp" and (len(deframers) > 1 or dfr != "cpp"):
+                        tag += f", {dfr} deframer"
+                    row(f"robust RX ({tag}), back-to-back", n, dt,
+                        f"{st['frames']}/{k} frames at {args.snr:g} dB" + busy(st, n))
+                tag = det if det == "numpy" or deframers == ["cpp"] else f"{det}, {dfr} deframer"
+                n, dt, st = rx_alone(rnoise[:len(part)], mode="robust", detector=det,
+                                     dc_block=False, deframer=dfr)
+                row(f"robust RX ({tag}), noise only", n, dt,
+                    f"{st['triggers']} false triggers" + busy(st, n))
         n, dt, _ = dc_blocker_alone(rnoise)
         row("DC blocker alone (radios: --dc-block)", n, dt, "dc_blocker_cc(64, long), C++")
     if not args.no_semantic:

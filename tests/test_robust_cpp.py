@@ -243,7 +243,8 @@ def test_receiver_with_cpp_detector_matches_numpy(snr_db):
     got_c, rx_c = receive(y, "cpp")
     got_n, rx_n = receive(y, "numpy")
     assert rx_c.detector is not None and rx_n.detector is None
-    assert rx_c.deframer.demod.cpp is not None and rx_n.deframer.demod.cpp is None
+    assert isinstance(rx_c.deframer, bindings.cpp().robust_deframer)
+    assert rx_n.deframer.demod.cpp is None
     assert [m["frame_start"] for m, _ in got_c] == [m["frame_start"] for m, _ in got_n]
     assert len(got_c) >= (9 if snr_db < 0 else 10), rx_c.stats()
     for (mc, sc), (mn, sn) in zip(got_c, got_n):
@@ -267,10 +268,144 @@ def test_numpy_fallback_when_module_absent(monkeypatch):
     assert ofdm_rx_module._warned == [True]
     with pytest.raises(ofdm_rx_module.CppMissing, match="not built.*scripts/setup.sh"):
         ofdm_rx(mode="robust", detector="cpp")
+    with pytest.raises(ofdm_rx_module.CppMissing, match="robust_deframer.*scripts/setup.sh"):
+        ofdm_rx(mode="robust", deframer="cpp")
     rng = np.random.default_rng(9)
     y, _, starts = stream(rng, 2, 5.0)
     got, _ = receive(y, "auto")
     assert [m["frame_start"] for m, _ in got] == starts
+
+
+RATE = 1e6
+
+
+def deframe(y, deframer, tags=(), payload_len=0, timeout=60):
+    """y through ofdm_rx(mode='robust') with the C++ detector and ``deframer`` ('cpp' or
+    'python'), rx_time ``tags`` [(offset, (whole s, fraction s))] on the samples, at 1 MS/s.
+    The flowgraph must end by itself when the samples do (end of stream: no hang).
+    Returns (records sorted by frame_start, stats, the ofdm_rx)."""
+    import threading
+    gtags = []
+    for off, (secs, frac) in tags:
+        tag = gr.tag_t()
+        tag.offset, tag.key = int(off), pmt.intern("rx_time")
+        tag.value = pmt.make_tuple(pmt.from_uint64(secs), pmt.from_double(frac))
+        gtags.append(tag)
+    tb = gr.top_block()
+    src = blocks.vector_source_c(y.astype(np.complex64).tolist(), False, 1, gtags)
+    rx = ofdm_rx(mode="robust", dc_block=False, samp_rate=RATE, payload_len=payload_len,
+                 detector="cpp", deframer=deframer)
+    col = pdu_collector()
+    tb.connect(src, rx)
+    tb.msg_connect(rx, "out", col, "in")
+    tb.start()
+    done = threading.Thread(target=tb.wait, daemon=True)
+    done.start()
+    done.join(timeout)
+    hung = done.is_alive()
+    if hung:
+        tb.stop()
+        tb.wait()
+    assert not hung, f"the {deframer} deframer's flowgraph did not end with its samples"
+    time.sleep(0.2)  # the last PDUs' message delivery
+    return sorted(col.got, key=lambda r: r[0]["frame_start"]), rx.stats(), rx
+
+
+def assert_same_records(got_c, got_p, stats_c, stats_p):
+    """The C++ and the Python deframer: the same records (frames and lost records) with the
+    same metadata keys, integers and strings equal, floats and symbols within rounding (the
+    demodulator sees the samples at other buffer offsets); the same counts."""
+    assert [m["frame_start"] for m, _ in got_c] == [m["frame_start"] for m, _ in got_p]
+    for (mc, sc), (mp, sp) in zip(got_c, got_p):
+        assert sorted(mc) == sorted(mp)
+        for key, value in mp.items():
+            if isinstance(value, float):
+                assert mc[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+            else:
+                assert mc[key] == value and type(mc[key]) is type(value), key
+        assert sc.dtype == sp.dtype == np.complex64 and sc.shape == sp.shape
+        np.testing.assert_allclose(sc, sp, rtol=0, atol=1e-5)
+    counts = {k: v for k, v in stats_p.items() if k != "last"}
+    assert {k: v for k, v in stats_c.items() if k != "last"} == counts
+    assert sorted(stats_c["last"]) == sorted(stats_p["last"])
+    for key, value in stats_p["last"].items():
+        assert stats_c["last"][key] == pytest.approx(value, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("snr_db", [-7.0, 15.0])
+def test_cpp_deframer_matches_python(snr_db):
+    """The same samples (frames with noise-only gaps, CFO) through the C++ robust_deframer
+    and the Python one (the reference): the same frames, metadata, symbols and counts."""
+    rng = np.random.default_rng(int(snr_db) + 70)
+    y, sent, starts = stream(rng, 10, snr_db, cfo=0.011)
+    got_c, st_c, rx_c = deframe(y, "cpp")
+    got_p, st_p, rx_p = deframe(y, "python")
+    assert isinstance(rx_c.deframer, bindings.cpp().robust_deframer)
+    assert isinstance(rx_p.deframer, ofdm_rx_module.robust_deframer)
+    assert_same_records(got_c, got_p, st_c, st_p)
+    assert len(got_c) >= (9 if snr_db < 0 else 10), st_c
+    assert all(m["frame_start"] in starts for m, _ in got_c)
+    assert all(m["cfo_hz"] == pytest.approx(m["cfo"] * RATE) for m, _ in got_c)
+
+
+@pytest.mark.timeout(180)
+def test_cpp_deframer_faults_match_python():
+    """Faults on one stream, both deframers: a header stating another length than the
+    receiver's (a lost record, only its header skipped), a frame whose header is noise and a
+    lone preamble (false triggers: counted bad_header, the next frame found), and a stream
+    that ends inside a frame's payload (no hang, that frame not published)."""
+    rng = np.random.default_rng(17)
+    frames, kinds = [], ["ok", "long", "ok", "no_header", "ok", "preamble", "ok", "cut"]
+    for i, kind in enumerate(kinds):
+        f = robust.build_frame(P, unit_symbols(rng, 128 if kind == "long" else 64), i,
+                               200 + i)
+        if kind == "no_header":
+            f[P.preamble_len:P.header_end()] = unit_symbols(rng, P.header_end() -
+                                                            P.preamble_len)
+        elif kind == "preamble":
+            f = np.concatenate([f[:P.preamble_len], np.zeros(3000, np.complex64)])
+        elif kind == "cut":
+            f = f[:P.header_end() + 100]  # its 2 payload symbols need 160
+        frames += [np.zeros(int(rng.integers(500, 2000)), np.complex64), f]
+    x = np.concatenate(frames)
+    y = x + 0.1 * (rng.normal(size=len(x)) + 1j * rng.normal(size=len(x)))
+    got_c, st_c, _ = deframe(y, "cpp", payload_len=64)
+    got_p, st_p, _ = deframe(y, "python", payload_len=64)
+    assert_same_records(got_c, got_p, st_c, st_p)
+    assert [(m["seq"], bool(m.get("lost"))) for m, _ in got_c] == [
+        (200, False), (201, True), (202, False), (204, False), (206, False)]
+    lost = got_c[1][0]
+    assert lost["stage"] == "phy" and lost["payload_len"] == 128 and len(got_c[1][1]) == 0
+    assert "states 128 payload symbols, the receiver expects 64" in lost["reason"]
+    assert (st_c["wrong_length"], st_c["bad_header"], st_c["frames"]) == (1, 2, 4), st_c
+
+
+@pytest.mark.timeout(180)
+def test_cpp_deframer_resyncs_after_a_gap_as_python():
+    """An overflow (rx_time tag whose time jumps) inside a frame's payload, and a re-tag
+    that continues the timeline: both deframers drop the cut frame (gap_dropped), count the
+    lost samples and find every frame after the gap, with the same records."""
+    rng = np.random.default_rng(23)
+    parts, starts, pos = [], [], 0
+    for i in range(6):
+        f = robust.build_frame(P, unit_symbols(rng, 256), i, i)
+        parts += [np.zeros(2500, np.complex64), f]
+        starts.append(pos + 2500)
+        pos += 2500 + len(f)
+    x = np.concatenate(parts + [np.zeros(8000, np.complex64)])
+    lost = 500
+    gap = starts[3] + P.frame_len(256) - P.guard_len - 3 * P.sym_len
+    x = np.concatenate([x[:gap], x[gap + lost:]])
+    y = x + 0.3 * (rng.normal(size=len(x)) + 1j * rng.normal(size=len(x)))
+    secs = 1_764_700_000
+    tags = [(0, (secs, 0.25)), (starts[1], (secs, 0.25 + starts[1] / RATE)),
+            (gap, (secs, 0.25 + (gap + lost) / RATE))]
+    got_c, st_c, _ = deframe(y, "cpp", tags)
+    got_p, st_p, _ = deframe(y, "python", tags)
+    assert_same_records(got_c, got_p, st_c, st_p)
+    assert [m["seq"] for m, _ in got_c] == [0, 1, 2, 4, 5], st_c
+    assert (st_c["gaps"], st_c["samples_lost"], st_c["gap_dropped"]) == (1, lost, 1), st_c
 
 
 @pytest.mark.slow

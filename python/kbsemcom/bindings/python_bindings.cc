@@ -5,6 +5,7 @@ namespace py = pybind11;
 
 void bind_robust_detector(py::module& m);
 void bind_robust_demod(py::module& m);
+void bind_robust_deframer(py::module& m);
 void bind_pdu(py::module& m);
 
 PYBIND11_MODULE(kbsemcom_python, m)
@@ -14,5 +15,6 @@ PYBIND11_MODULE(kbsemcom_python, m)
     py::module::import("pmt"); // pmt_t, returned by make_pdu_c32
     bind_robust_detector(m);
     bind_robust_demod(m);
+    bind_robust_deframer(m);
     bind_pdu(m);
 }

@@ -16,6 +16,9 @@ _NO_CPP = ("the C++ robust_detector is not built (python/kbsemcom/bindings): the
            "scripts/setup.sh")
 _warned = []  # warn once per process
 
+_NO_CPP_DEFRAMER = ("deframer='cpp' needs the C++ detector and robust_deframer of the compiled "
+                    "module (python/kbsemcom/bindings); build it with scripts/setup.sh")
+
 
 class CppMissing(UserError, RuntimeError):
     """detector='cpp' asked for, the compiled module not built (scripts/setup.sh builds it)."""
@@ -259,6 +262,24 @@ def cpp_demod(demod):
     return d
 
 
+def cpp_deframer(params, samp_rate=0.0, max_buffer=1 << 21, payload_len=0, markers=0):
+    """The C++ robust_deframer (lib/robust_deframer_impl.cc: the Python robust_deframer's
+    steps with markers, the same PDUs and stats()) for robust.RobustParams ``params`` and
+    the C++ detector's delay ``markers``, or None when the compiled module lacks it."""
+    from ..bindings import cpp
+    mod = cpp()
+    if mod is None or not hasattr(mod, "robust_deframer"):
+        return None
+    demod = robust.Demodulator(params, payload_len=payload_len)
+    # the slot map of each payload length comes from robust.py (numpy's generator): a call
+    # back into Python, once per length (the block caches it)
+    return mod.robust_deframer(
+        cpp_demod(demod), params.whitening().tolist(),
+        lambda n: params.payload_map(n)[:n].tolist(), int(markers), demod.search,
+        params.header_end(), params.sym_len, len(params.data_carriers), params.guard_len,
+        float(samp_rate), int(max_buffer), int(payload_len), int(robust.TAPS[0]))
+
+
 class robust_deframer(ofdm_deframer):
     """Find and demodulate robust-mode frames (phy.robust): its own matched-filter detector
     with a CFO bank instead of a Schmidl & Cox trigger stream.
@@ -408,11 +429,14 @@ class ofdm_rx(gr.hier_block2):
         the measured false-alarm rate), fits the channel on the preamble, decodes the coded
         header with Viterbi, fits phase, residual CFO and sampling-rate offset over the whole
         frame's pilots, and equalises with unbiased MMSE (MMSE over its gain fitted on the
-        header; snr_db is the payload's SNR of that output, measured on the header and moved
-        to the payload by the tracked channel; metadata also header_snr_db, sro_ppm,
-        noise_var). Detector and demodulator run in C++ (built by
-        scripts/setup.sh; rates in docs/phy.md); without the compiled module a numpy fallback
-        runs, with a one-line warning, below real time at 1 MS/s.
+          header; snr_db is the payload's SNR of that output, measured on the header and moved
+          to the payload by the tracked channel; metadata also header_snr_db, sro_ppm,
+          noise_var). Detector, demodulator and deframer run in C++ (built by
+          scripts/setup.sh; rates in docs/phy.md); without the compiled module a numpy
+          fallback runs, with a one-line warning, below real time at 1 MS/s.
+        deframer (Python argument, robust mode): 'auto' (the C++ robust_deframer when the C++
+          detector runs), 'cpp' (refuses without it) or 'python' (phy.ofdm_rx.robust_deframer,
+          the reference the tests compare the C++ block with).
 
     A frame whose header fails its CRC is counted (stats()), never published: without a header
     nothing says which image it was ('kbsemcom rx' writes a lost record for every image of the
@@ -420,7 +444,8 @@ class ofdm_rx(gr.hier_block2):
     """
 
     def __init__(self, fft_len=64, cp_len=16, header_symbols=6, guard_len=160, threshold=0.3,
-                 samp_rate=0.0, dc_block=True, payload_len=0, mode="short", detector="auto"):
+                 samp_rate=0.0, dc_block=True, payload_len=0, mode="short", detector="auto",
+                 deframer="auto"):
         gr.hier_block2.__init__(self, "ofdm_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.message_port_register_hier_out("out")
@@ -439,9 +464,18 @@ class ofdm_rx(gr.hier_block2):
                 if not _warned:
                     _warned.append(True)
                     gr.logger("kbsemcom.ofdm_rx").warn(_NO_CPP)
-            self.deframer = robust_deframer(
-                self.params, samp_rate, payload_len=payload_len,
-                markers=self.detector.delay() if self.detector is not None else 0)
+            if deframer not in ("auto", "cpp", "python"):
+                raise ValueError(f"deframer {deframer!r}: use auto, cpp or python")
+            self.deframer = None
+            if self.detector is not None and deframer != "python":
+                self.deframer = cpp_deframer(self.params, samp_rate, payload_len=payload_len,
+                                             markers=self.detector.delay())
+            if self.deframer is None:
+                if deframer == "cpp":
+                    raise CppMissing(_NO_CPP_DEFRAMER)
+                self.deframer = robust_deframer(
+                    self.params, samp_rate, payload_len=payload_len,
+                    markers=self.detector.delay() if self.detector is not None else 0)
             head = self
             if dc_block:
                 self.dc = filter.dc_blocker_cc(64, True)
