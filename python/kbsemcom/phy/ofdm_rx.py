@@ -429,14 +429,14 @@ class ofdm_rx(gr.hier_block2):
         the measured false-alarm rate), fits the channel on the preamble, decodes the coded
         header with Viterbi, fits phase, residual CFO and sampling-rate offset over the whole
         frame's pilots, and equalises with unbiased MMSE (MMSE over its gain fitted on the
-          header; snr_db is the payload's SNR of that output, measured on the header and moved
-          to the payload by the tracked channel; metadata also header_snr_db, sro_ppm,
-          noise_var). Detector, demodulator and deframer run in C++ (built by
-          scripts/setup.sh; rates in docs/phy.md); without the compiled module a numpy
-          fallback runs, with a one-line warning, below real time at 1 MS/s.
-        deframer (Python argument, robust mode): 'auto' (the C++ robust_deframer when the C++
-          detector runs), 'cpp' (refuses without it) or 'python' (phy.ofdm_rx.robust_deframer,
-          the reference the tests compare the C++ block with).
+        header; snr_db is the payload's SNR of that output, measured on the header and moved
+        to the payload by the tracked channel; metadata also header_snr_db, sro_ppm,
+        noise_var). Detector, demodulator and deframer run in C++ (built by
+        scripts/setup.sh; rates in docs/phy.md); without the compiled module a numpy
+        fallback runs, with a one-line warning, below real time at 1 MS/s.
+      deframer (Python argument, robust mode): 'auto' (the C++ robust_deframer when the C++
+        detector runs), 'cpp' (refuses without it) or 'python' (phy.ofdm_rx.robust_deframer,
+        the reference the tests compare the C++ block with).
 
     A frame whose header fails its CRC is counted (stats()), never published: without a header
     nothing says which image it was ('kbsemcom rx' writes a lost record for every image of the
