@@ -34,10 +34,8 @@ same whichever runs it):
                 environment variable KBSEMCOM_BACKEND sets the default.
 """
 import contextlib
-import hashlib
 import importlib.util
 import io
-import json
 import logging
 import os
 import sys
@@ -47,7 +45,7 @@ import warnings
 import numpy as np
 import torch
 
-from . import hub
+from . import hub, ov_extractor
 from .errors import ExtractorError  # noqa: F401 - raised here, imported from here
 
 log = logging.getLogger("kbsemcom.extractors")
@@ -173,14 +171,8 @@ class _OpenVinoNetwork:
 
     def __init__(self, extractor):
         import openvino as ov
-        from .datasets import cache_dir
         self.core = ov.Core()
-        key = _weights_key(extractor.identity)
-        path = None
-        if key is not None:
-            digest = hashlib.sha256(f"{key}|{ov.__version__}".encode()).hexdigest()[:16]
-            path = cache_dir() / "openvino" / f"{extractor.name.replace('/', '_')}"\
-                .replace(":", "_") / f"{digest}.xml"
+        path = ov_extractor.ir_path(extractor.identity)
         if path is not None and path.exists():
             model = self.core.read_model(str(path))
         else:
@@ -201,28 +193,14 @@ class _OpenVinoNetwork:
                 tmp.with_suffix(".bin").rename(path.with_suffix(".bin"))
                 tmp.rename(path)  # the .xml last: it marks a complete pair
         threads = int(os.environ.get("KBSEMCOM_THREADS", os.cpu_count() or 1))
-        self.compiled = self.core.compile_model(model, "CPU", {
-            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-            "INFERENCE_PRECISION_HINT": "f32"})
+        self.compiled = ov_extractor.compile_network(self.core, model, threads,
+                                                      cache=path is not None)
         self._lock = threading.Lock()  # one infer request, shared by the threads that embed
         self._request = self.compiled.create_infer_request()
 
     def __call__(self, batch):
         with self._lock:
             return self._request.infer({0: np.ascontiguousarray(batch, np.float32)})[0].copy()
-
-
-def _weights_key(identity):
-    """A string naming the weights exactly, or None when they are random (not cacheable).
-    A checkpoint file's size and time stamp count, so a rewritten file converts again."""
-    if identity.get("weights") == "random":
-        return None
-    key = json.dumps(identity, sort_keys=True, default=str)
-    weights = identity.get("weights", "")
-    if os.path.isfile(str(weights)):
-        st = os.stat(weights)
-        key += f"|{st.st_size}|{st.st_mtime_ns}"
-    return key
 
 
 def _blank_image():
@@ -250,9 +228,7 @@ class EfficientNetLite0(Extractor):
             transforms.PILToTensor(),
             transforms.Lambda(lambda t: (t.float() - 127.0) / 128.0),
         ])
-        super().__init__({"name": "efficientnet-lite0", "kind": "efficientnet_lite",
-                          "model": "efficientnet-lite0", "weights": "imagenet", "dim": 1280},
-                         reason)
+        super().__init__(ov_extractor.EFFNET_IDENTITY, reason)
         self.use_backend(backend)
 
     def _forward(self, batch):

@@ -36,9 +36,13 @@ class _ShardExtractor:
 
     def __init__(self, spec, items_ref, parts, shard):
         import ray
-        from . import extractors
-        extractors.set_threads()
-        self.extractor = extractors.load_extractor(spec)
+        from . import ov_extractor
+        # without torch when the converted network is cached (the driver made sure of it)
+        self.extractor = ov_extractor.load_light(spec)
+        if self.extractor is None:
+            from . import extractors
+            extractors.set_threads()
+            self.extractor = extractors.load_extractor(spec)
         refs = ray.get(items_ref) if isinstance(items_ref, ray.ObjectRef) else items_ref
         self.items = refs
         self.parts = Path(parts)
@@ -63,6 +67,16 @@ class _ShardExtractor:
             counts.append(len(kept_idx))
         return {"shard": np.asarray(batch["shard"]), "node": np.array(nodes),
                 "kept": np.array(counts, np.int64)}
+
+
+def _cache_network(spec):
+    """Convert the extractor's network once here when it has a light form that is not cached
+    yet, so that no worker imports torch (core/ov_extractor.py)."""
+    from . import ov_extractor
+    path = ov_extractor.light_path(spec)
+    if path is not None and not path.exists():
+        from . import extractors
+        extractors.load_extractor(spec)  # writes the converted network to the cache
 
 
 def parts_folder(root, spec, items):
@@ -100,6 +114,7 @@ def extract_features_ray(spec, items, parts, address=None, workers=2, progress=N
     report = {"shards": n_shards, "resumed": n_shards - len(todo), "per_node": {}}
     started = False
     if todo:
+        _cache_network(spec)
         try:
             if not ray.is_initialized():
                 kwargs = {"address": address} if address else {"num_cpus": workers}
