@@ -265,10 +265,12 @@ def main():
                f"{faiss.__version__} {threads} threads, load avg {os.getloadavg()[0]:.1f}")
     if args.json:
         return
+    spread = f" ({args.model_axes} axes)" if args.model_residual == "spectrum" else ""
     print(f"KB scale: {len(feats)} real {ex.name} features ({', '.join(sets)}), "
           f"{len(real)} as KB entries, {args.queries} held-out real queries through "
           f"{args.recipe} CBR {args.cbr} AWGN {args.snr_db:g} dB, searching "
-          f"{queries.shape[1]}-d vectors; fitted model rank {args.model_rank}; seed "
+          f"{queries.shape[1]}-d vectors; fitted model rank {args.model_rank}, residual "
+          f"{args.model_residual}{spread}; seed "
           f"{args.seed}; {machine}\n")
     print("| entries | real | index (search) | p50 / p99 CPU ms | p50 / p99 wall ms | batch q/s "
           "(per CPU s) | recall@1 | accuracy % | exact acc. % | index MB | build s | "
