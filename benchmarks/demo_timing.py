@@ -5,8 +5,9 @@ Each configuration gets a fresh cache folder (KBSEMCOM_CACHE; the converted Open
 and every feature, KB and codec start absent: a new user's first run), runs the demo once,
 then again on the now warm cache. The Hugging Face cache is left as it is (the demo's
 extractor is chosen from it). Prints the wall times, the demo's own phase timings, the
-accuracy (equal between backends: the features are), the machine and the load average
-before and after each run: on a shared machine the load says how much the times are worth.
+accuracy (equal between backends: the features are), the CPU seconds of the demo's process
+tree (user+sys: less load-sensitive than wall time), the machine and the load average before
+and after each run: on a shared machine the load says how much the times are worth.
 Usage: .venv/bin/python benchmarks/demo_timing.py [--backends auto] [--threads 2]
        [-- extra demo options, e.g. --images 200]
 """
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -25,12 +27,16 @@ def run_demo(cache, out, backend, threads, extra):
     cmd = [sys.executable, "-m", "gnuradio.kbsemcom.apps.cli", "demo", "--json",
            "--out", out, "--backend", backend, *extra]
     load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the demo's process tree: less sensitive to a neighbour's load than wall
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode:
         raise SystemExit(f"demo failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    return wall, load, os.getloadavg()[0], json.loads(done.stdout.strip().splitlines()[-1])
+    return wall, cpu, load, os.getloadavg()[0], json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -40,19 +46,19 @@ def main():
                    help="KBSEMCOM_THREADS; default: all cores")
     p.add_argument("extra", nargs="*", help="more demo options (after --)")
     args = p.parse_args()
-    print("| backend | run | wall s | extractor load s | KB + features + codec s | "
+    print("| backend | run | wall s | CPU s (user+sys) | extractor load s | KB + features + codec s | "
           "flowgraph s | flowgraph images/s | accuracy | raw 1-NN reference | load avg before/after |")
-    print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="kbsemcom-demo-timing-") as tmp:
         for backend in args.backends.split(","):
             cache = os.path.join(tmp, f"cache-{backend}")
             for run in ("empty cache", "rerun"):
-                wall, load0, load1, s = run_demo(cache, os.path.join(tmp, f"out-{backend}"),
+                wall, cpu, load0, load1, s = run_demo(cache, os.path.join(tmp, f"out-{backend}"),
                                                  backend, args.threads, args.extra)
                 rows.append(s)
                 ph = s["phases"]
-                print(f"| {backend} ({s['extractor_backend']}) | {run} | {wall:.1f} | "
+                print(f"| {backend} ({s['extractor_backend']}) | {run} | {wall:.1f} | {cpu:.1f} | "
                       f"{ph['extractor_load_s']:.1f} | "
                       f"{ph['prepare_s'] - ph['extractor_load_s']:.1f} | "
                       f"{ph['flowgraph_s']:.1f} | {s['images_per_second']:.1f} | "

@@ -30,6 +30,9 @@ def main():
     p.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (median)")
     p.add_argument("--extractors", default="efficientnet-lite0,open_clip:ViT-B-32")
     p.add_argument("--backends", default="torch,openvino")
+    p.add_argument("--bf16", action="store_true",
+                   help="also time openvino in bfloat16 at batch 1 (not used by the module: "
+                        "the row prints its smallest cosine similarity to torch's features)")
     args = p.parse_args()
     os.environ["KBSEMCOM_THREADS"] = str(args.threads)
     os.environ["TQDM_DISABLE"] = "1"  # the cache path's progress bar
@@ -57,23 +60,46 @@ def main():
             rows[(backend, "batch 1")] = (lambda e=ext: [e.embed([im]) for im in images], diff)
             rows[(backend, f"cache (chunks of {ext.batch_size})")] = (
                 lambda e=ext: extract_features(e, items, use_cache=False, desc="bench"), diff)
+        if args.bf16 and "openvino" in exts and ref is not None:
+            rows[("openvino bf16", "batch 1")] = _bf16_row(exts["openvino"], images, ref)
         rates = {key: [] for key in rows}
         for _ in range(args.rounds):
-            for key, (run, _) in rows.items():
+            for key, (run, *_) in rows.items():
                 start = time.perf_counter()
                 run()
                 rates[key].append(len(images) / (time.perf_counter() - start))
         base = statistics.median(rates[("torch", "batch 1")]) if "torch" in exts else None
-        for (backend, path), (_, diff) in rows.items():
+        for (backend, path), (_, diff, *_) in rows.items():
             rate = statistics.median(rates[(backend, path)])
             ratio = f"{rate / base:.2f}" if base else "-"
             print(f"| {spec} | {backend} | {path} | {rate:.1f} | {ratio} | "
                   f"{'-' if diff is None else f'{diff:.1e}'} |")
+            if backend == "openvino bf16":
+                print(f"(openvino bf16: smallest cosine similarity to torch's features "
+                      f"{rows[(backend, path)][2]:.5f}; the module keeps float32)")
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores; "
           f"{args.threads} inference threads; load average {load_before[0]:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after; {len(images)} Fashion-MNIST test images per row, "
           f"median of {args.rounds} alternating rounds; tolerance "
           f"{extractors.FEATURE_TOLERANCE:g}")
+
+
+def _bf16_row(ext, images, ref):
+    """(run, max abs diff, smallest cosine) of the extractor's openvino network compiled in
+    bfloat16, one image per call."""
+    import numpy as np
+    net = ext._openvino
+    compiled = net.core.compile_model(net.model, "CPU", {
+        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": net.threads,
+        "INFERENCE_PRECISION_HINT": "bf16"})
+    request = compiled.create_infer_request()
+
+    def embed(im):
+        f = request.infer({0: ext.prepare([im])})[0]
+        return f / np.linalg.norm(f, axis=1, keepdims=True)
+    feats = np.concatenate([embed(im) for im in images])
+    return (lambda: [embed(im) for im in images], float(np.abs(feats - ref).max()),
+            float((feats * ref).sum(1).min()))
 
 
 if __name__ == "__main__":

@@ -2,18 +2,20 @@
 """KB mismatch (open set): does the receiver know when its KB holds no match?
 
 Per data set, some classes are removed from the receiver's KB (5 of CIFAR-10's 10, 20 of
-Caltech-100's 100) and images of every class are sent through a codec and AWGN. For each
-received vector the receiver computes a match score (core/openset.py). Only validation and
-training images decide anything: the statistic is the one with the best validation AUROC on
-the protocol's validation pair, whose KB leaves out classes of its own (drawn apart from the
-test's); the match score is calibrated on the validation sent images of every class against
-a calibration KB (the validation KB filled up with training images to the receiver's KB size
-per class), and one threshold (the target false-rejection rate) serves every SNR. Reported
-per data set, codec, CBR and SNR: AUROC of the score (in-KB vs not), top-1 accuracy on in-KB
-images, false-rejection rate (FRR) of in-KB images and rejection rate of out-of-KB images at
-the threshold; the same for a plain nearest-distance threshold (one threshold for the target
-FRR on the same calibration images, pooled over the SNRs) on the same received vectors; and
-the noiseless raw-feature nearest-distance AUROC (what a perfect channel would give) as the
+Caltech-100's 100) and images of every class are sent through a codec and the channel (AWGN or
+Rayleigh, the codec trained on it). For each received vector the receiver computes a match
+score (core/openset.py). Only validation and training images decide anything: the statistic and
+its neighbour count K are the ones with the best mean validation AUROC at -4, 0, 4 and 10 dB
+(openset.choose_statistic), the validation sent images searched against a validation KB shaped
+like the receiver's (the validation KB filled up with training images to the receiver's KB size
+per class, less as many classes, drawn apart from the test's); the match score is calibrated on
+the in-KB validation images against that same KB (its K nearest depend on which classes the KB
+holds and how densely), and one threshold (the target false-rejection rate) serves every SNR.
+Reported per data set, codec, CBR and SNR: AUROC of the score (in-KB vs not), top-1 accuracy on
+in-KB images, false-rejection rate (FRR) of in-KB images and rejection rate of out-of-KB images
+at the threshold; the same for a plain nearest-distance threshold (one threshold for the target
+FRR on the same calibration images, pooled over the SNRs) on the same received vectors; and the
+noiseless raw-feature nearest-distance AUROC (what a perfect channel would give) as the
 reference.
 
     .venv/bin/python benchmarks/openset_table.py --datasets cifar10,caltech100 --cbrs 1/48
@@ -78,31 +80,13 @@ def noise(seed, snr):
     return torch.Generator().manual_seed(int(hashlib.sha1(key.encode()).hexdigest()[:12], 16))
 
 
-def choose_statistic(codec, val_kb, val_feats, val_in, snrs, target_frr, k):
-    """The statistic with the best mean validation AUROC over the SNRs, and its calibration
-    (validation data only: in-KB images calibrate, both kinds rank the statistics)."""
-    best = None
-    for name in openset.STATISTICS:
-        cal = openset.calibrate(codec, val_kb, val_feats[val_in], statistic_name=name, k=k,
-                                target_frr=target_frr, snrs=openset.DEFAULT_CAL_SNRS)
-        search = codec.searchable_kb(val_kb)
-        aucs = []
-        for snr in snrs:
-            y = openset.received_vectors(codec, val_feats, "awgn", snr, noise(-1, snr))
-            stat, _ = openset.search_statistic(search, y, name, k, cal.variances_at(snr))
-            aucs.append(openset.auroc(stat[val_in], stat[~val_in]))
-        if best is None or np.mean(aucs) > best[1]:
-            best = (cal, float(np.mean(aucs)))
-    return best
-
-
-def plain_threshold(codec, val_kb, val_feats, val_in, snrs, target_frr):
+def plain_threshold(codec, val_kb, val_feats, val_in, snrs, target_frr, channel):
     """The nearest-distance baseline: one threshold on -d_1 for target_frr over the
     validation in-KB images pooled over the SNRs."""
     search = codec.searchable_kb(val_kb)
     pooled = []
     for snr in snrs:
-        y = openset.received_vectors(codec, val_feats[val_in], "awgn", snr, noise(-2, snr))
+        y = openset.received_vectors(codec, val_feats[val_in], channel, snr, noise(-2, snr))
         pooled.append(openset.search_statistic(search, y, "nearest")[0])
     return openset.threshold_for_frr(np.concatenate(pooled), target_frr)
 
@@ -121,7 +105,11 @@ def run_dataset(args, extractor, name):
                 proto.class_names, ident)
     val_kb = sub_kb(setup.features["val_kb"], val_kb_lab, setup.kept["val_kb"],
                     ~np.isin(val_kb_lab, val_out), proto.class_names, ident)
-    cal_kb = calibration_kb(setup, [], int(np.max(np.bincount(kb_lab))), proto, ident)
+    per_class = int(np.max(np.bincount(kb_lab)))
+    # the KB the score is chosen and calibrated on: as dense as the receiver's and, like it,
+    # without some classes (the validation pair's own held-out ones)
+    choice_kb = calibration_kb(setup, list(val_out), per_class, proto, ident)
+    cal_kb = choice_kb
     sent, sent_lab = setup.features["sent"], setup.labels("sent")
     val_sent, val_lab = setup.features["val_sent"], setup.labels("val_sent")
     sent_in, val_in = ~np.isin(sent_lab, test_out), ~np.isin(val_lab, val_out)
@@ -132,48 +120,74 @@ def run_dataset(args, extractor, name):
     base = {"dataset": name, "extractor": extractor.name, "n_sent_in": int(sent_in.sum()),
             "n_sent_out": int((~sent_in).sum()), "n_kb": len(kb),
             "held_out_test": test_out.tolist(), "held_out_val": val_out.tolist(),
-            "n_val_kb": len(val_kb), "n_calibration_kb": len(cal_kb),
-            "raw_noiseless_auroc": reference}
+            "n_val_kb": len(val_kb), "n_choice_kb": len(choice_kb),
+            "n_calibration_kb": len(cal_kb), "raw_noiseless_auroc": reference}
     rows = []
     for recipe in args.recipes:
-        for cbr in args.cbrs:
-            codec = evaluation.codec_for(setup, recipe, cbr, "awgn", progress=not args.json)
-            cal, val_auc = choose_statistic(codec, val_kb, val_sent, val_in, args.snrs,
-                                            args.target_frr, args.k)
-            cal = openset.calibrate(codec, cal_kb, val_sent, statistic_name=cal.statistic,
-                                    k=args.k, target_frr=args.target_frr)
-            cal.source.update(dataset=name, protocol=proto.name, role="validation pair",
-                              held_out=val_out.tolist())
-            if args.save_calibration:
-                cal.save(Path(args.save_calibration) /
-                         f"openset-{name}-{recipe}-{cbr.replace('/', 'of')}.json")
-            plain_t = plain_threshold(codec, cal_kb, val_sent, np.ones_like(val_in), args.snrs,
-                                      args.target_frr)
-            search = codec.searchable_kb(kb)
-            for snr in args.snrs:
-                for seed in args.seeds:
-                    y = openset.received_vectors(codec, sent, "awgn", snr, noise(seed, snr))
-                    stat, pos = openset.search_statistic(search, y, cal.statistic, cal.k,
-                                                         cal.variances_at(snr))
-                    score = cal.match_score(stat, snr)
-                    reject = cal.no_match(score)
-                    near, _ = openset.search_statistic(search, y, "nearest")
-                    plain_reject = near < plain_t
-                    correct = kb_labels[pos] == sent_lab
-                    rows.append(dict(
-                        base, codec=recipe, cbr=cbr, snr_db=float(snr), seed=int(seed),
-                        statistic=cal.statistic, val_auroc=val_auc,
-                        target_frr=args.target_frr,
-                        auroc=openset.auroc(score[sent_in], score[~sent_in]),
-                        auroc_stat=openset.auroc(stat[sent_in], stat[~sent_in]),
-                        accuracy_in_kb=float(correct[sent_in].mean()),
-                        frr=openset.rejection_rate(reject[sent_in]),
-                        out_rejected=openset.rejection_rate(reject[~sent_in]),
-                        plain_auroc=openset.auroc(near[sent_in], near[~sent_in]),
-                        plain_frr=openset.rejection_rate(plain_reject[sent_in]),
-                        plain_out_rejected=openset.rejection_rate(plain_reject[~sent_in])))
+        for channel in args.channels:
+            for cbr in args.cbrs:
+                rows += run_codec(args, setup, recipe, cbr, channel, dict(base), kb, choice_kb,
+                                  cal_kb, proto, name, val_out, sent, sent_lab, sent_in,
+                                  val_sent, val_in, kb_labels)
     if not args.json:
         print(markdown(mean_rows(rows)), flush=True)
+    return rows
+
+
+def run_codec(args, setup, recipe, cbr, channel, base, kb, choice_kb, cal_kb, proto, name,
+              val_out, sent, sent_lab, sent_in, val_sent, val_in, kb_labels):
+    """Rows of one codec (recipe, CBR, channel it is trained and tested on)."""
+    codec = evaluation.codec_for(setup, recipe, cbr, channel, progress=not args.json)
+    choice = openset.choose_statistic(codec, choice_kb, val_sent, val_in, channel,
+                                      statistics=args.statistics, ks=args.ks)
+    if args.calibrate_on == "kb":  # the receiver's KB itself, its images as queries
+        q = np.random.default_rng(args.split_seed).permutation(len(kb))[:2000]
+        cal = openset.calibrate(codec, kb, kb.features()[q], channel,
+                                statistic_name=choice["statistic"], k=choice["k"],
+                                target_frr=args.target_frr, own=q)
+    else:
+        cal = openset.calibrate(codec, cal_kb, val_sent[val_in], channel,
+                                statistic_name=choice["statistic"],
+                                k=choice["k"], target_frr=args.target_frr)
+    cal.source.update(dataset=name, protocol=proto.name, held_out=val_out.tolist(),
+                      role="validation pair" if args.calibrate_on == "validation" else
+                      "receiver KB, own images")
+    if args.save_calibration:
+        cal.save(Path(args.save_calibration) /
+                 f"openset-{name}-{recipe}-{cbr.replace('/', 'of')}-{channel}.json")
+    plain_t = plain_threshold(codec, cal_kb, val_sent, val_in, args.snrs, args.target_frr,
+                              channel)
+    search = codec.searchable_kb(kb)
+    # where the AUROC goes: the chosen statistic on the noiseless codewords (compression only)
+    y0 = openset.received_vectors(codec, sent, "none", None, noise(0, 0))
+    s0, _ = openset.search_statistic(search, y0, cal.statistic, cal.k, cal.variances_at(None))
+    n0, _ = openset.search_statistic(search, y0, "nearest")
+    base.update(codec=recipe, cbr=cbr, channel=channel, statistic=cal.statistic, k=cal.k,
+                val_auroc=choice["auroc"], target_frr=args.target_frr,
+                calibrate_on=args.calibrate_on,
+                codec_noiseless_auroc=openset.auroc(s0[sent_in], s0[~sent_in]),
+                codec_noiseless_plain_auroc=openset.auroc(n0[sent_in], n0[~sent_in]))
+    rows = []
+    for snr in args.snrs:
+        for seed in args.seeds:
+            y = openset.received_vectors(codec, sent, channel, snr, noise(seed, snr))
+            stat, pos = openset.search_statistic(search, y, cal.statistic, cal.k,
+                                                 cal.variances_at(snr))
+            score = cal.match_score(stat, snr)
+            reject = cal.no_match(score)
+            near, _ = openset.search_statistic(search, y, "nearest")
+            plain_reject = near < plain_t
+            correct = kb_labels[pos] == sent_lab
+            rows.append(dict(
+                base, snr_db=float(snr), seed=int(seed),
+                auroc=openset.auroc(score[sent_in], score[~sent_in]),
+                auroc_stat=openset.auroc(stat[sent_in], stat[~sent_in]),
+                accuracy_in_kb=float(correct[sent_in].mean()),
+                frr=openset.rejection_rate(reject[sent_in]),
+                out_rejected=openset.rejection_rate(reject[~sent_in]),
+                plain_auroc=openset.auroc(near[sent_in], near[~sent_in]),
+                plain_frr=openset.rejection_rate(plain_reject[sent_in]),
+                plain_out_rejected=openset.rejection_rate(plain_reject[~sent_in])))
     return rows
 
 
@@ -181,7 +195,8 @@ def mean_rows(rows):
     """Rows averaged over noise seeds."""
     groups = {}
     for r in rows:
-        groups.setdefault((r["dataset"], r["codec"], r["cbr"], r["snr_db"]), []).append(r)
+        groups.setdefault((r["dataset"], r["codec"], r["channel"], r["cbr"], r["snr_db"]),
+                          []).append(r)
     out = []
     for group in groups.values():
         m = dict(group[0])
@@ -193,12 +208,14 @@ def mean_rows(rows):
 
 
 def markdown(rows):
-    lines = ["| data set | codec | CBR | SNR dB | statistic | AUROC | plain AUROC | raw noiseless "
-             "AUROC | acc. in-KB | FRR | out rejected | plain FRR | plain out rejected |",
-             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| data set | codec | channel | CBR | SNR dB | statistic (K) | AUROC | plain AUROC "
+             "| codec noiseless AUROC | raw noiseless AUROC | acc. in-KB | FRR | out rejected | "
+             "plain FRR | plain out rejected |",
+             "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['codec']} | {r['cbr']} | {r['snr_db']:g} | "
-                     f"{r['statistic']} | {r['auroc']:.3f} | {r['plain_auroc']:.3f} | "
+        lines.append(f"| {r['dataset']} | {r['codec']} | {r['channel']} | {r['cbr']} | "
+                     f"{r['snr_db']:g} | {r['statistic']} ({r['k']}) | {r['auroc']:.3f} | "
+                     f"{r['plain_auroc']:.3f} | {r['codec_noiseless_auroc']:.3f} | "
                      f"{r['raw_noiseless_auroc']:.3f} | {100 * r['accuracy_in_kb']:.1f}% | "
                      f"{100 * r['frr']:.1f}% | {100 * r['out_rejected']:.1f}% | "
                      f"{100 * r['plain_frr']:.1f}% | {100 * r['plain_out_rejected']:.1f}% |")
@@ -209,10 +226,11 @@ def plot(rows, out):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    keys = sorted({(r["dataset"], r["codec"], r["cbr"]) for r in rows})
+    keys = sorted({(r["dataset"], r["codec"], r["channel"], r["cbr"]) for r in rows})
     fig, axes = plt.subplots(2, len(keys), figsize=(4 * len(keys), 6.5), squeeze=False)
     for j, key in enumerate(keys):
-        rs = sorted((r for r in rows if (r["dataset"], r["codec"], r["cbr"]) == key),
+        rs = sorted((r for r in rows if (r["dataset"], r["codec"], r["channel"], r["cbr"]) ==
+                     key),
                     key=lambda r: r["snr_db"])
         snr = [r["snr_db"] for r in rs]
         ax = axes[0, j]
@@ -220,7 +238,7 @@ def plot(rows, out):
         ax.plot(snr, [r["plain_auroc"] for r in rs], "s--", label="plain nearest distance")
         ax.axhline(rs[0]["raw_noiseless_auroc"], color="grey", ls=":",
                    label="raw features, noiseless")
-        ax.set_title(f"{key[0]} {key[1]} CBR {key[2]}", fontsize=9)
+        ax.set_title(f"{key[0]} {key[1]} {key[2]} CBR {key[3]}", fontsize=9)
         ax.set_ylabel("AUROC (in-KB vs not)")
         ax.legend(fontsize=7)
         ax = axes[1, j]
@@ -228,7 +246,7 @@ def plot(rows, out):
         ax.plot(snr, [100 * r["plain_frr"] for r in rs], "s--", label="plain nearest distance")
         t = 100 * rs[0]["target_frr"]
         ax.axhspan(t - 3, t + 3, color="green", alpha=0.1, label="target +- 3 points")
-        ax.set_xlabel("SNR (dB), AWGN")
+        ax.set_xlabel(f"SNR (dB), {key[2]}")
         ax.set_ylabel("false rejections of in-KB images (%)")
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -245,14 +263,24 @@ def main():
     p.add_argument("--extractor", default="efficientnet-lite0")
     p.add_argument("--recipes", default="kbsc-kb", help="codec recipes (see kbsemcom evaluate)")
     p.add_argument("--cbrs", default="1/48")
-    p.add_argument("--snrs", default="-4,-2,0,2,4,7,10", help="AWGN test SNRs (dB)")
+    p.add_argument("--channels", default="awgn", help="awgn, rayleigh (each codec trained "
+                   "and tested on its channel)")
+    p.add_argument("--snrs", default="-4,-2,0,2,4,7,10", help="test SNRs (dB)")
     p.add_argument("--seeds", default="0", help="noise seeds (tables show the mean)")
     p.add_argument("--held-out", type=int, default=0,
                    help="classes removed from the KB (0: 5 of CIFAR-10, 20 of Caltech-100, "
                         "half otherwise); the validation KB removes as many of its own")
     p.add_argument("--split-seed", type=int, default=0, help="which classes are held out")
     p.add_argument("--target-frr", type=float, default=openset.DEFAULT_TARGET_FRR)
-    p.add_argument("--k", type=int, default=openset.DEFAULT_K, help="neighbours (margin)")
+    p.add_argument("--ks", default=",".join(map(str, openset.DEFAULT_KS)),
+                   help="neighbour counts K the score is chosen among (on validation)")
+    p.add_argument("--statistics", default=",".join(openset.STATISTICS),
+                   help="statistics the score is chosen among (on validation)")
+    p.add_argument("--calibrate-on", choices=("validation", "kb"), default="validation",
+                   help="the match score's calibration: the validation pair, or the receiver's "
+                        "KB itself (its own images as queries, each against the KB less itself:"
+                        " what 'kbsemcom kb calibrate' does); the statistic and K are chosen on "
+                        "validation either way")
     p.add_argument("--quick", action="store_true", help="small sizes (tests): 20 sent, 20 KB, "
                    "100 training, 10 validation images per class")
     p.add_argument("--out", default="runs/openset")
@@ -261,6 +289,9 @@ def main():
     args = p.parse_args()
     args.recipes = [s.strip() for s in args.recipes.split(",") if s.strip()]
     args.cbrs = [conventions.format_cbr(s) for s in args.cbrs.split(",")]
+    args.channels = [s.strip() for s in args.channels.split(",") if s.strip()]
+    args.ks = [int(s) for s in args.ks.split(",")]
+    args.statistics = [s.strip() for s in args.statistics.split(",") if s.strip()]
     args.snrs = [float(s) for s in args.snrs.split(",")]
     args.seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.monotonic()
@@ -277,8 +308,9 @@ def main():
     table = mean_rows(rows)
     machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cores"
     head = (f"open set: {args.datasets}, extractor {extractor.name}, codecs "
-            f"{','.join(args.recipes)}, AWGN, noise seeds {args.seeds}, split seed "
-            f"{args.split_seed}, target FRR {args.target_frr:.0%}, machine {machine}, "
+            f"{','.join(args.recipes)}, {','.join(args.channels)}, CBR {','.join(args.cbrs)}, "
+            f"noise seeds {args.seeds}, split seed {args.split_seed}, calibrated on "
+            f"{args.calibrate_on}, target FRR {args.target_frr:.0%}, machine {machine}, "
             f"wall time {wall:.0f} s")
     (out / "openset.md").write_text(head + "\n\n" + markdown(table) + "\n")
     png = plot(table, out)

@@ -32,6 +32,7 @@ import numpy as np
 from gnuradio.kbsemcom.core import datasets, extractors, pipeline, protocols
 from gnuradio.kbsemcom.core.codec import retrieval_accuracy
 from gnuradio.kbsemcom.core.features import extract_features
+from gnuradio.kbsemcom.phy import robust
 from gnuradio.kbsemcom.phy.relay import channel_impairments
 from gnuradio.kbsemcom.phy.simulate import MULTIPATH, phy_loopback
 
@@ -154,6 +155,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0, help="codec training and channel seed")
     ap.add_argument("--noise-seed", type=int,
                     help="channel seed only (default --seed): other noise, the same codec")
+    ap.add_argument("--fit-stride", type=int, default=robust.FIT_STRIDE,
+                    help="robust mode: coarse step of the demodulator's phase/CFO/SRO fit, in "
+                    "grid points (1: the full grid, the reference)")
     ap.add_argument("--csv", help="write the rows to this CSV file")
     ap.add_argument("--json-out", help="write info and rows to this JSON file")
     ap.add_argument("--plot", help="write a PNG of accuracy and frames found against SNR")
@@ -162,6 +166,7 @@ def main():
     if args.selective and args.fading == "none":
         ap.error("--selective needs --fading rayleigh or rician")
 
+    robust.FIT_STRIDE = args.fit_stride  # the receivers' Demodulators take it
     link = semantic_link(args)
     ext, ds, kb, codec, codec_path = link.ext, link.ds, link.kb, link.codec, link.codec_path
     feats, kept, labels, kb_labels = link.feats, link.kept, link.labels, link.kb_labels
@@ -221,6 +226,7 @@ def main():
             "fading": args.fading, "doppler_hz": args.doppler_hz,
             "rician_k": args.rician_k if args.fading == "rician" else None,
             "selective": args.selective, "samp_rate": args.samp_rate,
+            "fit_stride": args.fit_stride,
             "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores"}
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
@@ -239,7 +245,8 @@ def main():
     print(f"OFDM PHY ({args.mode} mode) vs SNR: {info['dataset']}, {info['extractor']}, CBR "
           f"{info['cbr']} ({info['n_symbols']} symbols), {info['images']} images, KB "
           f"{info['kb']}, seed {args.seed}{noise}, CFO {args.cfo:g} cyc/sample, SRO "
-          f"{args.sro_ppm:g} ppm, {info['channel']} channel; {info['machine']}")
+          f"{args.sro_ppm:g} ppm, {info['channel']} channel, fit stride {args.fit_stride}; "
+          f"{info['machine']}")
     print(f"raw 1-NN reference (noiseless raw features) {raw_ref:.1%}, chance "
           f"{1 / len(ds.class_names):.1%}")
     print("| SNR/sample (dB) | frames found | reported SNR (dB) | AWGN-equivalent SNR (dB) | "

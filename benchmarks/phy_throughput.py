@@ -122,6 +122,43 @@ def dc_blocker_alone(x):
     return len(x), dt, None
 
 
+def _thread_cpu():
+    """{thread id: (name, CPU seconds)} of this process's threads (Linux /proc)."""
+    out, tick = {}, os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+class _ThreadWatch:
+    """The CPU seconds each thread used since start, sampled every 50 ms while polled (a
+    block's thread ends when its flowgraph finishes, so its last reading is kept)."""
+
+    def __init__(self):
+        self.before, self.last, self.when = _thread_cpu(), {}, 0.0
+
+    def poll(self):
+        if time.monotonic() - self.when >= 0.05:
+            self.last.update(_thread_cpu())
+            self.when = time.monotonic()
+
+    def busiest(self):
+        """(name, CPU seconds) of the thread that used most."""
+        self.when = 0.0
+        self.poll()
+        used = [(cpu - self.before.get(tid, ("", 0.0))[1], name)
+                for tid, (name, cpu) in self.last.items()]
+        cpu, name = max(used) if used else (0.0, "")
+        return name, cpu
+
+
 def rx_alone(x, semantic=None, mode="short", detector="auto", dc_block=True):
     tb = gr.top_block()
     src = blocks.vector_source_c(x, False)
@@ -138,16 +175,18 @@ def rx_alone(x, semantic=None, mode="short", detector="auto", dc_block=True):
         chain += [tb.ann, tb.dec, tb.look, tb.sink]
         for a, b in zip(chain, chain[1:]):
             tb.msg_connect((a, "out"), (b, "in"))
+    watch = _ThreadWatch()
     t0, c0 = time.perf_counter(), time.process_time()
     tb.start()
-    _wait(lambda: rx.deframer.nitems_read(0) >= len(x) - 200, 600)
+    _wait(lambda: watch.poll() or rx.deframer.nitems_read(0) >= len(x) - 200, 600)
     if semantic:
         _wait(lambda: tb.sink.count() >= rx.stats()["frames"], 60)
     dt = time.perf_counter() - t0
     _CPU.append(time.process_time() - c0)
+    busiest = watch.busiest()
     tb.stop()
     tb.wait()
-    return len(x), dt, rx.stats()
+    return len(x), dt, dict(rx.stats(), busiest=busiest)
 
 
 def tx_semantic(images):
@@ -188,6 +227,9 @@ def main():
                     help="frames for the robust RX with the numpy detector (slow)")
     ap.add_argument("--no-semantic", action="store_true",
                     help="skip the rows with the extractor, decoder and KB")
+    ap.add_argument("--fit-strides", default=str(robust.FIT_STRIDE),
+                    help="comma-separated coarse steps of the robust demodulator's phase/CFO/"
+                    "SRO fit, one robust RX (cpp) back-to-back row each (1: the full grid)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     modes = args.modes.split(",")
@@ -232,17 +274,33 @@ def main():
         row("robust C++ detector alone, frames", n, dt, f"{hits} detections")
         n, dt, hits = cpp_detector_alone(rnoise)
         row("robust C++ detector alone, noise only", n, dt, f"{hits} detections")
+        strides = [int(v) for v in args.fit_strides.split(",")]
+
+        def busy(st, n):
+            # a thread keeps up at 10 MS/s when it needs less than one core there
+            name, cpu = st["busiest"]
+            return (f"; busiest thread {name} {cpu:.2f} CPU-s = {cpu * 1e7 / n:.2f} cores "
+                    "at 10 MS/s")
+
         for det in ("cpp", "numpy"):
             k = args.frames if det == "cpp" else min(args.frames, args.numpy_frames)
             part = rframes[:k * robust.RobustParams().frame_len(N_SYMBOLS)]
-            # without the DC blocker, as `kbsemcom rx` runs ZMQ and file links (its row below)
-            n, dt, st = rx_alone(part, mode="robust", detector=det, dc_block=False)
-            row(f"robust RX ({det}), back-to-back", n, dt,
-                f"{st['frames']}/{k} frames at {args.snr:g} dB")
+            for stride in strides if det == "cpp" else [robust.FIT_STRIDE]:
+                default = robust.FIT_STRIDE
+                robust.FIT_STRIDE = stride  # the Demodulators built now take it
+                try:
+                    # without the DC blocker, as `kbsemcom rx` runs ZMQ and file links (its
+                    # row below)
+                    n, dt, st = rx_alone(part, mode="robust", detector=det, dc_block=False)
+                finally:
+                    robust.FIT_STRIDE = default
+                tag = det if len(strides) == 1 or det != "cpp" else f"{det}, fit stride {stride}"
+                row(f"robust RX ({tag}), back-to-back", n, dt,
+                    f"{st['frames']}/{k} frames at {args.snr:g} dB" + busy(st, n))
             n, dt, st = rx_alone(rnoise[:len(part)], mode="robust", detector=det,
                                  dc_block=False)
             row(f"robust RX ({det}), noise only", n, dt,
-                f"{st['triggers']} false triggers")
+                f"{st['triggers']} false triggers" + busy(st, n))
         n, dt, _ = dc_blocker_alone(rnoise)
         row("DC blocker alone (radios: --dc-block)", n, dt, "dc_blocker_cc(64, long), C++")
     if not args.no_semantic:

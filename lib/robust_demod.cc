@@ -55,6 +55,97 @@ void phasors(std::complex<double> w0, std::complex<double> step, int count,
             out[j++] = r;
 }
 
+// the channel tracker's design (robust.py TRACK_DOPPLER, TRACK_FLOOR)
+constexpr double TRACK_DOPPLER = 1e-4, TRACK_FLOOR = 1e-4;
+
+inline double sinc(double x) { return x == 0 ? 1.0 : std::sin(PI * x) / (PI * x); }
+
+// a (n x n, row-major) replaced by its inverse: Gauss-Jordan, partial pivoting
+template <typename T>
+void invert(std::vector<T>& a, int n)
+{
+    std::vector<T> b(size_t(n) * n, T(0));
+    for (int i = 0; i < n; i++)
+        b[size_t(i) * n + i] = T(1);
+    for (int c = 0; c < n; c++) {
+        int p = c;
+        for (int r = c + 1; r < n; r++)
+            if (std::abs(a[size_t(r) * n + c]) > std::abs(a[size_t(p) * n + c]))
+                p = r;
+        if (p != c)
+            for (int j = 0; j < n; j++) {
+                std::swap(a[size_t(p) * n + j], a[size_t(c) * n + j]);
+                std::swap(b[size_t(p) * n + j], b[size_t(c) * n + j]);
+            }
+        const T inv = T(1) / a[size_t(c) * n + c];
+        for (int j = 0; j < n; j++) {
+            a[size_t(c) * n + j] *= inv;
+            b[size_t(c) * n + j] *= inv;
+        }
+        for (int r = 0; r < n; r++) {
+            const T f = a[size_t(r) * n + c];
+            if (r == c || f == T(0))
+                continue;
+            for (int j = 0; j < n; j++) {
+                a[size_t(r) * n + j] -= f * a[size_t(c) * n + j];
+                b[size_t(r) * n + j] -= f * b[size_t(c) * n + j];
+            }
+        }
+    }
+    a.swap(b);
+}
+
+// a (n x n, row-major, symmetric positive definite) replaced by its inverse: Cholesky
+// a = L L^T, X = L^-1, a^-1 = X^T X (about n^3 / 2 multiply-adds against Gauss-Jordan's
+// 2 n^3; the channel tracker's Wiener system, once per frame). work: scratch.
+void invert_spd(std::vector<double>& a, int n, std::vector<double>& work)
+{
+    std::vector<double>& L = work;
+    L.assign(size_t(n) * n, 0.0);
+    for (int j = 0; j < n; j++) {
+        double s = a[size_t(j) * n + j];
+        for (int k = 0; k < j; k++)
+            s -= L[size_t(j) * n + k] * L[size_t(j) * n + k];
+        if (!(s > 0))
+            throw std::runtime_error("robust_demod: the tracker's Wiener system is not "
+                                     "positive definite");
+        const double d = std::sqrt(s);
+        L[size_t(j) * n + j] = d;
+        for (int i = j + 1; i < n; i++) {
+            double t = a[size_t(i) * n + j];
+            for (int k = 0; k < j; k++)
+                t -= L[size_t(i) * n + k] * L[size_t(j) * n + k];
+            L[size_t(i) * n + j] = t / d;
+        }
+    }
+    // X = L^-1 (lower), written over a's lower triangle row by row
+    std::fill(a.begin(), a.end(), 0.0);
+    for (int i = 0; i < n; i++) {
+        a[size_t(i) * n + i] = 1.0 / L[size_t(i) * n + i];
+        for (int j = 0; j < i; j++) {
+            double t = 0;
+            for (int k = j; k < i; k++)
+                t -= L[size_t(i) * n + k] * a[size_t(k) * n + j];
+            a[size_t(i) * n + j] = t / L[size_t(i) * n + i];
+        }
+    }
+    // a^-1[i][j] = sum_{k >= i, j} X[k][i] X[k][j]: accumulate the lower triangle in L
+    std::fill(L.begin(), L.end(), 0.0);
+    for (int k = 0; k < n; k++) {
+        const double* x = &a[size_t(k) * n];
+        for (int i = 0; i <= k; i++) {
+            double* out = &L[size_t(i) * n];
+            const double xi = x[i];
+            for (int j = 0; j <= i; j++)
+                out[j] += xi * x[j];
+        }
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            L[size_t(j) * n + i] = L[size_t(i) * n + j];
+    a.swap(L);
+}
+
 } // namespace
 
 std::vector<uint8_t> conv_encode(const std::vector<uint8_t>& bits)
@@ -173,6 +264,20 @@ robust_demod::robust_demod(const std::vector<cd>& preamble,
         d_rev.push_back(r);
         d_tw.push_back(cis(-2 * PI * i / d_fft));
     }
+    // robust.py _tapfit: taps = (Fu^H Fu)^-1 Fu^H Y, Fu = the fourier rows of the used carriers
+    const int U = static_cast<int>(d_used.size()), T = d_ntaps;
+    std::vector<cd> nrm(size_t(T) * T, cd(0));
+    auto fu = [&](int j, int d) { return d_fourier[size_t((d_used[j] + d_fft) % d_fft) * T + d]; };
+    for (int a = 0; a < T; a++)
+        for (int b = 0; b < T; b++)
+            for (int j = 0; j < U; j++)
+                nrm[size_t(a) * T + b] += std::conj(fu(j, a)) * fu(j, b);
+    invert(nrm, T);
+    d_tapfit.assign(size_t(T) * U, cd(0));
+    for (int d = 0; d < T; d++)
+        for (int j = 0; j < U; j++)
+            for (int b = 0; b < T; b++)
+                d_tapfit[size_t(d) * U + j] += nrm[size_t(d) * T + b] * std::conj(fu(j, b));
 }
 
 // robust.py _grid: FFT of `count` symbols from absolute sample `first`, CFO removed.
@@ -213,7 +318,9 @@ void robust_demod::grid(const std::complex<float>* buf, int64_t first, int count
             Y[size_t(s) * d_fft + k] = x[size_t(k) * count + s] * norm;
 }
 
-// robust.py _track: grid fit of phase, residual CFO (and SRO) to obs [count][carriers]
+// robust.py _track: grid fit of phase, residual CFO (and SRO) to obs [count][carriers].
+// Coarse to fine: every d_stride-th grid point, then every point within d_stride - 1 of the
+// coarse best (the fit's main lobe spans several coarse steps); d_stride 1: the full grid.
 void robust_demod::track(const std::vector<cd>& obs, int count,
                          const std::vector<int>& carriers, const std::vector<double>& times,
                          bool fit_sro, std::vector<cd>& rot, double* sro)
@@ -222,84 +329,109 @@ void robust_demod::track(const std::vector<cd>& obs, int count,
     const std::vector<double> zero{ 0.0 };
     const std::vector<double>& sros = fit_sro ? d_sro_grid : zero;
     const int E = static_cast<int>(sros.size()), F = static_cast<int>(d_cfo_grid.size());
-    // comb[e][s] = sum_k obs[s][k] w^{c_k}, w = e^{2 pi i sro_e t_s / n}: a polynomial in w
-    // (Horner, vectorised over the SRO hypotheses e), times w^{-cmax}
+    const double dsro = E > 1 ? sros[1] - sros[0] : 0.0; // both grids are uniform
+    const double df = F > 1 ? d_cfo_grid[1] - d_cfo_grid[0] : 0.0;
     const int cmax = std::max(std::abs(*std::min_element(carriers.begin(), carriers.end())),
                               std::abs(*std::max_element(carriers.begin(), carriers.end())));
-    std::vector<cd> comb(size_t(E) * count);
-    std::vector<double> ar(2 * cmax + 1), ai(2 * cmax + 1);
-    std::vector<double> wr(E), wi(E), unr(E), uni(E), accr(E), acci(E);
-    std::vector<cd> pw(std::max(E, std::max(F, d_fft))), pwc(E);
-    for (int s = 0; s < count; s++) {
-        std::fill(ar.begin(), ar.end(), 0.0);
-        std::fill(ai.begin(), ai.end(), 0.0);
+    // the observations summed per carrier index, [s][2 cmax + 1]
+    const int W = 2 * cmax + 1;
+    std::vector<double> ar(size_t(count) * W, 0.0), ai(size_t(count) * W, 0.0);
+    for (int s = 0; s < count; s++)
         for (int k = 0; k < K; k++) {
-            ar[cmax + carriers[k]] += obs[size_t(s) * K + k].real();
-            ai[cmax + carriers[k]] += obs[size_t(s) * K + k].imag();
+            ar[size_t(s) * W + cmax + carriers[k]] += obs[size_t(s) * K + k].real();
+            ai[size_t(s) * W + cmax + carriers[k]] += obs[size_t(s) * K + k].imag();
         }
-        // the SRO grid is uniform: w_e = w_0 d^e, and w_e^{-cmax} likewise
-        const double dsro = E > 1 ? sros[1] - sros[0] : 0.0;
-        phasors(cis(2 * PI * sros[0] * times[s] / d_fft), cis(2 * PI * dsro * times[s] / d_fft),
-                E, pw.data());
-        phasors(cis(-2 * PI * sros[0] * times[s] / d_fft * cmax),
-                cis(-2 * PI * dsro * times[s] / d_fft * cmax), E, pwc.data());
-        for (int e = 0; e < E; e++) {
-            wr[e] = pw[e].real();
-            wi[e] = pw[e].imag();
-            unr[e] = pwc[e].real();
-            uni[e] = pwc[e].imag();
-            accr[e] = ar[2 * cmax];
-            acci[e] = ai[2 * cmax];
-        }
-        for (int j = 2 * cmax - 1; j >= 0; j--)
-            for (int e = 0; e < E; e++) {
-                const double r = accr[e] * wr[e] - acci[e] * wi[e] + ar[j];
-                acci[e] = accr[e] * wi[e] + acci[e] * wr[e] + ai[j];
-                accr[e] = r;
+    std::vector<cd> comb, pw(std::max(E, std::max(F, d_fft))), pwc(E);
+    std::vector<double> wr(E), wi(E), unr(E), uni(E), accr(E), acci(E);
+    // comb[i][s] = sum_k obs[s][k] w^{c_k} for SRO sros[e0 + i de], i < ne,
+    // w = e^{2 pi i sro t_s / n}: a polynomial in w (Horner, vectorised over the SRO
+    // hypotheses), times w^{-cmax}
+    int comb_e0 = 0; // the SRO index of comb's first row
+    auto combine = [&](int e0, int de, int ne) {
+        comb_e0 = e0;
+        comb.assign(size_t(ne) * count, cd(0));
+        const double s0 = sros[e0], ds = dsro * de;
+        for (int s = 0; s < count; s++) {
+            const double* a_r = &ar[size_t(s) * W];
+            const double* a_i = &ai[size_t(s) * W];
+            phasors(cis(2 * PI * s0 * times[s] / d_fft), cis(2 * PI * ds * times[s] / d_fft),
+                    ne, pw.data());
+            phasors(cis(-2 * PI * s0 * times[s] / d_fft * cmax),
+                    cis(-2 * PI * ds * times[s] / d_fft * cmax), ne, pwc.data());
+            for (int e = 0; e < ne; e++) {
+                wr[e] = pw[e].real();
+                wi[e] = pw[e].imag();
+                unr[e] = pwc[e].real();
+                uni[e] = pwc[e].imag();
+                accr[e] = a_r[2 * cmax];
+                acci[e] = a_i[2 * cmax];
             }
-        for (int e = 0; e < E; e++)
-            comb[size_t(e) * count + s] = cd(accr[e], acci[e]) * cd(unr[e], uni[e]);
-    }
-    // fit[e][f] = |sum_s comb[e][s] e^{-2 pi i t_s cfo_f}|^2, vectorised over f
-    std::vector<double> tr(size_t(F) * count), ti(size_t(F) * count);
-    const double df = F > 1 ? d_cfo_grid[1] - d_cfo_grid[0] : 0.0; // the grid is uniform
-    for (int s = 0; s < count; s++) {
-        phasors(cis(-2 * PI * times[s] * d_cfo_grid[0]), cis(-2 * PI * times[s] * df), F,
-                pw.data());
-        for (int f = 0; f < F; f++) {
-            tr[size_t(s) * F + f] = pw[f].real();
-            ti[size_t(s) * F + f] = pw[f].imag();
+            for (int j = 2 * cmax - 1; j >= 0; j--)
+                for (int e = 0; e < ne; e++) {
+                    const double r = accr[e] * wr[e] - acci[e] * wi[e] + a_r[j];
+                    acci[e] = accr[e] * wi[e] + acci[e] * wr[e] + a_i[j];
+                    accr[e] = r;
+                }
+            for (int e = 0; e < ne; e++)
+                comb[size_t(e) * count + s] = cd(accr[e], acci[e]) * cd(unr[e], uni[e]);
         }
-    }
+    };
+    // best over e = e0 + i de (i < ne; comb from combine(e0, de, ne)), f = f0 + j dfi (j < nf)
+    // of |sum_s comb[i][s] e^{-2 pi i t_s cfo_f}|^2, vectorised over f
+    std::vector<double> tr, ti, fr, fi;
     double best = -1;
     int be = 0, bf = 0;
-    std::vector<double> fr(F), fi(F);
-    for (int e = 0; e < E; e++) {
-        std::fill(fr.begin(), fr.end(), 0.0);
-        std::fill(fi.begin(), fi.end(), 0.0);
+    auto fit = [&](int e0, int de, int ne, int f0, int dfi, int nf) {
+        tr.resize(size_t(nf) * count);
+        ti.resize(size_t(nf) * count);
         for (int s = 0; s < count; s++) {
-            const double cr = comb[size_t(e) * count + s].real();
-            const double ci = comb[size_t(e) * count + s].imag();
-            const double* r = &tr[size_t(s) * F];
-            const double* i = &ti[size_t(s) * F];
-            for (int f = 0; f < F; f++) {
-                fr[f] += cr * r[f] - ci * i[f];
-                fi[f] += cr * i[f] + ci * r[f];
+            phasors(cis(-2 * PI * times[s] * d_cfo_grid[f0]), cis(-2 * PI * times[s] * df * dfi),
+                    nf, pw.data());
+            for (int f = 0; f < nf; f++) {
+                tr[size_t(s) * nf + f] = pw[f].real();
+                ti[size_t(s) * nf + f] = pw[f].imag();
             }
         }
-        for (int f = 0; f < F; f++) {
-            const double v = fr[f] * fr[f] + fi[f] * fi[f];
-            if (v > best) {
-                best = v;
-                be = e;
-                bf = f;
+        fr.resize(nf);
+        fi.resize(nf);
+        best = -1;
+        for (int e = 0; e < ne; e++) {
+            std::fill(fr.begin(), fr.end(), 0.0);
+            std::fill(fi.begin(), fi.end(), 0.0);
+            for (int s = 0; s < count; s++) {
+                const double cr = comb[size_t(e) * count + s].real();
+                const double ci = comb[size_t(e) * count + s].imag();
+                const double* r = &tr[size_t(s) * nf];
+                const double* i = &ti[size_t(s) * nf];
+                for (int f = 0; f < nf; f++) {
+                    fr[f] += cr * r[f] - ci * i[f];
+                    fi[f] += cr * i[f] + ci * r[f];
+                }
+            }
+            for (int f = 0; f < nf; f++) {
+                const double v = fr[f] * fr[f] + fi[f] * fi[f];
+                if (v > best) {
+                    best = v;
+                    be = e0 + e * de;
+                    bf = f0 + f * dfi;
+                }
             }
         }
+    };
+    // coarse: every d_stride-th point; fine: the points within d_stride - 1 of the best
+    const int st = d_stride, w = d_stride - 1;
+    combine(0, st, (E - 1) / st + 1);
+    fit(0, st, (E - 1) / st + 1, 0, st, (F - 1) / st + 1);
+    if (w > 0) {
+        const int e_lo = std::max(be - w, 0), e_hi = std::min(be + w, E - 1);
+        const int f_lo = std::max(bf - w, 0), f_hi = std::min(bf + w, F - 1);
+        combine(e_lo, 1, e_hi - e_lo + 1);
+        fit(e_lo, 1, e_hi - e_lo + 1, f_lo, 1, f_hi - f_lo + 1);
     }
     const double eps = sros[be], dcfo = d_cfo_grid[bf];
     cd acc = 0;
     for (int s = 0; s < count; s++)
-        acc += comb[size_t(be) * count + s] * cis(-2 * PI * dcfo * times[s]);
+        acc += comb[size_t(be - comb_e0) * count + s] * cis(-2 * PI * dcfo * times[s]);
     const double phase = std::arg(acc);
     rot.resize(size_t(count) * d_fft);
     for (int s = 0; s < count; s++) {
@@ -381,6 +513,7 @@ std::vector<uint8_t> robust_demod::header(const std::complex<float>* buf, int64_
     for (int r = 0; r < rows; r++)
         res += std::norm(obs[r] - fit[r]);
     d_noise_var = std::max(res / rows * rows / double(rows - d_ntaps), 1e-12);
+    d_h = h;
     d_H.assign(d_fft, cd(0));
     for (int k = 0; k < d_fft; k++)
         for (int i = 0; i < d_ntaps; i++)
@@ -461,15 +594,190 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
         }
     std::vector<cd> rot;
     track(obs, total, d_used, times, true, rot, &d_sro);
+    // channel tracking (robust.py _channel): a robust Wiener filter over the preamble's taps
+    // and each header symbol's taps (least squares on its known carriers); the header
+    // symbols leave their own observation out. The sinc correlations depend only on the
+    // frame's geometry (built once); the products run as real arithmetic on split arrays
+    // with the inner loop over symbols or carriers (vectorises: no reductions)
+    const int T = d_ntaps, M = d_hs + 1, hs = d_hs, F = d_fft;
+    const double nv_c = d_noise_var / (d_scale * d_scale);
+    const int rows = n - T + 1;
+    if (d_tobs.size() != size_t(M)) {
+        d_tobs.assign(M, 0.0);
+        for (int s = 0; s < hs; s++)
+            d_tobs[s + 1] = times[s];
+        d_corr.resize(size_t(M) * M);
+        for (int a = 0; a < M; a++)
+            for (int b = 0; b < M; b++)
+                d_corr[size_t(a) * M + b] = sinc(2 * TRACK_DOPPLER * (d_tobs[a] - d_tobs[b]));
+        d_gr.resize(size_t(T) * U);
+        d_gi.resize(size_t(T) * U);
+        for (size_t i = 0; i < d_gr.size(); i++) {
+            d_gr[i] = d_tapfit[i].real();
+            d_gi[i] = d_tapfit[i].imag();
+        }
+        d_fr.resize(size_t(T) * F);
+        d_fi.resize(size_t(T) * F);
+        for (int k = 0; k < F; k++)
+            for (int d = 0; d < T; d++) {
+                d_fr[size_t(d) * F + k] = d_fourier[size_t(k) * T + d].real();
+                d_fi[size_t(d) * F + k] = d_fourier[size_t(k) * T + d].imag();
+            }
+        d_rpay.clear();
+    }
+    for (int s = hs + int(d_rpay.size() / M); s < total; s++)
+        for (int a = 0; a < M; a++)
+            d_rpay.push_back(sinc(2 * TRACK_DOPPLER * (times[s] - d_tobs[a])));
+    // the header symbols' observations, [used][symbol], and their taps, [tap][symbol]
+    std::vector<double>&okr = d_w1, &oki = d_w2, &thr = d_w3, &thi = d_w4;
+    okr.resize(size_t(U) * hs);
+    oki.resize(size_t(U) * hs);
+    double power = 0;
+    for (int s = 0; s < hs; s++)
+        for (int j = 0; j < U; j++) {
+            const size_t i = size_t(s) * F + (d_used[j] + F) % F;
+            const cd yr = Y[i] * rot[i];
+            power += std::norm(yr);
+            okr[size_t(j) * hs + s] = yr.real() * known[i];
+            oki[size_t(j) * hs + s] = yr.imag() * known[i];
+        }
+    // observed taps [obs][tap]: the preamble's, then each header symbol's
+    thr.assign(size_t(M) * T, 0.0);
+    thi.assign(size_t(M) * T, 0.0);
+    for (int d = 0; d < T; d++) {
+        thr[d] = d_h[d].real();
+        thi[d] = d_h[d].imag();
+    }
+    {
+        std::vector<double>&ar = d_w5, &ai = d_w6; // [tap][symbol]
+        ar.assign(size_t(T) * hs, 0.0);
+        ai.assign(size_t(T) * hs, 0.0);
+        for (int d = 0; d < T; d++) {
+            double* pr = &ar[size_t(d) * hs];
+            double* pi = &ai[size_t(d) * hs];
+            for (int j = 0; j < U; j++) {
+                const double a = d_gr[size_t(d) * U + j], b = d_gi[size_t(d) * U + j];
+                const double* xr = &okr[size_t(j) * hs];
+                const double* xi = &oki[size_t(j) * hs];
+                for (int s = 0; s < hs; s++) {
+                    pr[s] += a * xr[s] - b * xi[s];
+                    pi[s] += a * xi[s] + b * xr[s];
+                }
+            }
+            for (int s = 0; s < hs; s++) {
+                thr[size_t(s + 1) * T + d] = pr[s];
+                thi[size_t(s + 1) * T + d] = pi[s];
+            }
+        }
+    }
+    power = std::max(power / (double(hs) * U) - nv_c, 1e-3 * nv_c);
+    std::vector<double>& K = d_K;
+    K = d_corr;
+    for (int a = 0; a < M; a++) {
+        const double var = (a == 0 ? d_noise_var * T / rows : nv_c * T / U) / power;
+        K[size_t(a) * M + a] += std::max(var, TRACK_FLOOR);
+    }
+    invert_spd(K, M, d_w7);
+    std::vector<double>&Ar = d_w5, &Ai = d_w6; // K^-1 th, [obs][tap]
+    Ar.assign(size_t(M) * T, 0.0);
+    Ai.assign(size_t(M) * T, 0.0);
+    for (int a = 0; a < M; a++)
+        for (int b = 0; b < M; b++) {
+            const double kab = K[size_t(a) * M + b];
+            const double* xr = &thr[size_t(b) * T];
+            const double* xi = &thi[size_t(b) * T];
+            double* pr = &Ar[size_t(a) * T];
+            double* pi = &Ai[size_t(a) * T];
+            for (int d = 0; d < T; d++) {
+                pr[d] += kab * xr[d];
+                pi[d] += kab * xi[d];
+            }
+        }
+    // weights summing to one (ordinary kriging): b = K^-1 1, the channel's GLS mean
+    std::vector<double> b(M, 0.0);
+    double c = 0;
+    for (int a = 0; a < M; a++) {
+        for (int j = 0; j < M; j++)
+            b[a] += K[size_t(a) * M + j];
+        c += b[a];
+    }
+    std::vector<double> mr(T, 0.0), mi(T, 0.0);
+    for (int a = 0; a < M; a++)
+        for (int d = 0; d < T; d++) {
+            mr[d] += b[a] * thr[size_t(a) * T + d];
+            mi[d] += b[a] * thi[size_t(a) * T + d];
+        }
+    for (int d = 0; d < T; d++) {
+        mr[d] /= c;
+        mi[d] /= c;
+    }
+    // the tracked taps per symbol [symbol][tap], then H(t, f) [symbol][carrier]
+    std::vector<double>&htr = d_w7, &hti = d_w8;
+    htr.assign(size_t(total) * T, 0.0);
+    hti.assign(size_t(total) * T, 0.0);
+    for (int s = 0; s < total; s++) {
+        double* hr = &htr[size_t(s) * T];
+        double* hi = &hti[size_t(s) * T];
+        if (s < hs) { // leave-one-out (Dubrule): th_i - (Q th)_i / Q_ii, Q = K^-1 - b b^T / c
+            const int i = s + 1;
+            const double q = K[size_t(i) * M + i] - b[i] * b[i] / c;
+            for (int d = 0; d < T; d++) {
+                hr[d] = thr[size_t(i) * T + d] - (Ar[size_t(i) * T + d] - b[i] * mr[d]) / q;
+                hi[d] = thi[size_t(i) * T + d] - (Ai[size_t(i) * T + d] - b[i] * mi[d]) / q;
+            }
+        } else {
+            const double* r = &d_rpay[size_t(s - hs) * M];
+            double rb = 0;
+            for (int a = 0; a < M; a++) {
+                rb += r[a] * b[a];
+                for (int d = 0; d < T; d++) {
+                    hr[d] += r[a] * Ar[size_t(a) * T + d];
+                    hi[d] += r[a] * Ai[size_t(a) * T + d];
+                }
+            }
+            for (int d = 0; d < T; d++) {
+                hr[d] += (1 - rb) * mr[d];
+                hi[d] += (1 - rb) * mi[d];
+            }
+        }
+    }
+    std::vector<double>&Hr = d_w1, &Hi = d_w2;
+    Hr.assign(size_t(total) * F, 0.0);
+    Hi.assign(size_t(total) * F, 0.0);
+    for (int s = 0; s < total; s++) {
+        double* pr = &Hr[size_t(s) * F];
+        double* pi = &Hi[size_t(s) * F];
+        for (int d = 0; d < T; d++) {
+            const double xr = htr[size_t(s) * T + d], xi = hti[size_t(s) * T + d];
+            const double* fr = &d_fr[size_t(d) * F];
+            const double* fi = &d_fi[size_t(d) * F];
+            for (int k = 0; k < F; k++) {
+                pr[k] += fr[k] * xr - fi[k] * xi;
+                pi[k] += fr[k] * xi + fi[k] * xr;
+            }
+        }
+    }
     // MMSE, then divided by its mean gain fitted on the known header symbols (see
-    // phy/robust.py): an unbiased z = x + e, snr_db = 1 / E|e|^2
+    // phy/robust.py): an unbiased z = x + e, snr_db = 1 / E|e|^2. Only the used carriers
+    // (data and pilots) are read after this.
     std::vector<cd> z(size_t(total) * d_fft, cd(0));
     double num = 0, den = 0;
-    for (int s = 0; s < total; s++)
-        for (int k = 0; k < d_fft; k++) {
-            const size_t i = size_t(s) * d_fft + k;
-            z[i] = Y[i] * rot[i] * std::conj(d_H[k]) / (std::norm(d_H[k]) + d_noise_var);
+    for (int s = 0; s < total; s++) {
+        // each symbol divided by its own mean shrinkage over the data carriers (follows
+        // the fade)
+        double g = 0;
+        for (int d = 0; d < D; d++) {
+            const size_t i = size_t(s) * F + (d_data[d] + F) % F;
+            const double h2 = Hr[i] * Hr[i] + Hi[i] * Hi[i];
+            g += h2 / (h2 + d_noise_var);
         }
+        g /= D;
+        for (int j = 0; j < U; j++) {
+            const size_t i = size_t(s) * F + (d_used[j] + F) % F;
+            const cd h(Hr[i], Hi[i]);
+            z[i] = Y[i] * rot[i] * std::conj(h) / (std::norm(h) + d_noise_var) / g;
+        }
+    }
     for (int s = 0; s < d_hs; s++)
         for (int d = 0; d < D; d++) {
             const size_t i = size_t(s) * d_fft + (d_data[d] + d_fft) % d_fft;

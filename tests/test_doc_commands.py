@@ -39,6 +39,7 @@ RELAY = "tests/test_channel_relay.py::test_three_processes_as_documented (free p
 MORE = "tests/test_doc_commands.py::test_trained_codec_file_as_written (smaller sizes, free port)"
 REPLAY = "tests/test_doc_commands.py::test_record_then_replay_as_written (smaller sizes)"
 KB_LIVE = "tests/test_kb_docs.py::test_live_kb_commands_as_written (in a temporary folder)"
+KB_CAL = "tests/test_kb_docs.py::test_kb_calibrate_commands_as_written (in a temporary folder)"
 RAY_CLUSTER = ("not run: a Ray cluster on several machines (and `ray stop` kills by name); "
                "closest: tests/test_kb_ray.py::test_two_ray_nodes_with_one_cpu_each_split_the_work")
 PHY_TABLES = "tests/test_phy_benchmarks.py::test_snr_table_commands_run_small (fewer images and SNRs)"
@@ -74,10 +75,14 @@ COVERAGE = {
     ".venv/bin/kbsemcom evaluate --dataset cifar10 --extractor open_clip:ViT-B-32:openai "
     "--out runs/clip-cifar10": NO_HUB,
     # docs/kb.md
-    "kbsemcom build-kb --dataset fashion-mnist --per-class 20 --out runs/kb": KB_LIVE,
+    "kbsemcom build-kb --dataset fashion-mnist --per-class 20 --out runs/kb": KB_LIVE + "; " +
+        KB_CAL,
     "kbsemcom kb add --kb runs/kb --dataset fashion-mnist --split train --per-class 2": KB_LIVE,
     "kbsemcom kb remove --kb runs/kb test/00019": KB_LIVE,
     "kbsemcom kb info --kb runs/kb": KB_LIVE,
+    "kbsemcom train-codec --dataset fashion-mnist --recipe kbsc-kb --train-per-class 30 "
+    "--val-per-class 5 --out runs/codec-kb.pt": KB_CAL,
+    "kbsemcom kb calibrate --kb runs/kb --codec runs/codec-kb.pt": KB_CAL,
     "ray start --head --num-cpus 2": RAY_CLUSTER,
     "ray start --address HEAD:6379 --num-cpus 2": RAY_CLUSTER,
     "kbsemcom build-kb --dataset cifar10 --split all --ray-address HEAD:6379 --workers 4 "
@@ -129,13 +134,18 @@ COVERAGE = {
         "not run: the Caltech-101 archive is not in CI and the grid takes ~20 min; closest: "
         "tests/test_codec_kb.py",
     "KBSEMCOM_THREADS=2 nice .venv/bin/python benchmarks/openset_table.py "
-    "--datasets cifar10,caltech100 --cbrs 1/48 --seeds 0,1":
+    "--datasets cifar10,caltech100 --cbrs 1/48,1/12 --channels awgn,rayleigh --seeds 0,1":
         "not run: the CIFAR-10 and Caltech-101 archives are not in CI; closest: "
         "tests/test_openset.py::test_benchmark_runs_small (Fashion-MNIST, --quick sizes)",
+    "KBSEMCOM_THREADS=2 nice .venv/bin/python benchmarks/openset_table.py "
+    "--datasets cifar10,caltech100 --cbrs 1/48 --calibrate-on kb":
+        "not run: the CIFAR-10 and Caltech-101 archives are not in CI; closest: "
+        "tests/test_openset.py::test_benchmark_runs_small (Fashion-MNIST, --quick sizes, "
+        "--calibrate-on kb)",
 
     "KBSEMCOM_THREADS=2 nice .venv/bin/python benchmarks/leave_one_out.py --out runs/loo":
-        "not run: the CIFAR-10 / Caltech-101 archives are not in CI and it takes ~25 min; "
-        "closest: tests/test_codec_general.py (unseen classes, the pool)",
+        "not run: the CIFAR-10 / Caltech-101 archives are not in CI and it takes ~26 min; "
+        "closest: tests/test_codec_general.py, tests/test_retrieval.py (unseen classes)",
     ".venv/bin/python benchmarks/codec_size_latency.py":
         "tests/test_doc_commands.py::test_codec_size_latency_as_written (--repeats 5)",
 }

@@ -84,8 +84,15 @@ def test_openvino_backend_gives_torch_features_and_the_same_identity(effnet, fmn
     assert f_ov.shape == f_pt.shape == (24, 1280)
     np.testing.assert_allclose(np.linalg.norm(f_ov, axis=1), 1.0, rtol=1e-5)
     assert np.abs(f_ov - f_pt).max() <= extractors.FEATURE_TOLERANCE
-    # batch 1 and batch 4 of the same network agree too (dynamic batch dimension)
+    # batch 1 and batch 4 of the same network agree too (dynamic batch dimension); 24 images
+    # ran on the throughput streams, one on the latency request
     np.testing.assert_allclose(ov.embed(ims[:1])[0], f_ov[0], atol=extractors.FEATURE_TOLERANCE)
+    # the preprocessing's arithmetic runs in the network: openvino takes the cropped uint8
+    # pixels, and the features equal those of torch's float tensor
+    x = ov.prepare(ims[:2])
+    assert x.dtype == np.uint8 and x.shape == (2, 224, 224, 3)
+    assert pt.prepare(ims[:2]).shape == (2, 3, 224, 224)
+    assert np.abs(ov.infer(x) - f_pt[:2]).max() <= extractors.FEATURE_TOLERANCE
     # KB interchangeability: nearest neighbours of one backend's queries among the other's
     # features are the same images
     assert ((f_ov[:12] @ f_pt[12:].T).argmax(1) == (f_pt[:12] @ f_pt[12:].T).argmax(1)).all()
@@ -99,6 +106,7 @@ def test_openvino_backend_converts_open_clip_too(tiny_clip):
     reference = ov.embed(images(3))
     ov.use_backend("openvino")
     assert ov.backend == "openvino" and "openvino" in ov.describe()
+    assert ov.prepare(images(1)).dtype == np.uint8  # CLIP's Normalize moved into the network
     assert np.abs(ov.embed(images(3)) - reference).max() <= extractors.FEATURE_TOLERANCE
 
 
@@ -110,8 +118,9 @@ def test_unknown_backend_is_a_clear_error():
 def test_the_light_extractor_gives_the_full_extractors_input_and_features_without_torch(
         effnet, fmnist):
     """Ray workers load EfficientNet-Lite0 from its cached converted network without torch
-    (core/ov_extractor.py): its numpy preprocessing must give torchvision's input bit for bit
-    on any size and mode, and its features must be the full extractor's."""
+    (core/ov_extractor.py): its PIL resize and crop must give the full extractor's uint8
+    pixels bit for bit on any size and mode, and its features must be the full extractor's,
+    for a few images (latency request) and a feature-cache chunk (throughput streams)."""
     import subprocess
     import sys
     from gnuradio.kbsemcom.core import ov_extractor
@@ -124,8 +133,10 @@ def test_the_light_extractor_gives_the_full_extractors_input_and_features_withou
     odd = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
            for h, w in [(300, 401), (401, 257), (32, 32), (256, 256), (224, 500), (999, 301)]]
     odd += [odd[0].convert("L"), odd[1].convert("RGBA")]
-    assert np.array_equal(light.prepare(odd), full.prepare(odd).numpy())
-    ims = [it.load() for it in fmnist.items("test")[:12]]
+    assert light.prepare(odd).dtype == np.uint8 and full.prepare(odd).dtype == np.uint8
+    assert np.array_equal(light.prepare(odd), full.prepare(odd))
+    ims = [it.load() for it in fmnist.items("test")[:24]]
+    assert np.array_equal(light.embed(ims[:3]), full.embed(ims[:3]))
     assert np.array_equal(light.embed(ims), full.embed(ims))
     code = ("import sys; from gnuradio.kbsemcom.core import ov_extractor; "
             "ex = ov_extractor.load_light('efficientnet-lite0'); "

@@ -43,6 +43,12 @@ def test_statistics_by_hand():
     # lr with v_in = 1, v_out = 2: log mean(e^0, e^-1) + 4 / 4 for the first row
     lr = openset.statistic("lr", np.array([[0.0, 2.0]]), np.array([4.0]), (1.0, 2.0))
     assert lr[0] == pytest.approx(1.0 + np.log((1.0 + np.exp(-1.0)) / 2.0))
+    # knn: minus the mean of the K distances; knn_inner: plus the query's squared norm
+    np.testing.assert_allclose(openset.statistic("knn", d, sq), [-3, -4])
+    np.testing.assert_allclose(openset.statistic("knn_inner", d, sq), [1, 6])
+    # a KB smaller than K pads with inf distances: the mean is over the real ones
+    np.testing.assert_allclose(openset.statistic("knn", np.array([[1.0, 3.0, np.inf]]), [0.0]),
+                               [-2.0])
     with pytest.raises(openset.OpenSetError, match="variances"):
         openset.statistic("lr", d, sq)
     with pytest.raises(openset.OpenSetError, match="unknown"):
@@ -146,6 +152,64 @@ def test_calibration_of_another_codec_is_refused(open_world, tmp_path):
         kbsemcom.kb_lookup(open_world["kb_open"], open_world["codec"], cal)
 
 
+def test_leave_self_out_search_by_hand():
+    """KB images as queries against the KB less themselves: on the line 0, 1, 3, 7 each
+    point's nearest other point, and a repeated batch reuses the own positions."""
+    feats = np.array([[0.0], [1.0], [3.0], [7.0]], np.float32)
+    kb = KnowledgeBase(feats, [{"image_id": str(i), "path": "", "label": i, "class_name": "c"}
+                               for i in range(4)], ["c"] * 4,
+                       {"name": "toy", "dim": 1}, index="Flat")
+    view = openset.LeaveSelfOut(kb, [0, 1, 2, 3])
+    dist, pos = view.search(np.concatenate([feats, feats]), 2)
+    assert pos[:4].tolist() == [[1, 2], [0, 2], [1, 0], [2, 1]] and pos[4:].tolist() == \
+        pos[:4].tolist()
+    np.testing.assert_allclose(dist[:4], [[1, 9], [1, 4], [4, 9], [16, 36]])
+    # a query that is not a KB image (own -1) keeps its K nearest
+    assert openset.LeaveSelfOut(kb, [-1]).search(feats[:1], 2)[1].tolist() == [[0, 1]]
+    with pytest.raises(openset.OpenSetError, match="3 classes"):
+        two_classes = [dict(e, label=e["label"] % 2) for e in kb.entries]
+        openset.calibrate_kb(None, KnowledgeBase(feats, two_classes, ["a", "b"],
+                                                 {"name": "toy", "dim": 1}, index="Flat"))
+
+
+def test_kb_self_calibration_in_the_manifest_serves_kb_lookup(open_world, tmp_path):
+    """``kb calibrate``'s core: a calibration fitted on the receiver's KB alone (its own
+    images as queries, no validation data) is stored in the manifest, comes back after a
+    reload, is what kb_lookup uses by default, and flags the absent classes' images more
+    often than the present ones'; 'none' switches it off."""
+    kb = open_world["kb_open"]
+    cal, choice = openset.calibrate_kb(open_world["codec"], kb, "awgn", target_frr=0.1,
+                                       snrs=(0.0, 10.0), repeats=2, seed=0)
+    assert cal.source["kind"] == "kb self-calibration" and cal.source["n_queries"] == len(kb)
+    assert choice["statistic"] == cal.statistic and 0.5 <= choice["auroc"] <= 1.0
+    # on its own queries the one threshold rejects about target_frr of them at both SNRs
+    import torch
+    whole = open_world["codec"].searchable_kb(kb)
+    own = openset.LeaveSelfOut(whole, np.arange(len(kb)))
+    for snr in (0.0, 10.0):
+        y = openset.received_vectors(open_world["codec"], kb.features(), "awgn", snr,
+                                     torch.Generator().manual_seed(5))
+        stat, _ = openset.search_statistic(own, y, cal.statistic, cal.k, cal.variances_at(snr))
+        assert openset.rejection_rate(cal.no_match(cal.match_score(stat, snr))) < 0.25
+    key = openset.store_in_kb(kb, cal)
+    kb.save(tmp_path / "kb")
+    again = KnowledgeBase.load(tmp_path / "kb")
+    assert list(again.open_set) == [key]
+    assert openset.calibration_from_kb(again, open_world["codec"]) == cal
+    # a KB without one for this codec: no calibration
+    assert openset.calibration_from_kb(again, None) is None
+    tb = semantic_loopback(open_world["split"].sent, open_world["extractor"],
+                           open_world["codec"], str(tmp_path / "kb"), "awgn", 10.0, seed=3,
+                           results_path=str(tmp_path / "r.jsonl"))
+    records = run_flowgraph(tb, tb.sink, timeout=120)
+    assert records and all(r["match_score"] is not None for r in records)
+    absent = np.array([r["label"] in ABSENT for r in records])
+    flagged = np.array([r["no_match"] for r in records])
+    assert flagged[absent].mean() > flagged[~absent].mean()
+    lookup = kbsemcom.kb_lookup(str(tmp_path / "kb"), open_world["codec"], "none")
+    assert lookup.calibration is None
+
+
 def test_benchmark_runs_small(effnet, tmp_path):
     """benchmarks/openset_table.py end to end on Fashion-MNIST at its --quick sizes: the
     table has every column, the numbers are rates, and each row names its data set."""
@@ -159,7 +223,7 @@ def test_benchmark_runs_small(effnet, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(root / "benchmarks" / "openset_table.py"), "--datasets",
          "fashion-mnist", "--quick", "--snrs=0,10", "--out", str(out), "--json",
-         "--save-calibration", str(out / "cal")],
+         "--save-calibration", str(out / "cal"), "--calibrate-on", "kb"],
         capture_output=True, text=True, timeout=900, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -171,4 +235,4 @@ def test_benchmark_runs_small(effnet, tmp_path):
         assert r["n_sent_in"] == r["n_sent_out"] == 100  # 5 of 10 classes x 20
     assert "wall time" in (out / "openset.md").read_text() and (out / "openset.png").exists()
     cal = openset.load_calibration(next((out / "cal").glob("*.json")))
-    assert cal.source["role"] == "validation pair"
+    assert cal.source["role"] == "receiver KB, own images"

@@ -94,24 +94,44 @@ def test_detector_on_noise_alone():
     assert np.nanmax(coh) < robust.THRESHOLD
 
 
-@pytest.mark.parametrize("snr_db,n_sym", [(-6.0, 64), (-6.0, 1024), (20.0, 100)])
-def test_demodulator_matches_numpy(snr_db, n_sym):
-    """One frame through 3-path multipath, a CFO and noise: the C++ demodulator from the
-    detector's start and bin gives numpy's header, CFO, SNR, SRO, noise variance, symbols
-    (also when its header was decoded on an earlier, shorter buffer); a receiver that
-    expects another length gets the same lost record from both."""
+def fade(n, doppler=1e-4, paths=8, k=1.0, seed=0):
+    """A Rician fade (factor k; unit power): a fixed path plus ``paths`` rays of Doppler
+    shifts up to ``doppler`` (cycles/sample)."""
+    rng = np.random.default_rng(seed)
+    f = doppler * np.cos(rng.uniform(0, 2 * np.pi, paths))
+    ph = rng.uniform(0, 2 * np.pi, paths)
+    rays = np.exp(1j * (2 * np.pi * np.outer(np.arange(n), f) + ph)).sum(axis=1)
+    return np.sqrt(k / (k + 1)) + rays / np.sqrt(paths * (k + 1))
+
+
+@pytest.mark.parametrize("snr_db,n_sym,fading,stride", [
+    (-6.0, 64, False, robust.FIT_STRIDE), (-6.0, 1024, False, robust.FIT_STRIDE),
+    (20.0, 100, False, robust.FIT_STRIDE), (-3.0, 64, True, robust.FIT_STRIDE),
+    (20.0, 300, True, robust.FIT_STRIDE), (-6.0, 64, False, 1)])
+def test_demodulator_matches_numpy(snr_db, n_sym, fading, stride):
+    """One frame through 3-path multipath, a CFO and noise (and a 100 Hz-at-1 MS/s fade that
+    changes the channel within the frame): the C++ demodulator from the detector's start and
+    bin gives numpy's header, CFO, SNR, SRO, noise variance, symbols (also when its header
+    was decoded on an earlier, shorter buffer); a receiver that expects another length gets
+    the same lost record from both. Both with the coarse-to-fine fit and with the full grid
+    (stride 1). Through the fade, the tracked channel (which both follow) matters: at 20 dB
+    the payload without it is far worse."""
     rng = np.random.default_rng(n_sym)
     pay = unit_symbols(rng, n_sym)
     x = np.concatenate([np.zeros(300), robust.build_frame(P, pay, 9, 77), np.zeros(300)])
     taps = np.asarray(MULTIPATH) / np.linalg.norm(MULTIPATH)
     x = np.convolve(x, taps)[:len(x)] * np.exp(2j * np.pi * 0.02 * np.arange(len(x)))
+    if fading:
+        x = x * fade(len(x), seed=n_sym)
     std = conventions.noise_std_per_real(snr_db)
     y = (x + std * (rng.normal(size=len(x)) + 1j * rng.normal(size=len(x)))).astype(
         np.complex64)
     for expect in (0, n_sym + 1):
         ref = robust.Demodulator(P, payload_len=expect)
         fast = robust.Demodulator(P, payload_len=expect)
+        ref.fit_stride = fast.fit_stride = stride
         fast.cpp = cpp_demod(fast)
+        assert fast.cpp.fit_stride == stride
         _, coh, bins = ref.det.stats(y, 290, 311)
         t0 = 290 + int(np.nanargmax(coh))
         cfo_bin = int(bins[t0 - 290])
@@ -134,6 +154,65 @@ def test_demodulator_matches_numpy(snr_db, n_sym):
         if sym_ref is not None:
             np.testing.assert_allclose(sym, sym_ref, atol=1e-5)
             assert (want["seq"], want["packet_number"]) == (77, 9)
+            if fading and snr_db > 10:
+                status, static = robust.Demodulator(P, tracking=False).demodulate(moved, t0)
+                tracked = conventions.measured_snr_db(pay, sym_ref)
+                assert tracked > conventions.measured_snr_db(pay, static["symbols"]) + 3
+                assert abs(tracked - want["snr_db"]) < 2.0, (tracked, want["snr_db"])
+
+
+def impaired_frames(snr_db, count, seed):
+    """count robust frames (64 symbols each), each alone in a buffer, through GNU Radio's
+    channel model: 3-path multipath, CFO of two carrier spacings, 20 ppm sampling-rate
+    offset, AWGN at snr_db per sample. Returns [(samples, detected start, CFO bin)]."""
+    from gnuradio import channels
+    rng = np.random.default_rng(seed)
+    taps = np.asarray(MULTIPATH) / np.linalg.norm(MULTIPATH)
+    det, out = robust.Detector(P), []
+    for i in range(count):
+        x = np.concatenate([np.zeros(400), robust.build_frame(P, unit_symbols(rng, 64), i, i),
+                            np.zeros(600)]).astype(np.complex64)
+        tb = gr.top_block()
+        src, sink = blocks.vector_source_c(x, False), blocks.vector_sink_c()
+        chan = channels.channel_model(
+            noise_voltage=conventions.gnuradio_noise_voltage(snr_db),
+            frequency_offset=2 / P.fft_len, epsilon=1 + 20e-6, taps=list(taps),
+            noise_seed=seed * 1000 + i + 1)
+        tb.connect(src, chan, sink)
+        tb.run()
+        y = np.asarray(sink.data(), np.complex64)
+        _, coh, bins = det.stats(y, 380, 421)
+        coh = np.where(np.isnan(coh), -1, coh)
+        out.append((y, 380 + int(np.argmax(coh)), int(bins[int(np.argmax(coh))])))
+    return out
+
+
+@pytest.mark.parametrize("snr_db", [-9.0, -6.0, 0.0, 20.0])
+def test_coarse_to_fine_fit_matches_full_grid(snr_db):
+    """The coarse-to-fine phase/CFO/SRO fit (FIT_STRIDE) against every grid point (stride
+    1), the C++ demodulator on the same impaired frames: the same headers decoded, the
+    same fitted grid point on nearly every frame, and no loss of payload SNR."""
+    coarse, full = robust.Demodulator(P), robust.Demodulator(P)
+    full.fit_stride = 1
+    coarse.cpp, full.cpp = cpp_demod(coarse), cpp_demod(full)
+    assert coarse.fit_stride > 1 and coarse.cpp.fit_stride == coarse.fit_stride
+    ok = same = 0
+    snr_c, snr_f = [], []
+    for y, t0, b in impaired_frames(snr_db, 12, seed=int(snr_db) + 50):
+        st_c, got = coarse.demodulate(y, t0, cfo_bin=b)
+        st_f, want = full.demodulate(y, t0, cfo_bin=b)
+        assert st_c == st_f
+        if st_c != "ok":
+            continue
+        ok += 1
+        # the same fitted grid point gives the same SRO and SNR (within the rounding of
+        # the phasor recurrences, which step by other increments)
+        same += got["sro_ppm"] == want["sro_ppm"] and abs(got["snr_db"] - want["snr_db"]) < 1e-6
+        snr_c.append(got["snr_db"])
+        snr_f.append(want["snr_db"])
+    assert ok >= (6 if snr_db <= -9 else 11)
+    assert same >= ok - 1
+    assert np.mean(snr_c) >= np.mean(snr_f) - 0.05
 
 
 def receive(y, detector, timeout=60):
@@ -198,7 +277,7 @@ def test_numpy_fallback_when_module_absent(monkeypatch):
 @pytest.mark.timeout(300)
 def test_throughput_benchmark_runs():
     """benchmarks/phy_throughput.py as docs/phy.md shows it (fewer frames): the robust rows,
-    every frame found by both receivers, no false trigger on noise."""
+    every frame found by both receivers and with both fits, no false trigger on noise."""
     import json
     import subprocess
     import sys
@@ -206,16 +285,41 @@ def test_throughput_benchmark_runs():
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
         [sys.executable, str(root / "benchmarks" / "phy_throughput.py"), "--modes", "robust",
-         "--no-semantic", "--frames", "20", "--numpy-frames", "5", "--json"],
+         "--no-semantic", "--frames", "20", "--numpy-frames", "5", "--fit-strides", "1,5",
+         "--json"],
         capture_output=True, text=True, timeout=280, cwd=root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     rows = {r["measurement"]: r for r in out["rows"]}
-    assert rows["robust RX (cpp), back-to-back"]["note"].startswith("20/20 frames")
+    for stride in (1, 5):  # the full grid and the coarse-to-fine fit
+        note = rows[f"robust RX (cpp, fit stride {stride}), back-to-back"]["note"]
+        assert note.startswith("20/20 frames") and "busiest thread" in note
     assert rows["robust RX (numpy), back-to-back"]["note"].startswith("5/5 frames")
-    assert rows["robust RX (cpp), noise only"]["note"] == "0 false triggers"
+    assert rows["robust RX (cpp), noise only"]["note"].startswith("0 false triggers;")
     assert all(r["msps"] > 0 and r["cpu_seconds"] > 0 for r in out["rows"])
     assert "cores" in out["info"]["machine"]
+
+
+def test_demod_loop_benchmark_runs():
+    """benchmarks/phy_demod_loop.py (docs/phy.md, "With channel tracking"), few calls: both
+    calls timed on a frame whose header decodes; a bad argument is a clear error."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    script = str(root / "benchmarks" / "phy_demod_loop.py")
+    proc = subprocess.run([sys.executable, script, "--loops", "3", "--repeats", "2",
+                           "--symbols", "100", "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(out["rows"]) == {"header", "payload"}
+    assert all(0 < r["best_us"] <= r["median_us"] for r in out["rows"].values())
+    assert out["info"]["symbols"] == 100 and "cores" in out["info"]["machine"]
+    bad = subprocess.run([sys.executable, script, "--loops", "0"], capture_output=True,
+                         text=True, timeout=60, cwd=root)
+    assert bad.returncode != 0 and "at least 1" in bad.stderr
 
 
 def test_compiled_pdu_equals_pmt_to_pmt():

@@ -49,7 +49,7 @@ class semantic_loopback(gr.top_block):
     channel_impl: 'kbsemcom' (semantic_channel: AWGN, Rayleigh or none, exactly the training
     channel) or 'gnuradio' (stream_awgn_channel: AWGN from stock GNU Radio blocks).
     calibration: kb_lookup's open-set calibration (a file or core.openset.Calibration; ''
-    for none).
+    for the KB's own from 'kbsemcom kb calibrate', if any; 'none' for none).
     """
 
     def __init__(self, items, extractor, codec, kb, channel="awgn", snr_db=10.0, seed=0,

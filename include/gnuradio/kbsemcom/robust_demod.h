@@ -65,6 +65,10 @@ public:
     double snr_db() const { return d_snr_db; }
     double pilot_snr_db() const { return d_pilot_snr_db; }
     double sro() const { return d_sro; }
+    //! The phase/CFO/SRO fit's coarse step in grid points (then a local refine; 1: every
+    //! grid point). phy/robust.py's Demodulator.fit_stride sets it.
+    int fit_stride() const { return d_stride; }
+    void set_fit_stride(int stride) { d_stride = stride < 1 ? 1 : stride; }
 
 private:
     std::vector<cd> d_pre, d_seg0, d_pinv, d_pinv_t, d_fourier;
@@ -72,6 +76,7 @@ private:
     std::vector<int> d_pilots, d_data, d_used, d_map;
     int d_fft, d_cp, d_hs, d_segl, d_backoff, d_tap0, d_ntaps;
     double d_scale;
+    int d_stride = 1;
     std::vector<cd> d_tw; // e^{-2 pi i k / fft_len}
     std::vector<int> d_rev; // bit reversal
     // state of the last header()
@@ -80,7 +85,15 @@ private:
     std::vector<cd> d_Yh, d_work;
     double d_cfo = 0, d_noise_var = 0, d_snr_db = 0, d_pilot_snr_db = 0, d_sro = 0;
     std::vector<cd> d_H;
+    std::vector<cd> d_h;      // the preamble's channel taps
+    std::vector<cd> d_tapfit; // [ntaps][used]: least-squares taps from the used carriers
     std::vector<uint8_t> d_bits;
+    // channel tracking's fixed-geometry tables (built once; payload()): the split tap fit
+    // [ntaps][used] and Fourier [ntaps][fft_len], the observations' times, their sinc
+    // correlations [obs][obs] and each payload symbol's with them [symbol][obs]
+    std::vector<double> d_gr, d_gi, d_fr, d_fi, d_tobs, d_corr, d_rpay;
+    // per-frame work arrays, kept to avoid allocating per frame
+    std::vector<double> d_w1, d_w2, d_w3, d_w4, d_w5, d_w6, d_w7, d_w8, d_K;
 
     void grid(const std::complex<float>* buf, int64_t first, int count, std::vector<cd>& Y);
     void track(const std::vector<cd>& obs, int count, const std::vector<int>& carriers,

@@ -1,7 +1,9 @@
 """``kbsemcom kb``: look at a knowledge base on disk and change it without a rebuild.
 
 ``kb info`` and ``kb list`` print it; ``kb add`` extracts the features of new images (with the
-KB's own extractor) and appends them; ``kb remove`` drops images by id. Each change is saved
+KB's own extractor) and appends them; ``kb remove`` drops images by id; ``kb calibrate`` fits
+the open-set calibration (match score, no_match) on the KB's own images for a codec and stores
+it in the manifest, where kb_lookup finds it. Each change is saved
 atomically (core/kb.py): a crash leaves the old KB or the new one. A running receiver picks the
 change up when its kb_lookup gets a 'reload' message (or takes adds/removes directly on its
 'kb' port).
@@ -9,7 +11,7 @@ change up when its kb_lookup gets a 'reload' message (or takes adds/removes dire
 import json
 from pathlib import Path
 
-from ..core import datasets, extractors
+from ..core import datasets, extractors, openset
 from ..core.features import extract_features
 from ..core.kb import KnowledgeBase, entries_of, index_bytes
 from .common import HelpFormatter
@@ -51,6 +53,32 @@ def register(sub):
     q.add_argument("image_ids", nargs="+", help="image ids (see 'kbsemcom kb list')")
     q.add_argument("--json", action="store_true", help="print the summary as JSON only")
     q.set_defaults(func=cmd_remove)
+
+    q = ops.add_parser(
+        "calibrate", formatter_class=HelpFormatter,
+        help="fit the open-set calibration (match score, no_match) on the KB's own images",
+        description="Fit kb_lookup's open-set calibration on the KB itself: each query "
+        "(a KB image) is sent through the codec and the channel (-10..20 dB) and "
+        "searched against the KB less itself; a share of the classes is removed to act "
+        "as 'not in the KB' while the score (statistic, neighbour count) is chosen, "
+        "then the score is calibrated so that one threshold rejects --target-frr of "
+        "in-KB images at every SNR. Stored in the KB manifest (one per codec and "
+        "channel); kb_lookup uses it when its calibration parameter is ''. Calibrate "
+        "again after large KB changes.")
+    q.add_argument("--kb", required=True, help="KB folder (its manifest gains the calibration)")
+    q.add_argument("--codec", required=True, help="the receiver's codec file")
+    q.add_argument("--channel", default="", help="awgn or rayleigh ('' = the codec's "
+                   "training channel)")
+    q.add_argument("--target-frr", type=float, default=openset.DEFAULT_TARGET_FRR,
+                   help="share of in-KB images that no_match may reject")
+    q.add_argument("--out-share", type=float, default=0.2,
+                   help="share of the KB's classes that act as absent while choosing the score")
+    q.add_argument("--max-queries", type=int, default=2000,
+                   help="at most this many KB images serve as queries")
+    q.add_argument("--seed", type=int, default=0, help="which classes and images are drawn")
+    q.add_argument("--save", default="", help="also write the calibration to this JSON file")
+    q.add_argument("--json", action="store_true", help="print the summary as JSON only")
+    q.set_defaults(func=cmd_calibrate)
 
 
 def _summary(kb, folder):
@@ -127,4 +155,32 @@ def cmd_remove(args):
     info = dict(_summary(kb, args.kb), removed=n)
     print(json.dumps(info) if args.json else
           f"removed {n} images from {args.kb}: now {len(kb)} (generation {kb.generation})")
+    return 0
+
+
+def cmd_calibrate(args):
+    from ..core.channel import check_channel
+    from ..core.codec import SemanticCodec
+    kb = KnowledgeBase.load(args.kb)
+    codec = SemanticCodec.load(args.codec)
+    kb.check_extractor(codec.config.extractor)
+    channel = check_channel(args.channel or codec.config.train_channel)
+    if channel == "none":
+        raise openset.OpenSetError("calibrate for a channel with noise: awgn or rayleigh")
+    cal, choice = openset.calibrate_kb(codec, kb, channel, args.target_frr,
+                                       out_share=args.out_share, max_queries=args.max_queries,
+                                       seed=args.seed)
+    key = openset.store_in_kb(kb, cal)
+    kb.save(args.kb)
+    if args.save:
+        cal.save(args.save)
+    info = {"kb": str(args.kb), "key": key, "statistic": cal.statistic, "k": cal.k,
+            "choice_auroc": choice["auroc"], "target_frr": cal.target_frr, "channel": channel,
+            "snrs": [min(cal.snrs), max(cal.snrs)], **{k: cal.source[k] for k in (
+                "kb_size", "n_queries", "pseudo_out_classes")}}
+    print(json.dumps(info) if args.json else
+          f"calibrated {args.kb} for {key}: statistic {cal.statistic} (K = {cal.k}), AUROC "
+          f"{choice['auroc']:.3f} on its own images with {len(info['pseudo_out_classes'])} "
+          f"classes held out, no_match below {cal.target_frr:.0%}, {info['n_queries']} "
+          "queries at -10..20 dB; stored in the KB manifest")
     return 0

@@ -68,5 +68,8 @@ void bind_robust_demod(py::module& m)
         .def_property_readonly("noise_var", &rd::noise_var)
         .def_property_readonly("snr_db", &rd::snr_db)
         .def_property_readonly("pilot_snr_db", &rd::pilot_snr_db)
-        .def_property_readonly("sro", &rd::sro);
+        .def_property_readonly("sro", &rd::sro)
+        .def_property("fit_stride", &rd::fit_stride, &rd::set_fit_stride,
+                      "The phase/CFO/SRO fit's coarse step in grid points, then a local "
+                      "refine (1: every grid point); set from phy.robust.Demodulator.");
 }

@@ -552,9 +552,99 @@ class GeneralCodec(SemanticCodec):
         return history
 
 
+# general-map's grid, searched on the pool's validation pairs with the class-MAP search:
+# the kernel width per real symbol value (retrieval.py's spread; codewords carry 0.5 per
+# value, but their values are correlated, so the best width is a temperature well above
+# that); 0 is the nearest codeword under the noise-weighted metric.
+GENERAL_MAP_SPREADS = (0.0, 2.0, 5.0, 10.0, 20.0, 40.0)
+
+
+class GeneralMapCodec(GeneralCodec):
+    """general-map: general's encoder (the same pool, principal axes and power exponents,
+    no labels at the transmitter) with class-level MAP retrieval at the receiver
+    (:mod:`retrieval`): the KB class with the largest summed Gaussian likelihood of its
+    codewords at the receiver's SNR (and, over Rayleigh, the fading it knows per symbol),
+    then that class's nearest entry. A KB without labels gets the nearest entry under the
+    same noise-weighted metric.
+
+    Decoder  the received values divided by the axis gains (key units, no Wiener shrinkage:
+             the metric weighs the noise itself).
+    Chosen on the pool's validation pairs (mean accuracy over the paper's SNRs, the search as
+    the receiver runs it): the power exponent and ``spread``, the sent-to-KB variance per
+    real value that widens each codeword's likelihood (0: nearest codeword).
+    """
+    recipe = "general-map"
+    class_map = True
+
+    def build(self, d, k, h):
+        super().build(d, k, h)
+        self.register_buffer("spread", torch.zeros(()))
+        self.snr_aware.fill_(0.0)
+
+    def decode_real(self, received):
+        return received / self.axis_gain
+
+    def map_search(self, kb_view, decoded, n0, fading=None):
+        """Positions in ``kb_view`` (this codec's searchable_kb) for decoded vectors [m, 2n]
+        at noise power n0 (float or [m]); fading [m, n]: |h| per complex symbol, or None
+        (over Rayleigh: its mean, the rest of it counted as noise)."""
+        from .retrieval import class_map_search
+        decoded = np.atleast_2d(np.asarray(decoded, np.float64))
+        n0 = np.asarray(n0, np.float64)
+        h = None
+        if fading is not None:
+            f = np.atleast_2d(np.asarray(fading, np.float64))
+            h = np.concatenate([f, f], axis=-1)
+        elif self.config.train_channel == "rayleigh":
+            h = np.full(decoded.shape, RAYLEIGH_MEAN_GAIN)
+            n0 = n0 + (1 - RAYLEIGH_MEAN_GAIN ** 2)   # Var|h| x the codewords' unit power
+        live = [i for i in range(len(kb_view.entries)) if kb_view.entries[i]["kb_id"]
+                not in kb_view.tombstones]
+        keys = kb_view.features()[live]
+        labels = [kb_view.entries[i].get("label") for i in live]
+        pos, _ = class_map_search(keys, labels, decoded, n0, h, float(self.spread),
+                                  (self.axis_gain ** 2).numpy())
+        return np.array([live[p] if p >= 0 else -1 for p in pos])
+
+    @torch.no_grad()
+    def configure(self, exponent, n_axes, snr_aware, spread=0.0):
+        super().configure(exponent, n_axes, False)
+        self.spread.fill_(float(spread))
+
+    @torch.no_grad()
+    def finish_training(self, validation):
+        """The exponent and spread with the best validation accuracy under the MAP search."""
+        from .retrieval import class_map_search, noise_power
+        k, history = self.encoder.out_features, []
+        feats = torch.from_numpy(np.asarray(validation["sent_features"], dtype=np.float32))
+        kb_labels = np.asarray(validation["kb_labels"])
+        sent_labels = np.asarray(validation["sent_labels"])
+        for exponent in GENERAL_EXPONENTS:
+            self.configure(exponent, k, False)
+            x = self.encode_real(feats)
+            keys = self.kb_keys(validation["kb_features"])
+            scale = (self.axis_gain ** 2).numpy()
+            received = []
+            for i, snr in enumerate(PAPER_TRAIN_SNRS):
+                gen = torch.Generator().manual_seed(1000 + i)
+                y, f = apply_channel(x, self.config.train_channel, snr, gen, return_fading=True)
+                received.append((self.decode_real(y).numpy(), noise_power(snr),
+                                 torch.cat([f, f], -1).numpy()))
+            for spread in GENERAL_MAP_SPREADS:
+                accs = [np.mean(kb_labels[class_map_search(keys, kb_labels, q, n0, h, spread,
+                                                           scale)[0]] == sent_labels)
+                        for q, n0, h in received]
+                history.append({"exponent": exponent, "n_axes": k, "spread": spread,
+                                "val_accuracy": float(np.mean(accs))})
+        best = max(history, key=lambda h: h["val_accuracy"])
+        self.configure(best["exponent"], k, False, best["spread"])
+        del self._axes, self._variances, self._pool
+        return history
+
+
 # name -> recipe class; each class's ``defaults`` are read-only (pass overrides instead)
 RECIPES = MappingProxyType({c.recipe: c for c in (PaperCodec, KBCodec, RetrievalCodec,
-                                                    GeneralCodec)})
+                                                    GeneralCodec, GeneralMapCodec)})
 assert set(RECIPES) == set(DESCRIPTIONS) and DEFAULT_RECIPE in RECIPES
 
 

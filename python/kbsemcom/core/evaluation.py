@@ -222,9 +222,16 @@ class CodecMethod(Method):
         codec = ctx.state
         with torch.no_grad():
             x = codec.encode_real(torch.from_numpy(ctx.sent_features))
-            decoded = codec.decode_real(through_channel(ctx, x)).numpy()
-        return retrieval_outcome(ctx, decoded, complex_symbols=codec.n_symbols,
-                                 kb=codec.searchable_kb(ctx.kb))
+            received, fading = through_channel(ctx, x, return_fading=True)
+            decoded = codec.decode_real(received).numpy()
+        kb = codec.searchable_kb(ctx.kb)
+        if getattr(codec, "class_map", False):  # class-level MAP at the known SNR and fading
+            from .retrieval import noise_power
+            pos = codec.map_search(kb, decoded, noise_power(ctx.snr_db),
+                                   fading.numpy() if ctx.channel == "rayleigh" else None)
+            return Outcome(np.asarray(ctx.kb_labels)[pos] == np.asarray(ctx.sent_labels),
+                           complex_symbols=codec.n_symbols)
+        return retrieval_outcome(ctx, decoded, complex_symbols=codec.n_symbols, kb=kb)
 
 
 class RawFeatures(Method):

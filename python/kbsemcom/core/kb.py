@@ -197,6 +197,8 @@ class KnowledgeBase:
         self.extractor = dict(extractor)
         self.built_at = built_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.generation = 0
+        # open-set calibrations of this KB ('kbsemcom kb calibrate'), keyed by codec
+        self.open_set = {}
 
     @classmethod
     def from_items(cls, features, items, class_names, extractor, index=None, search=None):
@@ -320,7 +322,8 @@ class KnowledgeBase:
                 "built_at": self.built_at, "size": len(self), "index": self.index_spec,
                 "search": self.search_params, "index_file": index_file,
                 "generation": self.generation, "removed_ids": sorted(self.tombstones),
-                "class_names": self.class_names, "entries": self.entries}
+                "class_names": self.class_names, "entries": self.entries,
+                **({"open_set": self.open_set} if getattr(self, "open_set", None) else {})}
 
     def save(self, folder):
         """Write the KB atomically (module docstring): a crash leaves the old or new KB."""
@@ -375,6 +378,7 @@ class KnowledgeBase:
         kb.extractor = manifest["extractor"]
         kb.built_at = manifest["built_at"]
         kb.generation = manifest.get("generation", 0)
+        kb.open_set = manifest.get("open_set", {})
         return kb
 
     def retrieve(self, feature):

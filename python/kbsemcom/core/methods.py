@@ -99,8 +99,9 @@ def retrieval_outcome(ctx, decoded, lost=None, complex_symbols=None, kb=None):
     return out
 
 
-def through_channel(ctx, real_symbols):
-    """Real-layout unit-power symbols [m, 2n] (numpy or torch) through ctx's channel, seeded."""
+def through_channel(ctx, real_symbols, return_fading=False):
+    """Real-layout unit-power symbols [m, 2n] (numpy or torch) through ctx's channel, seeded
+    (return_fading: also the fading amplitude |h| [m, n] drawn, the same draws)."""
     x = torch.as_tensor(np.asarray(real_symbols, dtype=np.float32))
     snr = 0.0 if ctx.snr_db is None else ctx.snr_db
-    return apply_channel(x, ctx.channel, snr, ctx.generator())
+    return apply_channel(x, ctx.channel, snr, ctx.generator(), return_fading=return_fading)

@@ -16,6 +16,13 @@ its K nearest KB keys ``c_1 .. c_K`` at squared L2 distances ``d_1 <= .. <= d_K`
              nothing to do with the KB; removing it is what undoes most of the noise.
 ``margin``   ``mean(d_2 .. d_K) - d_1``: how much nearer the best entry is than the next ones;
              the noise energy cancels in the difference as well.
+``knn``      ``-mean(d_1 .. d_K)``: the mean distance to the K nearest keys. An in-KB image
+             lies inside a cloud of its class's KB entries, an out-of-KB one at most near a
+             few stray ones; with K about the KB's images per class it reads the class
+             density, which one neighbour (and one noisy distance) cannot.
+``knn_inner`` ``||y||^2 - mean(d_1 .. d_K)`` (= ``2 <y, mean_j c_j> - mean_j ||c_j||^2``):
+             ``knn`` without the received vector's own noise energy (see ``inner``): the
+             correlation with the local mean of the K nearest keys. Best at low SNR.
 ``lr``       a log likelihood ratio fitted on validation as a function of SNR: in-KB,
              ``y`` is near one of the K nearest keys with a per-value variance ``v_in(SNR)``
              (the validation in-KB images' mean ``d_1`` per value: the code's own spread plus
@@ -49,7 +56,7 @@ import numpy as np
 from .errors import UserError
 
 FORMAT = "kbsemcom-openset/1"
-STATISTICS = ("nearest", "inner", "margin", "lr")
+STATISTICS = ("nearest", "inner", "margin", "lr", "knn", "knn_inner")
 DEFAULT_STATISTIC = "inner"
 DEFAULT_K = 10
 DEFAULT_TARGET_FRR = 0.05
@@ -76,6 +83,11 @@ def statistic(name, distances, query_sqnorm, variances=None):
             raise OpenSetError("the margin statistic needs K >= 2 neighbours")
         rest = np.where(np.isfinite(d[:, 1:]), d[:, 1:], np.nan)
         return np.nanmean(rest, axis=1) - d[:, 0]
+    if name in ("knn", "knn_inner"):
+        mean = np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=1)
+        if name == "knn":
+            return -mean
+        return np.asarray(query_sqnorm, dtype=np.float64) - mean
     if name == "lr":
         if variances is None:
             raise OpenSetError("the lr statistic needs the variances (v_in, v_out)")
@@ -95,6 +107,28 @@ def search_statistic(kb, queries, name=DEFAULT_STATISTIC, k=DEFAULT_K, variances
     dist, pos = kb.search(queries, kk)
     return statistic(name, dist, np.sum(queries.astype(np.float64) ** 2, axis=1),
                      variances), pos[:, 0]
+
+
+class LeaveSelfOut:
+    """A searchable KB that skips each query's own entry: query i (of a batch that repeats
+    the same queries any number of times) never finds position ``own[i]`` (-1: none). How a
+    KB's own images serve as in-KB queries against the KB less themselves."""
+
+    def __init__(self, kb, own):
+        self.kb, self.own = kb, np.asarray(own, dtype=np.int64)
+
+    def __len__(self):
+        return len(self.kb) - 1
+
+    def search(self, queries, k=1):
+        queries = np.atleast_2d(queries)
+        if len(queries) % len(self.own):
+            raise ValueError(f"{len(queries)} queries for {len(self.own)} own positions")
+        own = np.tile(self.own, len(queries) // len(self.own))
+        dist, pos = self.kb.search(queries, int(k) + 1)
+        keep = pos != own[:, None]
+        keep[keep.sum(axis=1) > k, -1] = False  # own entry not among the hits: drop the last
+        return (dist[keep].reshape(len(queries), k), pos[keep].reshape(len(queries), k))
 
 
 # --------------------------------------------------------------------------- metrics
@@ -212,7 +246,7 @@ class Calibration:
         if mine != want:
             raise OpenSetError(f"the open-set calibration was measured for {mine} but the "
                                f"receiver uses {want}; calibrate again for this codec "
-                               "(benchmarks/openset_table.py --save-calibration)")
+                               "(kbsemcom kb calibrate --kb KB --codec CODEC)")
 
     def to_dict(self):
         d = asdict(self)
@@ -272,11 +306,12 @@ def received_vectors(codec, features, channel, snr_db, generator):
 
 def calibrate(codec, kb, in_kb_features, channel="awgn", snrs=DEFAULT_CAL_SNRS,
               statistic_name=DEFAULT_STATISTIC, k=DEFAULT_K, target_frr=DEFAULT_TARGET_FRR,
-              repeats=4, seed=12345, source=None):
+              repeats=4, seed=12345, source=None, own=None):
     """Measure a Calibration: ``in_kb_features`` (validation images whose classes are in the
     validation KB ``kb``, never test images) sent through ``codec`` and the channel
     ``repeats`` times per SNR. ``kb`` is the plain KnowledgeBase; the codec's searchable view
-    is taken here."""
+    is taken here. ``own``: each query's own position in ``kb`` when the queries are KB
+    images (see LeaveSelfOut)."""
     import torch
     if not 0 < float(target_frr) < 1:
         raise OpenSetError(f"target_frr must lie in (0, 1), got {target_frr}")
@@ -287,6 +322,8 @@ def calibrate(codec, kb, in_kb_features, channel="awgn", snrs=DEFAULT_CAL_SNRS,
         raise OpenSetError(f"{len(in_kb_features)} in-KB validation images are too few to "
                            "calibrate; give at least 20")
     search = codec.searchable_kb(kb) if codec is not None else kb
+    if own is not None:
+        search = LeaveSelfOut(search, own)
     levels = np.linspace(0.0, 1.0, N_LEVELS)
     gen = torch.Generator().manual_seed(int(seed))
 
@@ -312,3 +349,126 @@ def calibrate(codec, kb, in_kb_features, channel="awgn", snrs=DEFAULT_CAL_SNRS,
                        None if clean[1] is None else [v for _, v in per_snr], clean[1],
                        codec_identity(codec), dict(source or {}, n_in_kb=len(in_kb_features),
                                                    repeats=int(repeats)))
+
+
+# --------------------------------------------------------------------------- choosing a score
+
+DEFAULT_KS = (1, 2, 5, 10, 20, 50, 100, 200, 400)
+CHOICE_SNRS = (-4.0, 0.0, 4.0, 10.0)
+
+
+def choose_statistic(codec, kb, features, in_kb, channel="awgn", snrs=CHOICE_SNRS,
+                     statistics=STATISTICS, ks=DEFAULT_KS, seed=4321, own=None):
+    """The (statistic, K) with the best mean AUROC over ``snrs`` on a validation set:
+    ``features`` sent through codec and channel against ``kb`` (a plain KnowledgeBase whose
+    classes leave some out), ``in_kb`` [m] True where the image's class is in ``kb``.
+    Validation data only. Returns a dict: statistic, k, auroc (the mean), table (every
+    candidate's AUROC per SNR). ``own``: see :func:`calibrate`."""
+    import torch
+    in_kb = np.asarray(in_kb, dtype=bool)
+    if in_kb.all() or not in_kb.any():
+        raise OpenSetError("choosing a score needs in-KB and out-of-KB validation images")
+    search = codec.searchable_kb(kb) if codec is not None else kb
+    if own is not None:
+        search = LeaveSelfOut(search, own)
+    ks = sorted({min(int(k), len(search)) for k in ks if int(k) >= 1})
+    gen = torch.Generator().manual_seed(int(seed))
+    per = {}
+    for snr in snrs:
+        y = received_vectors(codec, features, channel, snr, gen)
+        dist, _ = search.search(y, max(ks))
+        dist = dist.astype(np.float64)
+        sq = np.sum(y.astype(np.float64) ** 2, axis=1)
+        d1 = dist[in_kb, 0]
+        var = (float(np.mean(d1)) / y.shape[1], float(np.mean(sq[in_kb])) / y.shape[1])
+        for name in statistics:
+            for k in ([1] if name in ("nearest", "inner") else [k for k in ks if k > 1 or
+                                                                name == "lr"]):
+                if name == "margin" and k < 2:
+                    continue
+                stat = statistic(name, dist[:, :k], sq, var)
+                per.setdefault((name, k), []).append(auroc(stat[in_kb], stat[~in_kb]))
+    table = [{"statistic": n, "k": k, "auroc": float(np.mean(a)), "per_snr": a}
+             for (n, k), a in per.items()]
+    best = max(table, key=lambda r: r["auroc"])
+    return {"statistic": best["statistic"], "k": best["k"], "auroc": best["auroc"],
+            "table": table}
+
+
+def calibrate_kb(codec, kb, channel="awgn", target_frr=DEFAULT_TARGET_FRR,
+                 snrs=DEFAULT_CAL_SNRS, out_share=0.2, max_queries=2000, repeats=4, seed=0,
+                 statistics=STATISTICS, ks=DEFAULT_KS):
+    """A Calibration of a user's own KB from its own images (no other data): each query is a
+    KB image sent through codec and channel and searched against the KB less itself
+    (LeaveSelfOut), so the KB keeps its density. To choose the statistic and K, ``out_share``
+    of the classes (drawn with ``seed``) leave the KB and their images are the pseudo
+    out-of-KB queries; the chosen score is then calibrated on queries of every class against
+    the whole KB. At most ``max_queries`` images (drawn with ``seed``) are queries. Needs
+    labels (classes) in the KB: at least 3 classes with 2 or more images."""
+    from .kb import KnowledgeBase
+    labels = np.array([int(e["label"]) for e in kb.entries])
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 3 or int(np.sum(counts >= 2)) < 3:
+        raise OpenSetError(f"calibrating a KB on itself needs at least 3 classes with 2 or "
+                           f"more images each (this KB: {len(classes)} classes, "
+                           f"{len(kb)} images); add images with 'kbsemcom kb add'")
+    if not 0 < float(out_share) < 1:
+        raise OpenSetError(f"out_share must lie in (0, 1), got {out_share}")
+    rng = np.random.default_rng(int(seed))
+    n_out = int(np.clip(round(out_share * len(classes)), 1, len(classes) - 2))
+    pseudo_out = rng.permutation(classes)[:n_out]
+    feats = kb.features()
+    is_out = np.isin(labels, pseudo_out)
+    in_pos = np.flatnonzero(~is_out)
+    choose_kb = KnowledgeBase(feats[in_pos], [kb.entries[i] for i in in_pos], kb.class_names,
+                              kb.extractor, index="Flat")
+    where = np.full(len(kb), -1)
+    where[in_pos] = np.arange(len(in_pos))
+    q = rng.permutation(len(kb))[:int(max_queries)]
+    choice = choose_statistic(codec, choose_kb, feats[q], ~is_out[q], channel,
+                              statistics=statistics, ks=ks, seed=seed + 1, own=where[q])
+    whole = KnowledgeBase(feats, list(kb.entries), kb.class_names, kb.extractor, index="Flat")
+    cal = calibrate(codec, whole, feats[q], channel, snrs, choice["statistic"], choice["k"],
+                    target_frr, repeats, seed + 2, own=q,
+                    source={"kind": "kb self-calibration", "kb_size": len(kb),
+                            "kb_generation": kb.generation, "n_queries": int(len(q)),
+                            "pseudo_out_classes": [str(kb.class_names[c])
+                                                   if c < len(kb.class_names) else str(c)
+                                                   for c in pseudo_out],
+                            "choice_auroc": choice["auroc"], "seed": int(seed)})
+    return cal, choice
+
+
+# --------------------------------------------------------------------------- in the KB manifest
+
+def kb_key(cal):
+    """The key a calibration has in a KB manifest's ``open_set``: codec and channel."""
+    c = cal.codec
+    return f"{c.get('recipe') or 'raw'}|{c.get('cbr', '')}|{c.get('extractor') or ''}|" \
+           f"{cal.channel}"
+
+
+def store_in_kb(kb, cal):
+    """Keep ``cal`` in the KB (saved in its manifest by KnowledgeBase.save), replacing one
+    of the same codec and channel."""
+    kb.open_set = dict(getattr(kb, "open_set", None) or {})
+    kb.open_set[kb_key(cal)] = cal.to_dict()
+    return kb_key(cal)
+
+
+def calibration_from_kb(kb, codec):
+    """The KB's own calibration for ``codec`` (None: raw features), preferring the codec's
+    training channel; None when the KB has none for it."""
+    want = codec_identity(codec)
+    found = []
+    for blob in (getattr(kb, "open_set", None) or {}).values():
+        blob = dict(blob)
+        if blob.pop("format", None) != FORMAT:
+            continue
+        cal = Calibration(**blob)
+        if {k: cal.codec.get(k) for k in want} == want:
+            found.append(cal)
+    if not found:
+        return None
+    channel = getattr(getattr(codec, "config", None), "train_channel", "awgn")
+    return next((c for c in found if c.channel == channel), found[0])

@@ -17,6 +17,9 @@ DESCRIPTIONS = {
     "general": "ours, for any KB: principal axes of a pool of data sets with variance-weighted "
                "power, no labels, decoded against the KB with an SNR-aware (Wiener) search; "
                "trained once, used where a data set has no training split",
+    "general-map": "ours, for any KB: general's encoder, class-level MAP retrieval at the "
+                   "receiver (summed likelihood of each KB class's codewords at the known "
+                   "SNR and fading, then that class's nearest entry)",
 }
 NAMES = tuple(DESCRIPTIONS)
 

@@ -253,7 +253,9 @@ def cpp_demod(demod):
                       ("data_carriers", int), ("used_carriers", int), ("header_map", int),
                       ("cfo_grid", float), ("sro_grid", float)):
         t[key] = [kind(v) for v in t[key]]
-    return mod.robust_demod(**t)
+    d = mod.robust_demod(**t)
+    d.fit_stride = demod.fit_stride
+    return d
 
 
 class robust_deframer(ofdm_deframer):

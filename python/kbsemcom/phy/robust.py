@@ -49,11 +49,17 @@ from .framing import HEADER_BITS, FrameError, _to_time, header_bits, parse_heade
 SEG = 8  # samples per coherent segment of the preamble matched filter
 TAPS = np.arange(-4, 13)  # channel delays (samples) fitted on the preamble
 BACKOFF = 4  # the FFT window starts this many samples into the CP (covers delays -4..12)
+FIT_STRIDE = 5  # the phase/CFO/SRO fit: coarse grid step, in grid points (Demodulator._track)
 # Detection threshold on C(t) (noise-only: Exp(1) per CFO bin). Measured on noise alone
 # (benchmarks/phy_detection.py): see docs/phy.md, Robust mode, for the false-alarm rate.
 THRESHOLD = 32.0
 # pre-selection: non-coherent sum of |c_m|^2, normalised (1 on noise, std 1/sqrt(M))
 PRESELECT = 1.25
+# Channel tracking: the robust Wiener design's largest Doppler (cycles/sample; 1e-4 = 100 Hz
+# at 1 MS/s) and the floor of an observation's relative noise (caps the design SNR at 40 dB,
+# keeps the Wiener system well conditioned). lib/robust_demod.cc holds the same constants.
+TRACK_DOPPLER = 1e-4
+TRACK_FLOOR = 1e-4
 G1, G2 = 0o133, 0o171  # the K=7 convolutional code (as 802.11a)
 _USED = np.array([k for k in range(-26, 27) if k != 0])
 _PILOTS = np.array([-21, -7, 7, 21])
@@ -332,14 +338,17 @@ class Demodulator:
     MMSE equalised, z = x + e, payload_len], snr_db (1 / E|e|^2 measured on the known header
     symbols), payload_pilot_snr_db, cfo (cycles/sample), sro_ppm, noise_var, start, end).
     ``equaliser``: see ``_equalise``; only the default "unbiased" runs in C++.
+    ``tracking``: equalise with the tracked H(t, f) (``_channel``; C++ does the same), or
+    with the preamble's H(f) alone (False, numpy only: for comparisons).
     """
 
     EQUALISERS = ("unbiased", "mmse", "zf", "scalar")
 
-    def __init__(self, p, search=8, payload_len=0, equaliser="unbiased"):
+    def __init__(self, p, search=8, payload_len=0, equaliser="unbiased", tracking=True):
         if equaliser not in self.EQUALISERS:
             raise ValueError(f"equaliser {equaliser!r}: use one of {', '.join(self.EQUALISERS)}")
         self.equaliser = equaliser
+        self.tracking = bool(tracking)
         self.p = p
         self.search = int(search)
         self.payload_len = int(payload_len)
@@ -355,8 +364,13 @@ class Demodulator:
         self._map = p.header_map()
         # carrier response of each fitted delay, with the FFT window BACKOFF samples early
         self._fourier = np.exp(-2j * np.pi * np.outer(np.arange(n), TAPS + BACKOFF) / n)
+        # per-symbol channel from its 52 known carriers: least squares on the delays
+        # (projection onto the TAPS channels), [fft_len, used]
+        self._tapfit = self._fourier @ np.linalg.pinv(self._fourier[self._used])
         self._cfo_grid = np.linspace(-6e-4, 6e-4, 61)  # residual CFO, cycles/sample
         self._sro_grid = np.arange(-60, 61, 3) * 1e-6  # sampling-rate offset
+        # the phase/CFO/SRO fit's coarse step (1: every grid point, the reference)
+        self.fit_stride = FIT_STRIDE
 
     def demodulate(self, buf, coarse, cfo_bin=None, key=None):
         p, sl = self.p, self.p.sym_len
@@ -442,6 +456,8 @@ class Demodulator:
         rot, sro = self._track(obs_k[:, self._used], times, carriers=p.used_carriers,
                                return_sro=True)
         Y = Y * rot
+        if self.tracking:
+            H = self._channel(Y, H, noise_var, known, times)
         z = self._equalise(Y, H, noise_var, known)
         hdr_err = np.abs(z[:p.header_symbols, self._data] - known[:p.header_symbols,
                                                                   self._data]) ** 2
@@ -490,13 +506,52 @@ class Demodulator:
                           noise_var=float(self.cpp.noise_var), start=int(t0),
                           end=int(t0 + p.frame_len(n_sym)))
 
+    def _channel(self, Y, H, noise_var, known, times):
+        """Tracked channel H(t, f) [symbols, fft_len] (lib/robust_demod.cc does the same).
+        Observations of the channel: the preamble's fit H (time 0 = the preamble's centre,
+        per-carrier noise ntaps sigma^2 / rows) and each header symbol's least-squares fit
+        of the TAPS delays to its 52 known carriers (ntaps sigma_c^2 / 52, sigma_c^2 = the
+        noise per carrier of Y). A robust Wiener filter (uniform Doppler spectrum up to
+        TRACK_DOPPLER: correlation sinc(2 fd dt), unit power, noise relative to the header's
+        mean channel power) interpolates them with weights that sum to one (ordinary
+        kriging: the channel's mean is estimated, not shrunk towards 0, so low SNR does not
+        shrink the symbols): each payload symbol from all observations, each header symbol
+        from all but its own (leave-one-out in closed form, Dubrule 1983, so the SNR measured
+        on the header is not flattered by fitting its own noise). On a static channel it averages
+        like a longer training; at 100 Hz Doppler it follows the fade."""
+        p, u = self.p, self._used
+        hs = p.header_symbols
+        nv_c = noise_var / p.scale ** 2  # noise per carrier of Y (Y's symbols have unit power)
+        rows = len(self._pre) - len(TAPS) + 1
+        obs = Y[:hs][:, u] * known[:hs][:, u]
+        hobs = np.vstack([H[None, :], obs @ self._tapfit.T])  # [1 + hs, fft_len]
+        power = max(float(np.mean(np.abs(Y[:hs][:, u]) ** 2)) - nv_c, 1e-3 * nv_c)
+        var = np.full(1 + hs, nv_c * len(TAPS) / len(u) / power)
+        var[0] = noise_var * len(TAPS) / rows / power
+        t_obs = np.concatenate([[0.0], times[:hs]])
+        K = np.sinc(2 * TRACK_DOPPLER * (t_obs[:, None] - t_obs[None, :]))
+        K += np.diag(np.maximum(var, TRACK_FLOOR))
+        kinv = np.linalg.inv(K)
+        a = kinv @ hobs
+        b = kinv.sum(axis=1)
+        c = float(b.sum())
+        mean = b @ hobs / c  # the channel's generalised-least-squares mean over the frame
+        out = np.empty((len(times), p.fft_len), complex)
+        q = np.diag(kinv)[1:] - b[1:] ** 2 / c
+        out[:hs] = hobs[1:] - (a[1:] - b[1:, None] * mean[None, :]) / q[:, None]
+        r = np.sinc(2 * TRACK_DOPPLER * (times[hs:, None] - t_obs[None, :]))
+        out[hs:] = r @ a + (1 - r @ b)[:, None] * mean[None, :]
+        return out
+
     def _equalise(self, Y, H, noise_var, known):
         """Equalised grid z = x + e from the phase-corrected grid Y [symbols, fft_len].
         "unbiased" (the default; lib/robust_demod.cc does the same): MMSE,
         H* Y / (|H|^2 + sigma^2), divided by its mean gain a = sum Re(z x*) / sum |x|^2
         fitted on the known header symbols. MMSE alone shrinks z by |H|^2 / (|H|^2 +
         sigma^2), and a codec trained on y = x + n decodes shrunk symbols badly at low SNR;
-        the fitted scalar keeps MMSE's bounded per-carrier gains, unlike zero-forcing.
+        the fitted scalar keeps MMSE's bounded per-carrier gains, unlike zero-forcing. With a
+        tracked H(t, f) (``_channel``) each symbol is first divided by its mean shrinkage
+        over the data carriers (on a static channel a constant that the fit then absorbs).
         The others are for benchmarks/phy_equaliser.py: "mmse" (biased), "zf" (Y / H),
         "scalar" (MMSE divided by the mean of |H|^2 / (|H|^2 + sigma^2) over the data
         carriers)."""
@@ -504,9 +559,14 @@ class Demodulator:
             return Y / np.where(np.abs(H) > 0, H, 1e-12)
         z = Y * np.conj(H) / (np.abs(H) ** 2 + noise_var)
         if self.equaliser == "scalar":
-            g = np.abs(H[self._data]) ** 2
+            g = np.abs(H[..., self._data]) ** 2
             return z / np.mean(g / (g + noise_var))
         if self.equaliser == "unbiased":
+            if np.ndim(H) == 2:
+                # a tracked H(t): each symbol's own MMSE shrinkage, which follows the fade
+                # (a scalar fitted on the header alone would leave a payload in a fade shrunk)
+                g = np.abs(H[:, self._data]) ** 2
+                z = z / np.mean(g / (g + noise_var), axis=1)[:, None]
             hs = self.p.header_symbols
             zh, xh = z[:hs, self._data], known[:hs, self._data]
             a = float(np.sum(np.real(zh) * xh))
@@ -562,12 +622,23 @@ class Demodulator:
         else:
             sros = self._sro_grid
         # SRO: the window drifts by eps * t samples, a phase -2 pi k eps t / n per carrier
-        comb = np.einsum("sk,esk->es", obs, np.exp(
-            2j * np.pi * np.einsum("e,s,k->esk", sros, times, carriers) / n))  # [E, S]
-        fit = np.abs(comb @ np.exp(-2j * np.pi * np.outer(times, self._cfo_grid))) ** 2
-        e, f = np.unravel_index(np.argmax(fit), fit.shape)
+        def fit(e_idx, f_idx):
+            comb = np.einsum("sk,esk->es", obs, np.exp(2j * np.pi * np.einsum(
+                "e,s,k->esk", sros[e_idx], times, carriers) / n))  # [E, S]
+            fit = np.abs(comb @ np.exp(-2j * np.pi * np.outer(
+                times, self._cfo_grid[f_idx]))) ** 2
+            e, f = np.unravel_index(np.argmax(fit), fit.shape)
+            return e_idx[e], f_idx[f], comb[e]
+
+        # coarse to fine: every fit_stride-th point, then all points within fit_stride - 1
+        # of the coarse best (the fit's main lobe spans several coarse steps); stride 1:
+        # the full grid. lib/robust_demod.cc does the same.
+        all_e, all_f, w = np.arange(len(sros)), np.arange(len(self._cfo_grid)), self.fit_stride - 1
+        e, f, comb_e = fit(all_e[::w + 1], all_f[::w + 1])
+        if w > 0:
+            e, f, comb_e = fit(all_e[max(e - w, 0):e + w + 1], all_f[max(f - w, 0):f + w + 1])
         eps, dcfo = sros[e], self._cfo_grid[f]
-        phase = np.angle(np.sum(comb[e] * np.exp(-2j * np.pi * dcfo * times)))
+        phase = np.angle(np.sum(comb_e * np.exp(-2j * np.pi * dcfo * times)))
         k = np.fft.fftfreq(n, 1 / n)
         rot = np.exp(-1j * (phase + 2 * np.pi * dcfo * times[:, None]
                             - 2 * np.pi * np.outer(times, k) * eps / n))

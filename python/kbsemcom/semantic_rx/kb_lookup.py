@@ -5,11 +5,13 @@ import numpy as np
 import pmt
 
 from ..core.codec import SemanticCodec
-from ..core.kb import KBMismatchError, KnowledgeBase
-from ..core.openset import Calibration, load_calibration
+from ..core.retrieval import estimate_noise_power, noise_power
+from ..core.kb import KBEntryError, KBMismatchError, KnowledgeBase
+from ..core.openset import Calibration, calibration_from_kb, load_calibration
 from ..pdus import PduBlock, parse_pdu
 
 ENTRY_FIELDS = ("image_id", "path", "label", "class_name")
+SEARCHES = ("auto", "nearest", "class-map")
 
 
 class kb_lookup(PduBlock):
@@ -40,8 +42,17 @@ class kb_lookup(PduBlock):
         search the KB in symbol space (the KB's features are encoded once at start, and each
         added feature when it arrives); for the other recipes it only checks that KB and codec
         share an extractor.
-      Open-set calibration: a JSON file of core.openset (benchmarks/openset_table.py
-        --save-calibration writes one for a codec), or '' for none (no match score).
+      Open-set calibration: '' = the KB's own, if 'kbsemcom kb calibrate' stored one for this
+        codec in the KB manifest (else no match score); a JSON file of core.openset
+        (benchmarks/openset_table.py --save-calibration writes one for a codec); 'none' = no
+        match score even if the KB has a calibration.
+      Search: 'auto' (the codec's own: class-level MAP for general-map codecs, nearest entry
+        otherwise), 'nearest' (nearest entry, FAISS) or 'class-map' (core.retrieval: the KB
+        class with the largest summed likelihood of its codewords, then its nearest entry; a
+        general-map codec only). The MAP search takes the noise power from the metadata's
+        snr_db (else estimated from the received vector's power) and the fading from csi
+        (|h| per complex symbol, as Coherent Channel gives it; else its mean over Rayleigh).
+        A KB without labels gets the nearest entry.
 
     A vector of another extractor or dimension becomes a lost record that says which KB or codec
     it needs; lost records pass through unchanged. A KB change that cannot be made (unknown
@@ -50,10 +61,13 @@ class kb_lookup(PduBlock):
     error; so does a calibration measured for another codec.
     """
 
-    def __init__(self, kb, codec="", calibration=""):
+    def __init__(self, kb, codec="", calibration="", search="auto"):
         PduBlock.__init__(self, "kb_lookup")
         self.folder = Path(kb) if isinstance(kb, (str, Path)) else None
         self.codec = SemanticCodec.load(codec) if isinstance(codec, str) and codec else codec
+        self.from_kb = calibration in ("", None)  # '' = the KB manifest's own calibration
+        if isinstance(calibration, str) and calibration == "none":
+            calibration = None
         self.calibration = load_calibration(calibration) if isinstance(calibration, (str, Path)) \
             and str(calibration) else (calibration or None)
         if self.calibration is not None:
@@ -61,6 +75,13 @@ class kb_lookup(PduBlock):
                 raise TypeError("calibration must be a file path or a core.openset.Calibration")
             if self.codec:  # without one (a decoded-feature codec) nothing to check against
                 self.calibration.check_codec(self.codec)
+        if search not in SEARCHES:
+            raise ValueError(f"search {search!r}: use one of {', '.join(SEARCHES)}")
+        own_map = bool(getattr(self.codec, "class_map", False))
+        if search == "class-map" and not own_map:
+            raise ValueError("search 'class-map' needs a general-map codec (its noise-weighted "
+                             "metric); give its codec file or use search 'nearest'")
+        self.class_map = search == "class-map" or (search == "auto" and own_map)
         self._use(KnowledgeBase.load(self.folder) if self.folder else kb)
         self.message_port_register_in(pmt.intern("kb"))
         self.set_msg_handler(pmt.intern("kb"), self._handle_kb)
@@ -71,6 +92,13 @@ class kb_lookup(PduBlock):
             kb.check_extractor(self.codec.config.extractor)
             search_kb = self.codec.searchable_kb(kb)
         self.kb, self.search_kb = kb, search_kb
+        if self.from_kb:
+            self.calibration = calibration_from_kb(kb, self.codec or None)
+            size = (self.calibration.source.get("kb_size") if self.calibration else None) or 0
+            if size and abs(len(kb) - size) > 0.2 * size:
+                self.log.warn(f"the KB's open-set calibration was made with {size} images, "
+                                 f"the KB now holds {len(kb)}: run 'kbsemcom kb calibrate' "
+                                 "again")
 
     def _handle_kb(self, msg):
         try:
@@ -113,7 +141,7 @@ class kb_lookup(PduBlock):
             raise KBMismatchError(f"a {data.shape[-1]}-d vector for a KB of {self.kb.dim}-d "
                                   "features: a codec that decodes against the KB (kbsc-kb) "
                                   "needs the codec parameter of kb_lookup as well")
-        hit = self.search_kb.retrieve(data)
+        hit = self._map_hit(meta, data) if self.class_map else self.search_kb.retrieve(data)
         out = dict(meta, retrieved_id=hit["image_id"], retrieved_path=hit["path"],
                    retrieved_label=hit["label"], retrieved_class=hit["class_name"],
                    kb_index=hit["kb_index"], distance=hit["distance"], match_score=None,
@@ -126,3 +154,21 @@ class kb_lookup(PduBlock):
         if meta.get("label") is not None:
             out["correct"] = int(hit["label"]) == int(meta["label"])
         return out, np.array([hit["distance"]], np.float32)
+
+    def _map_hit(self, meta, data):
+        """The class-MAP retrieval of one decoded vector (see the Search parameter)."""
+        if data.shape[-1] != 2 * self.codec.n_symbols:
+            raise KBMismatchError(f"a {data.shape[-1]}-d vector for a codec of "
+                                  f"{2 * self.codec.n_symbols} real values")
+        fading = meta.get("csi")
+        fading = None if fading is None else np.asarray(fading, np.float64)
+        if meta.get("snr_db") is not None:
+            n0 = noise_power(meta["snr_db"])
+        else:  # the received values are the decoded ones times the axis gains
+            n0 = estimate_noise_power(data * self.codec.axis_gain.numpy(), fading)
+        pos = int(self.codec.map_search(self.search_kb, data, n0, fading)[0])
+        if pos < 0:
+            raise KBEntryError("the KB is empty: add images with `kbsemcom kb add`")
+        key = self.search_kb.features()[pos]
+        return dict(self.search_kb.entries[pos], kb_index=pos,
+                    distance=float(np.sum((data - key) ** 2)))
