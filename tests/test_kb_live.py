@@ -23,7 +23,7 @@ from gnuradio.kbsemcom.pdus import make_pdu
 
 def test_default_index_by_size():
     assert kbmod.default_index(4_000, 1280) == "Flat"
-    assert kbmod.default_index(100_000, 1280) == "PCA128,IVF1024,Flat,Refine(Flat)"
+    assert kbmod.default_index(100_000, 1280) == "PCA128,IVF1024,SQ8,Refine(Flat)"
     assert kbmod.default_index(1_000_000, 1280) == "PCA128,IVF4096,SQ8,Refine(SQ8)"
     assert kbmod.default_index(40_000, 128) == "Flat"  # kbsc-kb symbol space
     assert kbmod.default_index(1_000_000, 128) == "IVF4096,Flat"
