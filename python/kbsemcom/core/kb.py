@@ -20,7 +20,7 @@ The index is a FAISS *factory string* (``faiss.index_factory``), recorded in the
   small projection. ``<store>`` is ``Flat`` (float32) while the full vectors fit in
   ``REFINE_FLAT_MAX_BYTES``, else ``SQ8`` (one byte per value: 1M x 1280 in 1.3 GB, the
   projection in 0.13 GB). Measured at 100k entries (benchmarks/kb_scale.py, docs/kb.md): the
-  one-byte projection scans in about 30% less CPU than float32 at equal recall; 4-bit
+  one-byte projection scans in 22-29% less CPU than float32 at equal recall; 4-bit
   fast-scan codes (``PQ128x4fsr``), a 256-d projection and HNSW graphs (over the features
   or a projection) cost more CPU for the same recall;
 * above, for vectors of at most 128 values (kbsc-kb's symbol space at CBR 1/48):
