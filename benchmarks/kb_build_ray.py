@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """KB feature extraction: one process (--threads cores) against Ray Data on this machine (a
-local Ray with --workers workers, one thread each), side by side on the same images, plus the
+local Ray with --workers workers of --worker-threads threads each, polling as
+--ray-config says), side by side on the same images, plus the
 largest difference between their features.
 
     nice .venv/bin/python benchmarks/kb_build_ray.py [--images 1024] [--rounds 3]
@@ -27,7 +28,7 @@ import numpy as np
 
 from gnuradio.kbsemcom.core import datasets, extractors
 from gnuradio.kbsemcom.core.features import extract_features
-from gnuradio.kbsemcom.core.kb_ray import extract_features_ray
+from gnuradio.kbsemcom.core.kb_ray import extract_features_ray, init_local
 
 
 def tree_cpu_s(root=None):
@@ -63,12 +64,11 @@ def one_process(spec, items, threads):
     return time.perf_counter() - t, feats, ex
 
 
-def on_ray(spec, items, workers):
-    os.environ["KBSEMCOM_THREADS"] = "1"  # each Ray worker: one core (inherited by the actors)
+def on_ray(spec, items, workers, threads):
     with tempfile.TemporaryDirectory() as parts:
         t = time.perf_counter()
         feats, _, report = extract_features_ray(spec, items, parts, workers=workers,
-                                                progress=False)
+                                                progress=False, threads=threads)
         return time.perf_counter() - t, feats, report
 
 
@@ -80,13 +80,17 @@ def main():
     p.add_argument("--extractor", default="efficientnet-lite0")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="threads of the one process")
+    p.add_argument("--worker-threads", type=int, default=1,
+                   help="CPUs and extractor threads per Ray worker")
+    p.add_argument("--ray-config", default="quiet", choices=["quiet", "default"],
+                   help="the local Ray's polling: kb_ray.QUIET_SYSTEM_CONFIG or Ray's "
+                        "defaults")
     args = p.parse_args()
     import ray
     items = datasets.open_dataset(args.dataset).items("test")[:args.images]
     loads = [os.getloadavg()[0]]
-    os.environ["KBSEMCOM_THREADS"] = "1"  # the Ray workers inherit the driver's environment
     t = time.perf_counter()
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+    init_local(args.workers * args.worker_threads, quiet=args.ray_config == "quiet")
     init_s = time.perf_counter() - t
     one_s, ray_s, one_cpu, ray_cpu, diff, per_node = [], [], [], [], 0.0, None
     try:
@@ -96,7 +100,7 @@ def main():
             one_cpu.append(time.process_time() - c)
             one_s.append(s)
             c = tree_cpu_s()
-            s, ray_f, report = on_ray(args.extractor, items, args.workers)
+            s, ray_f, report = on_ray(args.extractor, items, args.workers, args.worker_threads)
             ray_cpu.append(tree_cpu_s() - c)
             ray_s.append(s)
             diff = max(diff, float(np.abs(ray_f - one_f).max()))
@@ -118,8 +122,8 @@ def main():
     print(f"| one process, {args.threads} threads (extractor load included) | {one:.1f} "
           f"({', '.join(f'{s:.1f}' for s in one_s)}) | {len(items) / one:.1f} | 1.00 | "
           f"{one_c:.1f} ({', '.join(f'{s:.1f}' for s in one_cpu)}) | 1.00 |")
-    print(f"| Ray Data, {args.workers} workers x 1 thread (actor start and model loads "
-          f"included) | {on:.1f} ({', '.join(f'{s:.1f}' for s in ray_s)}) | "
+    print(f"| Ray Data, {args.workers} workers x {args.worker_threads} thread(s), "
+          f"{args.ray_config} Ray config (actor start and model loads included) | {on:.1f} ({', '.join(f'{s:.1f}' for s in ray_s)}) | "
           f"{len(items) / on:.1f} | {on / one:.2f} | {on_c:.1f} "
           f"({', '.join(f'{s:.1f}' for s in ray_cpu)}) | {on_c / one_c:.2f} |")
     print(f"| the same plus starting a local Ray ({init_s:.1f} s, once per build) | "

@@ -5,9 +5,16 @@ at each KB size, against exact search, the way the receiver searches (one query 
 Entries: every real feature in the cache (benchmarks/kb_scale_features.py extracts them; all
 data sets here hold about 140,000 images) except the held-out queries; above that, entries
 drawn from a model fitted to the real KB features: per class, a Gaussian in the top
-``--model-rank`` principal axes of the real features (class mean, per-axis standard deviation)
+``--model-rank`` principal axes of the real features (class mean, per-axis standard deviation);
 plus isotropic noise with the real features' residual variance off those axes, then scaled to
-unit length like the real ones. Class shares follow the real classes.
+unit length like the real ones; or, on the next axes up to ``--model-axes``, the real
+features' spread per axis (one Gaussian for all classes), isotropic noise past them, scaled to
+unit length
+like the real ones (``--model-residual spectrum``). Class shares follow the real classes. The
+default, ``--model-residual isotropic``, puts isotropic noise right after the top
+``--model-rank`` axes instead: at 10,000 entries its recall under an IVF over a 128-d
+projection was the closer of the two to a KB of real features (docs/kb.md).
+``--max-real 0`` draws every entry from the model, to compare it with a KB of real features.
 Queries: held-out real images (``--queries`` of them, drawn across data sets), sent through
 the paper's codec (kbsc, CBR 1/48, trained on real KB features) over AWGN at 0 dB; the
 decoded features search the KB. Semantic accuracy = share whose top-1 entry has the query's
@@ -57,26 +64,36 @@ def load_real(extractor_spec):
 
 
 class FittedModel:
-    """Per-class Gaussian in the top principal axes + isotropic residual (module docstring)."""
+    """Per-class Gaussian in the top principal axes plus a residual (module docstring).
 
-    def __init__(self, feats, labels, rank):
+    residual 'spectrum': the next ``axes - rank`` principal axes get the real features'
+    spread on each axis (one Gaussian for all classes), the space past them isotropic noise
+    with the variance left; 'isotropic': isotropic noise off the top ``rank`` axes with the
+    real features' residual variance (the model of the 2-3 December runs, which spreads the
+    residual evenly over all 1280 dimensions where real features concentrate it)."""
+
+    def __init__(self, feats, labels, rank, residual="spectrum", axes=512):
         self.mean = feats.mean(0)
         x = feats - self.mean
         _, s, vt = np.linalg.svd(x[:min(len(x), 20_000)], full_matrices=False)
-        self.axes = vt[:rank].astype(np.float32)
+        keep = rank if residual == "isotropic" else min(max(axes, rank), len(vt))
+        self.rank = rank
+        self.axes = vt[:keep].astype(np.float32)
         coords = x @ self.axes.T
         resid = x - coords @ self.axes
         self.resid_std = float(np.sqrt((resid ** 2).mean()))
+        self.rest_std = coords[:, rank:].std(0).astype(np.float32)
         self.classes, counts = np.unique(labels, return_counts=True)
         self.share = counts / counts.sum()
-        self.cmean = np.stack([coords[labels == c].mean(0) for c in self.classes])
-        self.cstd = np.stack([coords[labels == c].std(0) + 1e-6 for c in self.classes])
+        self.cmean = np.stack([coords[labels == c, :rank].mean(0) for c in self.classes])
+        self.cstd = np.stack([coords[labels == c, :rank].std(0) + 1e-6 for c in self.classes])
 
     def draw(self, n, seed):
         rng = np.random.default_rng(seed)
         which = rng.choice(len(self.classes), n, p=self.share)
-        coords = self.cmean[which] + self.cstd[which] * rng.standard_normal(
-            (n, len(self.axes)), dtype=np.float32)
+        coords = rng.standard_normal((n, len(self.axes)), dtype=np.float32)
+        coords[:, :self.rank] = self.cmean[which] + self.cstd[which] * coords[:, :self.rank]
+        coords[:, self.rank:] *= self.rest_std
         x = self.mean + coords @ self.axes
         x += self.resid_std * rng.standard_normal(x.shape, dtype=np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -85,7 +102,8 @@ class FittedModel:
 
 def kb_chunks(real, real_labels, model, size, seed):
     """The KB of ``size`` entries chunk by chunk (same chunks every call): real first."""
-    yield real[:size], real_labels[:size]
+    if len(real):
+        yield real[:size], real_labels[:size]
     left, i = size - min(size, len(real)), 0
     while left > 0:
         n = min(CHUNK, left)
@@ -195,7 +213,15 @@ def main():
     p.add_argument("--snr-db", type=float, default=0.0)
     p.add_argument("--cbr", default="1/48")
     p.add_argument("--epochs", type=int, default=20, help="codec training epochs")
-    p.add_argument("--model-rank", type=int, default=64)
+    p.add_argument("--model-rank", type=int, default=64,
+                   help="principal axes with a Gaussian per class in the fitted model")
+    p.add_argument("--model-residual", default="isotropic", choices=["isotropic", "spectrum"],
+                   help="the fitted model past those axes (FittedModel)")
+    p.add_argument("--model-axes", type=int, default=512,
+                   help="principal axes with the real spread per axis (residual 'spectrum')")
+    p.add_argument("--max-real", type=int, default=None,
+                   help="real features used as KB entries at most (0: every entry drawn from "
+                        "the fitted model; to compare the model with real features)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
@@ -220,7 +246,10 @@ def main():
     keys = (lambda x: np.ascontiguousarray(codec.kb_keys(x), np.float32)) \
         if codec.against_kb else None
     q_labels = labels[q_idx]
-    model = FittedModel(real, real_labels, args.model_rank)
+    model = FittedModel(real, real_labels, args.model_rank, args.model_residual,
+                        args.model_axes)
+    if args.max_real is not None:  # the model is fitted to all of them, the KB uses fewer
+        real, real_labels = real[:args.max_real], real_labels[:args.max_real]
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
         specs = args.index or [default_index(size, queries.shape[1])]
@@ -238,10 +267,12 @@ def main():
                f"{faiss.__version__} {threads} threads, load avg {os.getloadavg()[0]:.1f}")
     if args.json:
         return
+    spread = f" ({args.model_axes} axes)" if args.model_residual == "spectrum" else ""
     print(f"KB scale: {len(feats)} real {ex.name} features ({', '.join(sets)}), "
           f"{len(real)} as KB entries, {args.queries} held-out real queries through "
           f"{args.recipe} CBR {args.cbr} AWGN {args.snr_db:g} dB, searching "
-          f"{queries.shape[1]}-d vectors; fitted model rank {args.model_rank}; seed "
+          f"{queries.shape[1]}-d vectors; fitted model rank {args.model_rank}, residual "
+          f"{args.model_residual}{spread}; seed "
           f"{args.seed}; {machine}\n")
     print("| entries | real | index (search) | p50 / p99 CPU ms | p50 / p99 wall ms | batch q/s "
           "(per CPU s) | recall@1 | accuracy % | exact acc. % | index MB | build s | "

@@ -113,3 +113,34 @@ def test_openvino_backend_converts_open_clip_too(tiny_clip):
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(extractors.ExtractorError, match="unknown inference backend 'tensorrt'"):
         extractors.load_extractor("efficientnet-lite0", backend="tensorrt")
+
+
+def test_the_light_extractor_gives_the_full_extractors_input_and_features_without_torch(
+        effnet, fmnist):
+    """Ray workers load EfficientNet-Lite0 from its cached converted network without torch
+    (core/ov_extractor.py): its PIL resize and crop must give the full extractor's uint8
+    pixels bit for bit on any size and mode, and its features must be the full extractor's,
+    for a few images (latency request) and a feature-cache chunk (throughput streams)."""
+    import subprocess
+    import sys
+    from gnuradio.kbsemcom.core import ov_extractor
+    full = extractors.load_extractor("efficientnet-lite0", backend="openvino")  # caches the IR
+    light = ov_extractor.load_light("efficientnet-lite0")
+    assert light is not None and light.identity == full.identity
+    assert ov_extractor.load_light("efficientnet-lite0", backend="torch") is None
+    assert ov_extractor.load_light("open_clip:ViT-B-32") is None
+    rng = np.random.default_rng(0)
+    odd = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+           for h, w in [(300, 401), (401, 257), (32, 32), (256, 256), (224, 500), (999, 301)]]
+    odd += [odd[0].convert("L"), odd[1].convert("RGBA")]
+    assert light.prepare(odd).dtype == np.uint8 and full.prepare(odd).dtype == np.uint8
+    assert np.array_equal(light.prepare(odd), full.prepare(odd))
+    ims = [it.load() for it in fmnist.items("test")[:24]]
+    assert np.array_equal(light.embed(ims[:3]), full.embed(ims[:3]))
+    assert np.array_equal(light.embed(ims), full.embed(ims))
+    code = ("import sys; from gnuradio.kbsemcom.core import ov_extractor; "
+            "ex = ov_extractor.load_light('efficientnet-lite0'); "
+            "print(ex is not None, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    assert out == ["True", "False"]

@@ -23,7 +23,7 @@ from gnuradio.kbsemcom.pdus import make_pdu
 
 def test_default_index_by_size():
     assert kbmod.default_index(4_000, 1280) == "Flat"
-    assert kbmod.default_index(100_000, 1280) == "PCA128,IVF1024,Flat,Refine(Flat)"
+    assert kbmod.default_index(100_000, 1280) == "PCA128,IVF1024,SQ8,Refine(Flat)"
     assert kbmod.default_index(1_000_000, 1280) == "PCA128,IVF4096,SQ8,Refine(SQ8)"
     assert kbmod.default_index(40_000, 128) == "Flat"  # kbsc-kb symbol space
     assert kbmod.default_index(1_000_000, 128) == "IVF4096,Flat"
@@ -47,6 +47,33 @@ def test_every_index_round_trips_and_finds_its_own_features(world, tmp_path, spe
     _, pos = loaded.search(feats, 1)
     exact = (pos[:, 0] == np.arange(200)).mean()
     assert exact >= (1.0 if spec == "Flat" else 0.9), exact  # SQ8 may tie near-duplicates
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [100_000, 1_000_000])
+def test_the_large_kb_defaults_build_with_build_kb_and_search_in_kb_lookup(fmnist, tmp_path,
+                                                                          size):
+    """The default feature-space factory of a large KB (core/kb.py), at small size (its
+    inverted lists scaled down to what 300 images can train): `build-kb --index` builds it
+    and records it, and kb_lookup in a flowgraph finds each KB image from its own feature."""
+    import re
+    spec = re.sub(r"IVF\d+", "IVF8", kbmod.default_index(size, 1280))
+    out = tmp_path / "kb"
+    run = subprocess.run(kbsemcom_command() + [
+        "build-kb", "--dataset", "fashion-mnist", "--per-class", "30", "--index", spec,
+        "--out", str(out)], capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, TQDM_DISABLE="1"))
+    assert run.returncode == 0, run.stderr
+    kb = KnowledgeBase.load(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["index"] == spec == kb.index_spec and len(kb) == 300
+    assert manifest["search"] == kbmod.default_search(spec)
+    feats = kb.features()
+    picks = list(range(0, 300, 15))
+    got = _run_lookup(kbsemcom.kb_lookup(str(out)),
+                      [("in", {"image_id": f"q{i}"}, feats[i]) for i in picks])
+    hits = [m["retrieved_id"] == kb.entries[i]["image_id"] for m, i in zip(got, picks)]
+    assert len(got) == len(picks) and np.mean(hits) >= 0.9, hits
 
 
 def test_a_bad_index_string_is_one_clear_error(world):

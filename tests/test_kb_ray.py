@@ -1,6 +1,6 @@
 """KB feature extraction on Ray Data: the same features as the single-process path, a dead
-worker restarted without loss, a resumed run that skips finished shards, and two Ray nodes on
-one machine (one CPU each) that split the work."""
+worker restarted without loss, a resumed run that skips finished shards (on one worker of two
+threads), and two Ray nodes on one machine (one CPU each) that split the work."""
 import os
 import signal
 import threading
@@ -52,10 +52,11 @@ def test_ray_gives_the_single_process_features_through_a_worker_death_and_resume
     assert [it.image_id for it in got_kept] == [it.image_id for it in kept]
     np.testing.assert_allclose(got, feats, atol=1e-5)
     assert report["shards"] == 4 and report["resumed"] == 0
-    # a run that died: the finished shards stay, the next run does only the rest
+    # a run that died: the finished shards stay, the next run does only the rest (here on
+    # one worker with 2 threads, the one-worker-per-machine layout)
     (parts / "shard-000002.npz").unlink()
-    again, _, report = extract_features_ray(SPEC, items, parts, workers=2, shard=32,
-                                            progress=False)
+    again, _, report = extract_features_ray(SPEC, items, parts, workers=1, threads=2,
+                                            shard=32, progress=False)
     assert report["resumed"] == 3 and sum(report["per_node"].values()) == 1
     np.testing.assert_allclose(again, feats, atol=1e-5)
 

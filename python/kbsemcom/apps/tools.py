@@ -30,7 +30,10 @@ def register(sub):
                    help="extract the features on this Ray cluster (HOST:6379 of 'ray start "
                         "--head', or 'local' for a Ray on this machine); default: one process")
     p.add_argument("--workers", type=int, default=2,
-                   help="Ray workers (one extractor and one CPU each)")
+                   help="Ray workers (one extractor each)")
+    p.add_argument("--worker-threads", type=int, default=1,
+                   help="CPUs and extractor threads per Ray worker (one worker per machine "
+                        "with all its CPUs costs Ray the least)")
     p.set_defaults(func=cmd_build_kb)
 
     p = sub.add_parser("train-codec",
@@ -60,7 +63,7 @@ def cmd_build_kb(args):
             args.extractor, items, kb_ray.parts_folder(f"{args.out}.parts", args.extractor,
                                                        items),
             address=None if args.ray_address == "local" else args.ray_address,
-            workers=args.workers)
+            workers=args.workers, threads=args.worker_threads)
         if not kept:
             raise datasets.DatasetError("no readable image for the knowledge base")
         say(args, f"Ray: {report['shards']} shards ({report['resumed']} from an earlier run), "

@@ -42,10 +42,8 @@ same whichever runs it):
                 environment variable KBSEMCOM_BACKEND sets the default.
 """
 import contextlib
-import hashlib
 import importlib.util
 import io
-import json
 import logging
 import os
 import sys
@@ -55,7 +53,7 @@ import warnings
 import numpy as np
 import torch
 
-from . import hub
+from . import hub, ov_extractor
 from .errors import ExtractorError  # noqa: F401 - raised here, imported from here
 
 log = logging.getLogger("kbsemcom.extractors")
@@ -136,11 +134,7 @@ class Extractor:
         ``batch_size`` on the chosen backend (the feature cache's larger batches on
         openvino: all at once, on its throughput streams)."""
         if self.backend == "openvino":
-            if len(batch) > self.batch_size:
-                feats = self._openvino.many(batch, self.batch_size)
-            else:
-                feats = self._openvino(batch) if len(batch) else None
-            return _normalise([feats] if feats is not None else [], self.dim)
+            return self._openvino.features(batch, self.batch_size, self.dim)
         set_threads()
         out = []
         with torch.no_grad():
@@ -190,13 +184,7 @@ class _Forward(torch.nn.Module):
         return self._forward(x)
 
 
-def _normalise(chunks, dim):
-    """Concatenated float32 features, each row scaled to unit L2 norm (as F.normalize)."""
-    if not chunks:
-        return np.zeros((0, dim), dtype=np.float32)
-    feats = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-    norms = np.linalg.norm(feats, axis=1, keepdims=True)
-    return (feats / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+_normalise = ov_extractor.normalise
 
 
 def _split_preprocess(preprocess):
@@ -235,27 +223,21 @@ class _PixelNorm(torch.nn.Module):
         return (t.float() - self.pixel_norm[0]) / self.pixel_norm[1]
 
 
-class _OpenVinoNetwork:
-    """An extractor's network converted by OpenVINO and compiled for the CPU; called with the
-    input ``prepare`` makes, returns float32 features [n, dim]. With ``pixels`` the input is
-    uint8 [n, H, W, 3] and the preprocessing's arithmetic runs in the network, else float32
-    [n, 3, H, W]. The converted network is saved in the cache (keyed by the extractor identity
-    and the OpenVINO version) unless the weights are random, so only the first use pays the
-    conversion (~5 s for EfficientNet-Lite0); OpenVINO's model cache beside it keeps the
-    compiled network, so later processes skip most of the compilation too."""
+class _OpenVinoNetwork(ov_extractor.CompiledNetwork):
+    """An extractor's network converted by OpenVINO and compiled for the CPU
+    (ov_extractor.CompiledNetwork: input as ``prepare`` makes it, uint8 pixels with the
+    preprocessing's arithmetic in the network where ``pixel_normalisation`` allows). The
+    converted network is saved in the cache (ov_extractor.ir_path: keyed by the extractor
+    identity and the OpenVINO version) unless the weights are random, so only the first use
+    pays the conversion (~5 s for EfficientNet-Lite0); OpenVINO's model cache beside it keeps
+    the compiled network, so later processes skip most of the compilation too."""
 
     def __init__(self, extractor):
         import openvino as ov
-        from .datasets import cache_dir
-        self.core = ov.Core()
-        key = _weights_key(extractor.identity)
-        path = None
-        if key is not None:
-            digest = hashlib.sha256(f"{key}|{ov.__version__}".encode()).hexdigest()[:16]
-            path = cache_dir() / "openvino" / f"{extractor.name.replace('/', '_')}"\
-                .replace(":", "_") / f"{digest}.xml"
+        core = ov.Core()
+        path = ov_extractor.ir_path(extractor.identity)
         if path is not None and path.exists():
-            model = self.core.read_model(str(path))
+            model = core.read_model(str(path))
         else:
             example = torch.stack([extractor.preprocess(_blank_image())])
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -275,74 +257,8 @@ class _OpenVinoNetwork:
                 tmp.rename(path)  # the .xml last: it marks a complete pair
                 # compile what a rerun reads: OpenVINO's model cache is keyed by the model's
                 # hash, which differs between the converted and the read-back network
-                model = self.core.read_model(str(path))
-        norm = extractor.pixel_normalisation()
-        self.pixels = norm is not None
-        if self.pixels:
-            from openvino.preprocess import PrePostProcessor
-            ppp = PrePostProcessor(model)
-            ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
-            ppp.input().preprocess().convert_element_type(ov.Type.f32) \
-                .mean(norm[0]).scale(norm[1])
-            ppp.input().model().set_layout(ov.Layout("NCHW"))
-            model = ppp.build()
-        self.model = model
-        self.threads = int(os.environ.get("KBSEMCOM_THREADS", os.cpu_count() or 1))
-        # the compiled network in OpenVINO's own cache (not for random weights: each load
-        # of those is another network)
-        self.cache = {"CACHE_DIR": str(cache_dir() / "openvino" / "compiled")} \
-            if path is not None else {}
-        self.compiled = self.core.compile_model(model, "CPU", {
-            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads,
-            "INFERENCE_PRECISION_HINT": "f32", **self.cache})
-        self._lock = threading.Lock()  # one infer request, shared by the threads that embed
-        self._request = self.compiled.create_infer_request()
-        self._streams = None
-
-    def _input(self, batch):
-        if self.pixels:
-            return np.ascontiguousarray(batch, np.uint8)
-        return np.ascontiguousarray(batch.numpy() if torch.is_tensor(batch) else batch,
-                                    np.float32)
-
-    def __call__(self, batch):
-        with self._lock:
-            return self._request.infer({0: self._input(batch)})[0].copy()
-
-    def many(self, batch, chunk):
-        """Features of a large batch: chunks of ``chunk`` images in flight on one stream per
-        core (single-threaded each), compiled on first use."""
-        import openvino as ov
-        with self._lock:
-            if self._streams is None:
-                compiled = self.core.compile_model(self.model, "CPU", {
-                    "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.threads,
-                    "INFERENCE_NUM_THREADS": self.threads,
-                    "INFERENCE_PRECISION_HINT": "f32", **self.cache})
-                self._streams = ov.AsyncInferQueue(compiled, self.threads)
-            x = self._input(batch)
-            out = [None] * ((len(x) + chunk - 1) // chunk)
-
-            def done(request, i):
-                out[i] = request.get_output_tensor(0).data.copy()
-            self._streams.set_callback(done)
-            for i in range(len(out)):
-                self._streams.start_async({0: x[i * chunk:(i + 1) * chunk]}, i)
-            self._streams.wait_all()
-        return np.concatenate(out)
-
-
-def _weights_key(identity):
-    """A string naming the weights exactly, or None when they are random (not cacheable).
-    A checkpoint file's size and time stamp count, so a rewritten file converts again."""
-    if identity.get("weights") == "random":
-        return None
-    key = json.dumps(identity, sort_keys=True, default=str)
-    weights = identity.get("weights", "")
-    if os.path.isfile(str(weights)):
-        st = os.stat(weights)
-        key += f"|{st.st_size}|{st.st_mtime_ns}"
-    return key
+                model = core.read_model(str(path))
+        super().__init__(model, extractor.pixel_normalisation(), cache=path is not None)
 
 
 def _blank_image():
@@ -363,11 +279,9 @@ class EfficientNetLite0(Extractor):
             transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR),
             transforms.CenterCrop(224),
             transforms.PILToTensor(),
-            _PixelNorm(127.0, 128.0),
+            _PixelNorm(*ov_extractor.EFFNET_PIXEL_NORM),
         ])
-        super().__init__({"name": "efficientnet-lite0", "kind": "efficientnet_lite",
-                          "model": "efficientnet-lite0", "weights": "imagenet", "dim": 1280},
-                         reason)
+        super().__init__(ov_extractor.EFFNET_IDENTITY, reason)
         self.use_backend(backend)
 
     @property

@@ -13,14 +13,16 @@ The index is a FAISS *factory string* (``faiss.index_factory``), recorded in the
 * up to ``EXACT_MAX_VALUES`` stored values (4,000 x 1280 features, 40,000 x 128 symbols):
   ``Flat``, exact L2 search (0.4 ms per query at 5,000 x 1280 on this project's 2-core
   machines; it grows linearly, 33 ms at 100,000);
-* above, for vectors wider than 128: ``PCA128,IVF<nlist>,<store>,Refine(<store>)``: an inverted
-  file over a 128-d principal-axes projection proposes ``k_factor_rf`` candidates per hit,
-  which are re-ranked by the full-dimensional distance, so recall against exact search stays
-  high while a query scans ``nprobe / nlist`` of a small projection. ``<store>`` is ``Flat``
-  (float32) while the full vectors fit in ``REFINE_FLAT_MAX_BYTES``, else ``SQ8`` (one byte
-  per value: 1M x 1280 in 1.3 GB, the projection in 0.13 GB). 4-bit fast-scan codes
-  (``PQ128x4fsr``) in place of the projection's float32 cost more CPU per query at 100k
-  entries for the same recall (benchmarks/kb_scale.py, docs/kb.md);
+* above, for vectors wider than 128: ``PCA128,IVF<nlist>,SQ8,Refine(<store>)``: an inverted
+  file over a 128-d principal-axes projection, one byte per projected value, proposes
+  ``k_factor_rf`` candidates per hit, which are re-ranked by the full-dimensional distance,
+  so recall against exact search stays high while a query scans ``nprobe / nlist`` of a
+  small projection. ``<store>`` is ``Flat`` (float32) while the full vectors fit in
+  ``REFINE_FLAT_MAX_BYTES``, else ``SQ8`` (one byte per value: 1M x 1280 in 1.3 GB, the
+  projection in 0.13 GB). Measured at 100k entries (benchmarks/kb_scale.py, docs/kb.md): the
+  one-byte projection scans in 22-29% less CPU than float32 at equal recall; 4-bit
+  fast-scan codes (``PQ128x4fsr``), a 256-d projection and HNSW graphs (over the features
+  or a projection) cost more CPU for the same recall;
 * above, for vectors of at most 128 values (kbsc-kb's symbol space at CBR 1/48):
   ``IVF<nlist>,Flat``.
 
@@ -88,7 +90,7 @@ def default_index(n, dim):
     if dim <= REDUCED_DIM:
         return f"IVF{nlist},Flat"
     store = "Flat" if n * dim * 4 <= REFINE_FLAT_MAX_BYTES else "SQ8"
-    return f"PCA{REDUCED_DIM},IVF{nlist},{store},Refine({store})"
+    return f"PCA{REDUCED_DIM},IVF{nlist},SQ8,Refine({store})"
 
 
 def default_search(factory):
