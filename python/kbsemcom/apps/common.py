@@ -51,7 +51,7 @@ def add_split(p):
 
 def add_codec(p, link=False):
     """link: the demo's and bundles' training (pipeline.link_training) is the default."""
-    schedule = ("kbsc: 20 at lr 1e-3, the demo's quick training; --epochs 100 --lr 1e-4 is "
+    schedule = ("kbsc: 30 at lr 1e-3, the demo's quick training; --epochs 100 --lr 1e-4 is "
                 "the paper's" if link else "kbsc: 100")
     p.add_argument("--cbr", default="1/48",
                    help="channel bandwidth ratio; symbols = CBR x 3072 (1/48 -> 64)")

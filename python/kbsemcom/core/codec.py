@@ -774,10 +774,10 @@ def training_thread_count():
 @contextlib.contextmanager
 def training_threads():
     """torch and FAISS at ``training_thread_count()`` threads while a codec trains, restored
-    after. The codecs' matrices are small: a second thread saved little, and its OpenMP
-    spin-waits cost ~10x the CPU time of one thread on a busy 2-core machine (3 epochs of the
-    demo's codec: 31 vs 3 CPU s at load 20); one thread per codec also lets the demo extract
-    its KB beside the training and ``evaluate`` train one codec per core."""
+    after. The codecs' matrices are small, and on a busy 2-core machine two threads' OpenMP
+    spin-waits cost several times the CPU time of one (benchmarks/codec_training_speed.py,
+    README "Speed"); one thread per codec also lets the demo extract its KB beside the training and
+    ``evaluate`` train one codec per core. Two threads round differently from one."""
     import faiss
     n = training_thread_count()
     torch_before, faiss_before = torch.get_num_threads(), faiss.omp_get_max_threads()

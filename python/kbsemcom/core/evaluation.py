@@ -364,9 +364,13 @@ def pretrain_codecs(setup, keys, progress=True):
                              initargs=(setup.features["train"], setup.labels("train"),
                                        validation_pair(setup.features, setup.kept))) as pool:
         jobs = [pool.submit(_train_in_worker, config, path) for config, path in todo]
-        for job in tqdm(as_completed(jobs), total=len(jobs), unit="codec", leave=False,
-                        desc=f"train codecs, {workers} at once", disable=bars_off(progress)):
-            job.result()
+        try:
+            for job in tqdm(as_completed(jobs), total=len(jobs), unit="codec", leave=False,
+                            desc=f"train codecs, {workers} at once", disable=bars_off(progress)):
+                job.result()
+        except BaseException:  # an error or Ctrl-C: the codecs not yet started are not wanted
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return len(todo)
 
 
