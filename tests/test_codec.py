@@ -110,3 +110,21 @@ def test_files_of_another_version_say_to_retrain(tmp_path):
     torch.save(blob, tmp_path / "older.pt")
     with pytest.raises(CodecError, match="unknown codec recipe.*retrain"):
         SemanticCodec.load(tmp_path / "older.pt")
+
+
+def test_training_threads_are_set_and_restored(monkeypatch):
+    """A codec trains on $KBSEMCOM_TRAIN_THREADS threads (default 1) and gives the process its
+    thread counts back; a bad value is a clear error."""
+    import faiss
+    before = (torch.get_num_threads(), faiss.omp_get_max_threads())
+    monkeypatch.delenv("KBSEMCOM_TRAIN_THREADS", raising=False)
+    with codec_mod.training_threads() as n:
+        assert n == 1 and torch.get_num_threads() == 1 and faiss.omp_get_max_threads() == 1
+    assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == before
+    monkeypatch.setenv("KBSEMCOM_TRAIN_THREADS", "2")
+    assert codec_mod.training_thread_count() == 2
+    monkeypatch.setenv("KBSEMCOM_TRAIN_THREADS", "none")
+    with pytest.raises(CodecError, match="KBSEMCOM_TRAIN_THREADS"):
+        codec_mod.train_codec(codec_mod.recipe_config("kbsc", {"name": "t", "dim": 8}, "1/48"),
+                              np.zeros((4, 8), np.float32), {})
+    assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == before

@@ -216,3 +216,27 @@ def test_quick_mode_end_to_end(fmnist, tmp_path):
     assert list(out.glob("accuracy_vs_snr_*.png")) and list(out.glob("accuracy_vs_cbr_*.png"))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["points"] == len(recs) and summary["machine"]
+
+
+def test_parallel_codec_training_equals_sequential(effnet, monkeypatch, tmp_path):
+    """evaluate trains the missing codecs one process per core (pretrain_codecs); each must be
+    bit for bit the codec that codec_for trains in this process."""
+    import torch
+    p = protocols.make_protocol("fashion-mnist", sent_per_class=2, kb_per_class=4,
+                                train_per_class=20, val_per_class=4)
+    setup = evaluation.build_setup(p, effnet, progress=False, codec_options={"epochs": 3})
+    keys = [("kbsc", "1/48", "awgn"), ("kbsc-kb", "1/48", "awgn"), ("kbsc", "1/24", "rayleigh")]
+    monkeypatch.setenv("KBSEMCOM_THREADS", "2")
+    monkeypatch.setenv("KBSEMCOM_CACHE", str(tmp_path / "parallel"))
+    assert evaluation.parallel_trainings() == 2
+    assert evaluation.pretrain_codecs(setup, keys + keys[:1], progress=False) == 3
+    assert evaluation.pretrain_codecs(setup, keys, progress=False) == 0  # all in the cache now
+    parallel = [evaluation.codec_for(setup, *k, progress=False) for k in keys]
+    monkeypatch.setenv("KBSEMCOM_CACHE", str(tmp_path / "sequential"))
+    monkeypatch.setenv("KBSEMCOM_THREADS", "1")
+    assert evaluation.pretrain_codecs(setup, keys, progress=False) == 0  # one at a time: here
+    for k, par in zip(keys, parallel):
+        seq = evaluation.codec_for(setup, *k, progress=False)
+        assert seq.history == par.history
+        for name, t in seq.state_dict().items():
+            assert torch.equal(t, par.state_dict()[name]), (k, name)

@@ -39,3 +39,15 @@ def test_flowgraph_profile_prints_each_block_and_the_ratio():
         row = next(line for line in out.splitlines() if line.startswith(f"| {stage} |"))
         assert int(row.split("|")[2]) == 20  # every image passed every block
     assert "ratio" in out and "machine:" in out
+
+
+@pytest.mark.slow
+def test_codec_training_speed_compares_both_modes():
+    out = bench("codec_training_speed.py", "--dataset", "fashion-mnist", "--codecs", "kbsc",
+                "--cbrs", "1/48,1/24", "--epochs", "2", "--sent-per-class", "2",
+                "--kb-per-class", "4", "--train-per-class", "20", "--val-per-class", "4")
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in out.splitlines()
+            if line.startswith("| one at a time") or line.startswith("| parallel")}
+    assert set(rows) == {"one at a time", "parallel"}
+    assert all(int(r[1]) == 2 for r in rows.values())  # both codecs trained in each mode
+    assert "largest accuracy difference" in out and "machine:" in out

@@ -49,7 +49,10 @@ def add_split(p):
                    help="validation images per class (sent and KB each)")
 
 
-def add_codec(p):
+def add_codec(p, link=False):
+    """link: the demo's and bundles' training (pipeline.link_training) is the default."""
+    schedule = ("kbsc: 30 at lr 1e-3, the demo's quick training; --epochs 100 --lr 1e-4 is "
+                "the paper's" if link else "kbsc: 100")
     p.add_argument("--cbr", default="1/48",
                    help="channel bandwidth ratio; symbols = CBR x 3072 (1/48 -> 64)")
     p.add_argument("--channel", default="awgn", choices=CHANNELS)
@@ -60,9 +63,10 @@ def add_codec(p):
                         "kb_lookup the codec too), kbsc-ret (ours: MLP trained for retrieval), "
                         "general (ours: for any KB, trained once on the pool of data sets)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="at most this many epochs; unset: the recipe's own (kbsc: 100)")
+                   help=f"at most this many epochs; unset: the recipe's own ({schedule})")
     p.add_argument("--lr", type=float, default=None,
-                   help="Adam learning rate; unset: the recipe's own (kbsc: the paper's 1e-4)")
+                   help="Adam learning rate; unset: the recipe's own (kbsc: the paper's 1e-4"
+                        + (", or 1e-3 with the quick training" if link else "") + ")")
 
 
 def machine():

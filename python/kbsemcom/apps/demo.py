@@ -16,7 +16,7 @@ def register(sub):
                        formatter_class=HelpFormatter)
     add_common(p)
     add_split(p)
-    add_codec(p)
+    add_codec(p, link=True)
     p.add_argument("--snr", type=float, default=10.0, help="channel SNR (Es/N0) in dB")
     p.add_argument("--images", type=int, default=200, help="images to transmit")
     p.add_argument("--channel-impl", default="kbsemcom", choices=("kbsemcom", "gnuradio"),
@@ -54,6 +54,8 @@ def run(args):
     say(args, f"codec: {codec.config.recipe}, CBR {codec.config.to_dict()['cbr']} = "
               f"{codec.n_symbols} complex symbols, "
               f"trained on {args.channel}{' (cached)' if cached else ''}"
+              + (f" for <= {codec.config.epochs} epochs at lr {codec.config.lr:g}"
+                 if codec.config.epochs else "")
               + (f", on the pool {'+'.join(pool)} (not on this data set)"
                  if (pool := codec.config.training_data.get("pool")) else "")
               + f": {out / 'codec.pt'}")

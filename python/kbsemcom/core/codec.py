@@ -52,6 +52,7 @@ its own defaults (``RECIPES``; ``recipes.DEFAULT_RECIPE`` is the default, the pa
   (Wiener) search; the power exponent and the search are picked on the pool's validation
   pairs. No class codeword, so nothing stands for a class the KB lacks.
 """
+import contextlib
 import copy
 import logging
 import math
@@ -68,7 +69,6 @@ from tqdm import tqdm
 from . import conventions
 from .errors import UserError
 from .channel import Channel, apply_channel, check_channel, power_normalize
-from .extractors import set_threads
 from .progress import bars_off
 from .recipes import DEFAULT_RECIPE, DESCRIPTIONS
 
@@ -274,7 +274,7 @@ class SemanticCodec(nn.Module):
 
     def optimizer(self, steps):
         """(optimiser, scheduler or None) for ``steps`` optimiser steps."""
-        return torch.optim.Adam(self.parameters(), lr=self.config.lr), None
+        return torch.optim.Adam(self.parameters(), lr=self.config.lr, foreach=True), None
 
     def batch_loss(self, data, idx, labels, gen):
         """The loss of the training batch ``data[idx]`` (idx: indices into data)."""
@@ -352,8 +352,8 @@ class PaperCodec(SemanticCodec):
 
     def batch_loss(self, data, idx, labels, gen):
         batch = data[idx]
-        snrs = torch.tensor(self.config.train_snrs, dtype=torch.float32)
-        snr = snrs[torch.randint(len(snrs), (1,), generator=gen)].item()
+        snrs = self.config.train_snrs
+        snr = float(np.float32(snrs[int(torch.randint(len(snrs), (1,), generator=gen))]))
         out = self(batch, self.config.train_channel, snr, gen)
         return torch.mean((out - batch) ** 2) * self.config.dim
 
@@ -374,7 +374,7 @@ class RetrievalCodec(PaperCodec):
         return nn.functional.normalize(self.decoder(received), dim=-1)
 
     def optimizer(self, steps):
-        opt = torch.optim.Adam(self.parameters(), lr=self.config.lr)
+        opt = torch.optim.Adam(self.parameters(), lr=self.config.lr, foreach=True)
         return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
 
     def batch_loss(self, data, idx, labels, gen):
@@ -429,7 +429,7 @@ class KBCodec(SemanticCodec):
 
     def optimizer(self, steps):
         return torch.optim.Adam(self.classifier.parameters(), lr=self.config.lr,
-                                weight_decay=1e-4), None
+                                weight_decay=1e-4, foreach=True), None
 
     def batch_loss(self, data, idx, labels, gen):
         return nn.functional.cross_entropy(self.classifier(self._centred(data[idx])),
@@ -662,11 +662,16 @@ def recipe_config(recipe, extractor, cbr, train_channel="awgn", seed=0, **overri
                        train_channel=check_channel(train_channel), seed=seed, **kw)
 
 
+def _flat_index(keys):
+    import faiss
+    index = faiss.IndexFlatL2(keys.shape[1])
+    index.add(np.ascontiguousarray(keys, dtype=np.float32))
+    return index
+
+
 def retrieval_accuracy(decoded, labels, kb_features, kb_labels):
     """Share of decoded features whose nearest KB feature (L2) has the same label."""
-    import faiss
-    index = faiss.IndexFlatL2(kb_features.shape[1])
-    index.add(np.ascontiguousarray(kb_features, dtype=np.float32))
+    index = _flat_index(kb_features)
     _, nearest = index.search(np.ascontiguousarray(decoded, dtype=np.float32), 1)
     return float(np.mean(np.asarray(kb_labels)[nearest[:, 0]] == np.asarray(labels)))
 
@@ -729,8 +734,12 @@ def train_codec(config, train_features, validation, progress=True, train_labels=
     train_labels: [N] class labels: kbsc-kb's classifier and kbsc-ret's class-aware loss.
     Returns (codec, history: list of per-epoch dicts).
     """
-    set_threads()
     check_channel(config.train_channel)
+    with training_threads():
+        return _train_codec(config, train_features, validation, progress, train_labels)
+
+
+def _train_codec(config, train_features, validation, progress, train_labels):
     cls = codec_class(config.recipe)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
@@ -749,6 +758,38 @@ def train_codec(config, train_features, validation, progress=True, train_labels=
     return codec, history
 
 
+def training_thread_count():
+    """Threads a codec trains on: $KBSEMCOM_TRAIN_THREADS, default 1."""
+    value = os.environ.get("KBSEMCOM_TRAIN_THREADS", "1")
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise CodecError(f"KBSEMCOM_TRAIN_THREADS={value!r}: give a whole number of threads "
+                         ">= 1 (default 1)")
+    return n
+
+
+@contextlib.contextmanager
+def training_threads():
+    """torch and FAISS at ``training_thread_count()`` threads while a codec trains, restored
+    after. The codecs' matrices are small, and on a busy 2-core machine two threads' OpenMP
+    spin-waits cost several times the CPU time of one (benchmarks/codec_training_speed.py,
+    README "Speed"); one thread per codec also lets the demo extract its KB beside the training and
+    ``evaluate`` train one codec per core. Two threads round differently from one."""
+    import faiss
+    n = training_thread_count()
+    torch_before, faiss_before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(torch_before)
+        faiss.omp_set_num_threads(faiss_before)
+
+
 @torch.no_grad()
 def validation_accuracy(codec, validation, config):
     """Mean semantic accuracy over the paper's SNRs on the validation sent/KB pair (seeded
@@ -756,13 +797,15 @@ def validation_accuracy(codec, validation, config):
     codec.eval()
     feats = torch.from_numpy(np.asarray(validation["sent_features"], dtype=np.float32))
     x = codec.encode_real(feats)
-    kb_keys = codec.kb_keys(validation["kb_features"])
+    index = _flat_index(codec.kb_keys(validation["kb_features"]))  # one index for every SNR
+    kb_labels = np.asarray(validation["kb_labels"])
     accs = []
     for i, snr in enumerate(PAPER_TRAIN_SNRS):
         gen = torch.Generator().manual_seed(1000 + i)
         decoded = codec.decode_real(apply_channel(x, config.train_channel, snr, gen)).numpy()
-        accs.append(retrieval_accuracy(decoded, validation["sent_labels"],
-                                       kb_keys, validation["kb_labels"]))
+        _, nearest = index.search(np.ascontiguousarray(decoded, dtype=np.float32), 1)
+        accs.append(float(np.mean(kb_labels[nearest[:, 0]] == np.asarray(
+            validation["sent_labels"]))))
     return float(np.mean(accs))
 
 

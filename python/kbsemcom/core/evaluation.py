@@ -43,6 +43,7 @@ Records (one per evaluated point) carry RECORD_KEYS; see :func:`run_evaluation`.
 """
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -296,8 +297,14 @@ register_method(LinearProbe())
 def codec_for(setup, recipe, cbr, train_channel, seed=0, progress=True):
     """Train (or load from the cache) the codec of a recipe for a CBR and training channel on
     the setup's codec-training split (with the setup's codec_options)."""
-    from .codec import recipe_config
     from .pipeline import train_or_load_codec
+    config = codec_config(setup, recipe, cbr, train_channel, seed)
+    return train_or_load_codec(config, setup.features, setup.kept, progress)[0]
+
+
+def codec_config(setup, recipe, cbr, train_channel, seed=0):
+    """The CodecConfig ``codec_for`` trains."""
+    from .codec import recipe_config
     cp = setup.codec_protocol
     config = recipe_config(recipe, setup.extractor.identity, cbr, train_channel, seed,
                            **setup.codec_options)
@@ -307,7 +314,64 @@ def codec_for(setup, recipe, cbr, train_channel, seed=0, progress=True):
                             "n_val_kb": len(setup.kept["val_kb"])}
     if "members" in cp.params:  # the general codec's pool: what it held on this machine
         config.training_data.update(pool=cp.params["members"], pool_missing=cp.params["missing"])
-    return train_or_load_codec(config, setup.features, setup.kept, progress)[0]
+    return config
+
+
+def parallel_trainings():
+    """Codecs trained at once by ``pretrain_codecs``: $KBSEMCOM_THREADS (default: every core)
+    over the threads each one trains on ($KBSEMCOM_TRAIN_THREADS, default 1)."""
+    from .codec import training_thread_count
+    cores = int(os.environ.get("KBSEMCOM_THREADS", os.cpu_count() or 1))
+    return max(1, cores // training_thread_count())
+
+
+_worker_data = {}
+
+
+def _init_worker(train_features, train_labels, validation):
+    _worker_data.update(train=train_features, labels=train_labels, validation=validation)
+
+
+def _train_in_worker(config, path):
+    from .pipeline import train_and_save_codec
+    train_and_save_codec(config, path, _worker_data["train"], _worker_data["labels"],
+                         _worker_data["validation"], progress=False)
+    return str(path)
+
+
+def pretrain_codecs(setup, keys, progress=True):
+    """Train the codecs of ``keys`` [(recipe, cbr, train_channel)] that the cache lacks, up
+    to ``parallel_trainings()`` at once, one process each, into the codec cache (where
+    ``codec_for`` then finds them). Each process trains exactly as ``codec_for`` would (same
+    config, data, seed and thread count), so the weights are the same bit for bit. With one
+    codec to train, or one at a time allowed, nothing happens here: ``codec_for`` trains it.
+    Returns the number trained."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+    from .pipeline import codec_cache_path, validation_pair
+    todo, seen = [], set()
+    for recipe, cbr, tch in keys:
+        config = codec_config(setup, recipe, cbr, tch)
+        path = codec_cache_path(config, setup.kept)
+        if path not in seen and not path.exists():
+            seen.add(path)
+            todo.append((config, path))
+    workers = min(len(todo), parallel_trainings())
+    if workers < 2:
+        return 0
+    # spawn, not fork: the parent's OpenMP and OpenVINO thread pools do not survive a fork
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(setup.features["train"], setup.labels("train"),
+                                       validation_pair(setup.features, setup.kept))) as pool:
+        jobs = [pool.submit(_train_in_worker, config, path) for config, path in todo]
+        try:
+            for job in tqdm(as_completed(jobs), total=len(jobs), unit="codec", leave=False,
+                            desc=f"train codecs, {workers} at once", disable=bars_off(progress)):
+                job.result()
+        except BaseException:  # an error or Ctrl-C: the codecs not yet started are not wanted
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return len(todo)
 
 
 # --------------------------------------------------------------------------- the grid
@@ -333,6 +397,8 @@ def run_evaluation(setup, methods, cbrs, snrs, channels, train_channels=None, se
                     for snr in ([None] if ch == "none" else snrs):
                         for seed in seeds:
                             points.append((m, cbr, tch, ch, snr, seed))
+    pretrain_codecs(setup, list(dict.fromkeys((m.recipe, cbr, tch) for m, cbr, tch, *_ in points
+                                              if isinstance(m, CodecMethod))), progress)
     states, records = {}, []
     for m, cbr, tch, ch, snr, seed in tqdm(points, desc=f"evaluate {setup.dataset}",
                                            unit="point", disable=bars_off(progress)):
