@@ -1,4 +1,5 @@
 """Feature extractors: the real open_clip loading code (tiny config), EfficientNet-Lite0."""
+import os
 import time
 
 import numpy as np
@@ -144,3 +145,21 @@ def test_the_light_extractor_gives_the_full_extractors_input_and_features_withou
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout.split()
     assert out == ["True", "False"]
+
+
+def test_auto_looks_at_the_disk_without_open_clip(tmp_path):
+    """`auto` checks the cache for the paper's CLIP by the repository open_clip's registry names
+    (extractors.PAPER_HUB_REPO), so without the weights it never imports open_clip (seconds
+    of start-up in every `kbsemcom` command)."""
+    import subprocess
+    import sys
+    from gnuradio.kbsemcom.core import hub
+    ref = hub.resolve(*hub.parse(extractors.PAPER_EXTRACTOR))
+    assert (ref.repo_id, ref.weight_files) == (extractors.PAPER_HUB_REPO,
+                                               (hub.SAFE_WEIGHTS, hub.WEIGHTS))
+    code = ("import sys; from gnuradio.kbsemcom.core import extractors; "
+            "ex = extractors._auto(); print(ex.name, 'open_clip' in sys.modules)")
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path), HF_HOME=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True, env=env).stdout.split()
+    assert out == ["efficientnet-lite0", "False"]
