@@ -20,6 +20,8 @@ constexpr auto kArray = py::array::c_style | py::array::forcecast;
 pmt::pmt_t value_pmt(const py::handle& v, const py::object& fallback)
 {
     PyObject* o = v.ptr();
+    if (o == Py_None)
+        return pmt::get_PMT_NIL();
     if (PyBool_Check(o))
         return pmt::from_bool(o == Py_True);
     if (PyFloat_CheckExact(o))
@@ -83,7 +85,7 @@ void bind_pdu(py::module& m)
         },
         py::arg("meta"), py::arg("data"), py::arg("fallback"),
         "PDU (metadata dict, c32vector) as pdus.make_pdu builds it; fallback(value) converts "
-        "the values that are not bool, int, float or str (pmt.to_pmt).");
+        "the values that are not None, bool, int, float or str (pmt.to_pmt).");
     m.def(
         "make_pdu_f32",
         [](py::dict meta, py::array_t<float, kArray> data, py::object fallback) {

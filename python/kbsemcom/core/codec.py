@@ -160,7 +160,11 @@ class SemanticCodec(nn.Module):
 
     @property
     def n_symbols(self):
-        return self.config.n_symbols
+        cached = self.__dict__.get("_n_symbols")  # the CBR arithmetic, once per config
+        if cached is None or cached[0] is not self.config or cached[1] is not self.config.cbr:
+            cached = (self.config, self.config.cbr, self.config.n_symbols)
+            self.__dict__["_n_symbols"] = cached
+        return cached[2]
 
     def encode_real(self, features):
         raise NotImplementedError
