@@ -43,3 +43,17 @@ def test_flowgraph_profile_prints_each_block_and_the_ratio():
         row = next(line for line in out.splitlines() if line.startswith(f"| {stage} |"))
         assert int(row.split("|")[2]) == 20  # every image passed every block
     assert "ratio" in out and "machine:" in out
+
+
+@pytest.mark.slow
+def test_block_cost_prints_each_small_block():
+    import json
+    out = json.loads(bench("block_cost.py", "--calls", "5", "--rounds", "1", "--json")
+                     .strip().splitlines()[-1])
+    assert set(out["rows"]) == {"semantic_encoder", "semantic_channel", "semantic_decoder",
+                                "kb_lookup"}
+    assert all(us > 0 for us in out["rows"].values())
+    assert "cores" in out["info"]["machine"] and out["info"]["calls"] == 5
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "block_cost.py"),
+                          "--calls", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "at least 1" in bad.stderr
