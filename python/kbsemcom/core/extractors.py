@@ -308,9 +308,9 @@ class _OpenVinoNetwork:
 
     def _single(self):
         """The infer request for one image: the network compiled for input shape [1, ...]
-        (OpenVINO's CPU kernels for static shapes: 8% less CPU per image than the dynamic
-        network at batch 1, benchmarks/extractor_speed.py), or the dynamic one when a
-        dimension besides the batch is not fixed."""
+        (OpenVINO's CPU plugin picks static-shape kernels; benchmarks/extractor_speed.py times
+        it beside the dynamic network), or the dynamic one when a dimension besides the batch
+        is not fixed."""
         if self._one is None:
             dims = list(self.model.input(0).get_partial_shape())[1:]
             self._one = self._request
