@@ -4,7 +4,9 @@
 Rows: each extractor on each backend, at batch 1 (one image per call: the flowgraph's block
 when images arrive one by one) and through the feature cache's path (features.extract_features
 without its cache: decoding, preprocessing and inference in chunks, as KB builds and training
-do). Timing rounds alternate between the rows and the median is printed, so a neighbour's load
+do). For openvino also batch 1 on the network with a dynamic batch dimension (what batch 1 ran
+on before the static-shape network for one image) and the preprocessing alone (PIL resize and
+crop to the network's uint8 input, no inference). Timing rounds alternate between the rows and the median is printed, so a neighbour's load
 on a shared machine hits every row alike; the ratio column divides by torch at batch 1 measured
 in the same rounds. Also checks that every backend's features equal torch's within
 extractors.FEATURE_TOLERANCE.
@@ -43,8 +45,9 @@ def main():
     items = datasets.fashion_mnist().items("test")[:args.images]
     images = [it.load() for it in items]
     load_before = os.getloadavg()
-    print("| extractor | backend | path | images/s | x torch batch 1 | max abs diff vs torch |")
-    print("|---|---|---|---|---|---|")
+    print("| extractor | backend | path | images/s | x torch batch 1 | CPU ms/img | max abs diff "
+          "vs torch |")
+    print("|---|---|---|---|---|---|---|")
     for spec in args.extractors.split(","):
         exts = {}
         for backend in args.backends.split(","):
@@ -55,24 +58,35 @@ def main():
         ref = exts["torch"].embed(images) if "torch" in exts else None
         rows = {}
         for backend, ext in exts.items():
-            ext.embed(images[:2])  # warm-up
+            ext.embed(images[:2])  # warm-up (batch 1 compiles its own network on first use)
+            ext.embed(images[:1])
             diff = float(np.abs(ext.embed(images) - ref).max()) if ref is not None else None
             rows[(backend, "batch 1")] = (lambda e=ext: [e.embed([im]) for im in images], diff)
             rows[(backend, f"cache (chunks of {ext.batch_size})")] = (
                 lambda e=ext: extract_features(e, items, use_cache=False, desc="bench"), diff)
+            if backend == "openvino":
+                rows[(backend, "batch 1, dynamic shape")] = (
+                    lambda e=ext: [_dynamic(e, im) for im in images],
+                    float(np.abs(np.concatenate([_dynamic(ext, im) for im in images]) - ref)
+                          .max()) if ref is not None else None)
+                rows[(backend, "preprocessing only")] = (
+                    lambda e=ext: [e.prepare([im]) for im in images], None)
         if args.bf16 and "openvino" in exts and ref is not None:
             rows[("openvino bf16", "batch 1")] = _bf16_row(exts["openvino"], images, ref)
         rates = {key: [] for key in rows}
+        cpu = {key: [] for key in rows}
         for _ in range(args.rounds):
             for key, (run, *_) in rows.items():
-                start = time.perf_counter()
+                start, cpu0 = time.perf_counter(), time.process_time()
                 run()
                 rates[key].append(len(images) / (time.perf_counter() - start))
+                cpu[key].append(1e3 * (time.process_time() - cpu0) / len(images))
         base = statistics.median(rates[("torch", "batch 1")]) if "torch" in exts else None
         for (backend, path), (_, diff, *_) in rows.items():
             rate = statistics.median(rates[(backend, path)])
             ratio = f"{rate / base:.2f}" if base else "-"
             print(f"| {spec} | {backend} | {path} | {rate:.1f} | {ratio} | "
+                  f"{statistics.median(cpu[(backend, path)]):.2f} | "
                   f"{'-' if diff is None else f'{diff:.1e}'} |")
             if backend == "openvino bf16":
                 print(f"(openvino bf16: smallest cosine similarity to torch's features "
@@ -80,8 +94,18 @@ def main():
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores; "
           f"{args.threads} inference threads; load average {load_before[0]:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after; {len(images)} Fashion-MNIST test images per row, "
-          f"median of {args.rounds} alternating rounds; tolerance "
+          f"median of {args.rounds} alternating rounds; CPU: process CPU time (all threads) "
+          f"per image; tolerance "
           f"{extractors.FEATURE_TOLERANCE:g}")
+
+
+def _dynamic(ext, image):
+    """The openvino feature of one image on the network with a dynamic batch dimension."""
+    from gnuradio.kbsemcom.core.extractors import _normalise
+    net = ext._openvino
+    x = ext.prepare([image])
+    with net._lock:
+        return _normalise([net._request.infer({0: x})[0].copy()], ext.dim)
 
 
 def _bf16_row(ext, images, ref):

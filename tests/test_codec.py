@@ -128,3 +128,43 @@ def test_training_threads_are_set_and_restored(monkeypatch):
         codec_mod.train_codec(codec_mod.recipe_config("kbsc", {"name": "t", "dim": 8}, "1/48"),
                               np.zeros((4, 8), np.float32), {})
     assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == before
+
+
+@pytest.mark.parametrize("recipe", sorted(codec_mod.RECIPES))
+def test_one_vector_path_equals_the_torch_forward(recipe):
+    """encode/decode of one vector (the blocks' call) take the numpy path of core.fastpath
+    where the recipe has one: equal to torch's forward of the same module to float
+    tolerance, also after its weights change in place (one definition of the weights)."""
+    dim = 1280
+    config = codec_mod.recipe_config(recipe, {"name": "synthetic", "dim": dim}, "1/48",
+                                     n_classes=3)
+    codec = SemanticCodec(config)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # BatchNorm statistics and affine terms that are not the identity
+        for name, t in codec.state_dict().items():
+            if t.is_floating_point() and ("running" in name or "bn" in name or t.dim() == 1):
+                t.copy_(0.5 + torch.rand(t.shape, generator=gen))
+    codec.eval()
+    rng = np.random.default_rng(1)
+    feats = rng.normal(size=(5, dim)).astype(np.float32)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    has_numpy = codec.encode_numpy(feats[0]) is not None
+    assert has_numpy == (recipe in ("kbsc", "kbsc-ret"))  # the recipes with a numpy path
+    for _ in range(2):
+        symbols = codec.encode(feats)               # torch, a batch
+        one = np.stack([codec.encode(f) for f in feats])
+        assert one.dtype == np.complex64
+        np.testing.assert_allclose(one, symbols, rtol=1e-4, atol=2e-5)
+        received = symbols + 0.1 * rng.normal(size=symbols.shape).astype(np.float32)
+        decoded = codec.decode(received)
+        one = np.stack([codec.decode(r) for r in received])
+        assert one.dtype == np.float32 and one.shape == decoded.shape
+        np.testing.assert_allclose(one, decoded, rtol=1e-4, atol=2e-5)
+        with torch.no_grad():  # an optimizer step changes the parameters in place
+            for p in codec.parameters():
+                p.mul_(1.5)
+            for name, t in codec.named_buffers():
+                if "running_var" in name:
+                    t.mul_(2.0)
+    codec.train()  # training mode: torch (the blocks call in eval mode)
+    assert codec._numpy(codec.encode_numpy, feats[0]) is None

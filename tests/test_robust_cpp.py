@@ -458,34 +458,53 @@ def test_demod_loop_benchmark_runs():
 
 
 def test_compiled_pdu_equals_pmt_to_pmt():
-    """pdus.make_pdu builds complex64 PDUs in C++ (bindings.make_pdu_c32): the same PDU as
-    pmt.to_pmt and init_c32vector, for every scalar type and with values it hands back to
-    pmt.to_pmt (nested, None, complex, numpy scalars)."""
+    """pdus.make_pdu builds u8, f32 and c32 PDUs in C++ (bindings.make_pdu_*): the same PDU as
+    pmt.to_pmt and init_*vector, for every scalar type and with values it hands back to
+    pmt.to_pmt (nested, None, complex, numpy scalars); pdus.parse_pdu reads them back in C++
+    as pmt.to_python does."""
     from gnuradio.kbsemcom import pdus
     meta = {"packet_number": 3, "seq": 65535, "payload_len": 64, "snr_db": -7.25,
             "cfo": -5.6e-06, "frame_start": 1 << 40, "neg": -5, "lost": True, "ok": False,
             "reason": "the header states 100 symbols", "name": "é", "none": None,
             "nested": {"a": [1, 2.0]}, "c": 1j, "f64": np.float64(2.5)}
-    data = (np.arange(64) * (1 + 2j)).astype(np.complex64)
-    got = pdus.make_pdu(meta, data)
+    payloads = [((np.arange(64) * (1 + 2j)).astype(np.complex64), pmt.init_c32vector),
+                (np.linspace(-1, 1, 1280, dtype=np.float32), pmt.init_f32vector),
+                (np.arange(300).astype(np.uint8), pmt.init_u8vector),
+                (np.zeros(0, np.uint8), pmt.init_u8vector)]
     assert pdus._compiled_pdu() is not None
-    want = pmt.cons(pmt.to_pmt(meta), pmt.init_c32vector(len(data), data.tolist()))
-    assert pmt.equal(got, want)
-    back, payload = pdus.parse_pdu(got)
-    assert back == meta and np.array_equal(payload, data)
+    for data, init in payloads:
+        got = pdus.make_pdu(meta, data)
+        want = pmt.cons(pmt.to_pmt(meta), init(len(data), data.tolist()))
+        assert pmt.equal(got, want)
+        back, payload = pdus.parse_pdu(got)
+        assert back == meta and list(back) == list(pmt.to_python(pmt.car(want)))
+        assert payload.dtype == data.dtype and np.array_equal(payload, data)
+        assert [type(v) for v in back.values()] == \
+            [type(v) for v in pmt.to_python(pmt.car(want)).values()]
     with pytest.raises(TypeError):  # as pmt.to_pmt: an int beyond 64 bits
-        pdus.make_pdu({"big": 1 << 70}, data)
+        pdus.make_pdu({"big": 1 << 70}, payloads[0][0])
+    # what the C++ parser leaves to Python: other payload types, and messages that are no PDU
+    odd = pmt.cons(pmt.to_pmt({"a": 1}), pmt.init_s16vector(2, [1, 2]))
+    assert pdus.parse_pdu(odd)[0] == {"a": 1} and pdus.parse_pdu(odd)[1].tolist() == [1, 2]
+    assert pdus.parse_pdu(pmt.cons(pmt.PMT_NIL, pmt.init_f32vector(1, [2.0])))[0] == {}
+    with pytest.raises(ValueError, match="not a PDU"):
+        pdus.parse_pdu(pmt.intern("garbage"))
 
 
 def test_pdu_without_the_compiled_module(monkeypatch):
-    """Without the compiled module make_pdu builds the same PDU in Python."""
+    """Without the compiled module make_pdu and parse_pdu do the same in Python."""
     from gnuradio.kbsemcom import pdus
     meta = {"seq": 3, "snr_db": 1.5, "lost": False, "reason": "x"}
-    data = np.ones(8, np.complex64)
-    fast = pdus.make_pdu(meta, data)
-    monkeypatch.setattr(pdus, "_C32", [None])
-    assert pdus._compiled_pdu() is None
-    assert pmt.equal(pdus.make_pdu(meta, data), fast)
+    for data in (np.ones(8, np.complex64), np.ones(5, np.float32), np.ones(3, np.uint8)):
+        monkeypatch.setattr(pdus, "_NATIVE", [])
+        fast = pdus.make_pdu(meta, data)
+        fast_back = pdus.parse_pdu(fast)
+        monkeypatch.setattr(pdus, "_NATIVE", [None])
+        assert pdus._compiled_pdu() is None
+        assert pmt.equal(pdus.make_pdu(meta, data), fast)
+        back = pdus.parse_pdu(fast)
+        assert back[0] == fast_back[0] and np.array_equal(back[1], fast_back[1])
+        assert back[1].dtype == fast_back[1].dtype
 
 
 @pytest.mark.parametrize("fading", [True, False])

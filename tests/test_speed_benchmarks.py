@@ -25,9 +25,13 @@ def test_extractor_speed_prints_every_backend_within_tolerance():
                 "--extractors", "efficientnet-lite0")
     rows = [line.split("|")[1:-1] for line in out.splitlines()
             if line.startswith("| efficientnet-lite0")]
-    assert {(r[1].strip(), r[2].strip().split()[0]) for r in rows} == {
-        ("torch", "batch"), ("torch", "cache"), ("openvino", "batch"), ("openvino", "cache")}
-    assert all(float(r[5]) <= 1e-5 for r in rows)  # features equal to torch's
+    assert {(r[1].strip(), r[2].strip()) for r in rows} == {
+        ("torch", "batch 1"), ("torch", "cache (chunks of 4)"), ("openvino", "batch 1"),
+        ("openvino", "cache (chunks of 4)"), ("openvino", "batch 1, dynamic shape"),
+        ("openvino", "preprocessing only")}
+    diffs = [r[6].strip() for r in rows if "preprocessing" not in r[2]]
+    assert all(float(d) <= 1e-5 for d in diffs)  # features equal to torch's
+    assert all(float(r[5]) > 0 for r in rows)  # CPU ms per image
     assert "machine:" in out and "load average" in out
 
 
@@ -51,3 +55,17 @@ def test_codec_training_speed_compares_both_modes():
     assert set(rows) == {"one at a time", "parallel"}
     assert all(int(r[1]) == 2 for r in rows.values())  # both codecs trained in each mode
     assert "largest accuracy difference" in out and "machine:" in out
+
+
+@pytest.mark.slow
+def test_block_cost_prints_each_small_block():
+    import json
+    out = json.loads(bench("block_cost.py", "--calls", "5", "--rounds", "1", "--json")
+                     .strip().splitlines()[-1])
+    assert set(out["rows"]) == {"semantic_encoder", "semantic_channel", "semantic_decoder",
+                                "kb_lookup"}
+    assert all(us > 0 for us in out["rows"].values())
+    assert "cores" in out["info"]["machine"] and out["info"]["calls"] == 5
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "block_cost.py"),
+                          "--calls", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "at least 1" in bad.stderr

@@ -8,6 +8,7 @@ half), which keeps training in plain real arithmetic. Both models assume unit-po
 * Rayleigh:  y = |h| x + w,    |h| Rayleigh with E|h|^2 = 1, drawn independently for every
   complex symbol; no phase, no channel knowledge at the receiver (the paper's model).
 """
+import numpy as np
 import torch
 
 from . import conventions
@@ -23,8 +24,12 @@ def check_channel(name):
 
 
 def power_normalize(x, eps=1e-12):
-    """Scale each real symbol vector [..., 2n] so its n complex symbols have unit mean power."""
+    """Scale each real symbol vector [..., 2n] so its n complex symbols have unit mean power.
+    A torch tensor or a float32 numpy array (the blocks' path, codec.encode_numpy)."""
     n_complex = x.shape[-1] / 2
+    if isinstance(x, np.ndarray):
+        energy = np.sum(x * x, axis=-1, keepdims=True)
+        return x * np.sqrt(np.float32(n_complex) / (energy + np.float32(eps)))
     energy = torch.sum(x * x, dim=-1, keepdim=True)
     return x * torch.sqrt(n_complex / (energy + eps))
 
@@ -86,7 +91,10 @@ class Channel:
         return conventions.real_to_complex(y.numpy()), fading.numpy()
 
     def __call__(self, symbols):
-        return self.transmit(symbols)[0]
+        """The received complex64 symbols (the same draws as ``transmit``)."""
+        x = torch.from_numpy(conventions.complex_to_real(symbols))
+        return conventions.real_to_complex(
+            apply_channel(x, self.channel, self.snr_db, self.generator).numpy())
 
 
 def normalize_complex(symbols):

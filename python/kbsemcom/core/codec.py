@@ -66,7 +66,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import conventions
+from . import conventions, fastpath
 from .errors import UserError
 from .channel import Channel, apply_channel, check_channel, power_normalize
 from .progress import bars_off
@@ -160,7 +160,11 @@ class SemanticCodec(nn.Module):
 
     @property
     def n_symbols(self):
-        return self.config.n_symbols
+        cached = self.__dict__.get("_n_symbols")  # the CBR arithmetic, once per config
+        if cached is None or cached[0] is not self.config or cached[1] is not self.config.cbr:
+            cached = (self.config, self.config.cbr, self.config.n_symbols)
+            self.__dict__["_n_symbols"] = cached
+        return cached[2]
 
     def encode_real(self, features):
         raise NotImplementedError
@@ -173,19 +177,41 @@ class SemanticCodec(nn.Module):
         return self.decode_real(apply_channel(self.encode_real(features), channel, snr_db,
                                               generator))
 
+    def encode_numpy(self, feature):
+        """Optional: ``encode_real`` of one float32 feature [D] in numpy (see fastpath), the
+        blocks' path; None (the default) or NotImplementedError: torch runs."""
+        return None
+
+    def decode_numpy(self, received):
+        """Optional: ``decode_real`` of one float32 vector [2n] in numpy (see encode_numpy)."""
+        return None
+
+    def _numpy(self, method, x):
+        if self.training:
+            return None
+        try:
+            return method(x)
+        except NotImplementedError:
+            return None
+
     # numpy interface used by the GNU Radio blocks and the evaluation (always eval mode)
-    @torch.no_grad()
     def encode(self, features):
         """float32 features [m, D] (or [D]) -> complex64 unit-power symbols [m, n] (or [n])."""
         features = np.asarray(features, dtype=np.float32)
         single = features.ndim == 1
-        features = np.atleast_2d(features)
-        if features.shape[1] != self.config.dim:
+        if features.shape[-1] != self.config.dim:
             raise CodecError(f"the codec expects {self.config.dim}-d features of "
-                             f"{self.config.extractor['name']}, got {features.shape[1]}-d")
+                             f"{self.config.extractor['name']}, got {features.shape[-1]}-d")
+        real = self._numpy(self.encode_numpy, features) if single else None
+        if real is None:
+            real = self._encode_torch(np.atleast_2d(features))
+            real = real[0] if single else real
+        return conventions.real_to_complex(real)
+
+    @torch.no_grad()
+    def _encode_torch(self, features):
         self.eval()
-        symbols = conventions.real_to_complex(self.encode_real(torch.from_numpy(features)).numpy())
-        return symbols[0] if single else symbols
+        return self.encode_real(torch.from_numpy(features)).numpy()
 
     @torch.no_grad()
     def kb_keys(self, features):
@@ -201,20 +227,26 @@ class SemanticCodec(nn.Module):
         """The KnowledgeBase as this codec's decoded vectors search it (same entries)."""
         return kb.projected(self.kb_keys(kb.features())) if self.against_kb else kb
 
-    @torch.no_grad()
     def decode(self, symbols):
         """complex symbols [m, n] (or [n]) -> float32 search vectors [m, D] (or [D]): the
         decoded feature, or for kbsc-kb the received symbols in real layout [m, 2n]."""
         symbols = np.asarray(symbols)
         single = symbols.ndim == 1
-        symbols = np.atleast_2d(symbols)
-        if symbols.shape[1] != self.n_symbols:
+        if symbols.shape[-1] != self.n_symbols:
             raise CodecError(f"expected {self.n_symbols} complex symbols (CBR "
-                             f"{conventions.format_cbr(self.config.cbr)}), got {symbols.shape[1]}")
+                             f"{conventions.format_cbr(self.config.cbr)}), got "
+                             f"{symbols.shape[-1]}")
+        real = conventions.complex_to_real(symbols)
+        features = self._numpy(self.decode_numpy, real) if single else None
+        if features is None:
+            features = self._decode_torch(np.atleast_2d(real))
+            features = features[0] if single else features
+        return features
+
+    @torch.no_grad()
+    def _decode_torch(self, real):
         self.eval()
-        real = torch.from_numpy(conventions.complex_to_real(symbols))
-        features = self.decode_real(real).numpy()
-        return features[0] if single else features
+        return self.decode_real(torch.from_numpy(real)).numpy()
 
     def transmit(self, features, channel, snr_db, seed=0):
         """Encode, pass through a seeded channel vector by vector (exactly as the GNU Radio
@@ -350,6 +382,12 @@ class PaperCodec(SemanticCodec):
     def decode_real(self, received):
         return self.decoder(received) / self.scale
 
+    def encode_numpy(self, feature):
+        return power_normalize(fastpath.sequential(self.encoder, feature * self.scale))
+
+    def decode_numpy(self, received):
+        return fastpath.sequential(self.decoder, received) / np.float32(self.scale)
+
     def batch_loss(self, data, idx, labels, gen):
         batch = data[idx]
         snrs = self.config.train_snrs
@@ -372,6 +410,10 @@ class RetrievalCodec(PaperCodec):
 
     def decode_real(self, received):  # unit norm, like the KB's features: L2 = cosine search
         return nn.functional.normalize(self.decoder(received), dim=-1)
+
+    def decode_numpy(self, received):
+        x = fastpath.sequential(self.decoder, received)
+        return x / np.float32(max(float(np.linalg.norm(x)), 1e-12))  # as F.normalize
 
     def optimizer(self, steps):
         opt = torch.optim.Adam(self.parameters(), lr=self.config.lr, foreach=True)

@@ -76,7 +76,9 @@ def real_to_complex(x):
     if x.shape[-1] % 2:
         raise ValueError(f"a real symbol vector needs an even length, got {x.shape[-1]}")
     n = x.shape[-1] // 2
-    return (x[..., :n] + 1j * x[..., n:]).astype(np.complex64)
+    out = np.empty(x.shape[:-1] + (n,), np.complex64)  # no complex128 temporary
+    out.real, out.imag = x[..., :n], x[..., n:]
+    return out
 
 
 def complex_to_real(s):

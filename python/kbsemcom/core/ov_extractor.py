@@ -101,14 +101,33 @@ class CompiledNetwork:
             "INFERENCE_PRECISION_HINT": "f32", **self.cache})
         self._lock = threading.Lock()  # one infer request, shared by the threads that embed
         self._request = self.compiled.create_infer_request()
+        self._one = None  # the batch-1 request of a static-shape network, compiled on first use
         self._streams = None
 
     def _input(self, batch):
         return np.ascontiguousarray(batch, np.uint8 if self.pixels else np.float32)
 
+    def _single(self):
+        """The infer request for one image: the network compiled for input shape [1, ...]
+        (OpenVINO's CPU plugin picks static-shape kernels; benchmarks/extractor_speed.py times
+        it beside the dynamic network), or the dynamic one when a dimension besides the batch
+        is not fixed."""
+        if self._one is None:
+            dims = list(self.model.input(0).get_partial_shape())[1:]
+            self._one = self._request
+            if all(d.is_static for d in dims):
+                model = self.model.clone()
+                model.reshape([1, *(d.get_length() for d in dims)])
+                self._one = self.core.compile_model(model, "CPU", {
+                    "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads,
+                    "INFERENCE_PRECISION_HINT": "f32", **self.cache}).create_infer_request()
+        return self._one
+
     def __call__(self, batch):
+        x = self._input(batch)
         with self._lock:
-            return self._request.infer({0: self._input(batch)})[0].copy()
+            request = self._single() if len(x) == 1 else self._request
+            return request.infer({0: x}, share_inputs=True)[0].copy()
 
     def many(self, batch, chunk):
         """Features of a large batch: chunks of ``chunk`` images in flight on one stream per

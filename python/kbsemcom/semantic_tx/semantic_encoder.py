@@ -1,4 +1,5 @@
 """Semantic encoder block: feature PDU in, unit-power complex symbols out."""
+from ..core import conventions
 from ..core.codec import SemanticCodec
 from ..pdus import PduBlock
 
@@ -24,8 +25,8 @@ class semantic_encoder(PduBlock):
     def __init__(self, codec):
         PduBlock.__init__(self, "semantic_encoder")
         self.codec = SemanticCodec.load(codec) if isinstance(codec, str) else codec
+        self.cbr = conventions.format_cbr(self.codec.config.cbr)
 
     def process(self, meta, data):
         symbols = self.codec.encode(data)
-        return dict(meta, cbr=self.codec.config.to_dict()["cbr"],
-                    n_symbols=self.codec.n_symbols), symbols
+        return dict(meta, cbr=self.cbr, n_symbols=len(symbols)), symbols
