@@ -31,7 +31,8 @@ _TRIGGER_DELAY = 70
 RX_TIME = pmt.intern("rx_time")
 _SOF = pmt.intern("robust_sof")  # the C++ robust_detector's tag on each marker
 # robust_deframer's history (samples): buffers of twice this let it catch up in large calls
-_HISTORY = 1 << 15
+# and let the detector run beside it (the C++ block's HISTORY, lib/robust_deframer_impl.cc)
+_HISTORY = 1 << 18
 
 
 def tag_time(value):
