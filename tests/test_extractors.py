@@ -154,14 +154,14 @@ def test_the_light_extractor_gives_the_full_extractors_input_and_features_withou
 
 def test_auto_looks_at_the_disk_without_open_clip(tmp_path):
     """`auto` checks the cache for the paper's CLIP by the repository open_clip's registry names
-    (extractors.PAPER_HUB_REPO), so without the weights it never imports open_clip (seconds
-    of start-up in every `kbsemcom` command)."""
+    (extractors.HUB_REPOS), so without the weights it never imports open_clip (seconds of
+    start-up in every `kbsemcom` command)."""
     import subprocess
     import sys
     from gnuradio.kbsemcom.core import hub
-    ref = hub.resolve(*hub.parse(extractors.PAPER_EXTRACTOR))
-    assert (ref.repo_id, ref.weight_files) == (extractors.PAPER_HUB_REPO,
-                                               (hub.SAFE_WEIGHTS, hub.WEIGHTS))
+    for spec, repo in extractors.HUB_REPOS.items():
+        ref = hub.resolve(*hub.parse(spec))
+        assert (ref.repo_id, ref.weight_files) == (repo, (hub.SAFE_WEIGHTS, hub.WEIGHTS))
     code = ("import sys; from gnuradio.kbsemcom.core import extractors; "
             "ex = extractors._auto(); print(ex.name, 'open_clip' in sys.modules)")
     env = dict(os.environ, HF_HUB_CACHE=str(tmp_path), HF_HOME=str(tmp_path))

@@ -60,7 +60,9 @@ log = logging.getLogger("kbsemcom.extractors")
 
 DEFAULT_EXTRACTOR = "auto"
 PAPER_EXTRACTOR = "open_clip:ViT-B-32:openai"
-PAPER_HUB_REPO = "timm/vit_base_patch32_clip_224.openai"  # open_clip's hf_hub for it
+# open_clip's Hub repository of a spec's weights (a test checks it against open_clip's
+# registry), for looking at the disk without importing open_clip
+HUB_REPOS = {"open_clip:ViT-B-32:openai": "timm/vit_base_patch32_clip_224.openai"}
 BACKENDS = ("auto", "torch", "openvino")
 # openvino vs torch: the largest coordinate difference allowed between unit-norm features of
 # one image (measured <= 6e-7). Needs float32 throughout: the bfloat16 kernels OpenVINO picks
@@ -387,11 +389,12 @@ def _auto(backend=None):
     """The paper's CLIP if its weights are in the local cache, else EfficientNet-Lite0: decided
     from the disk alone (hub.cached), so it never opens a connection."""
     model, tag = hub.parse(PAPER_EXTRACTOR)
-    # the disk first, by the repository open_clip names for the tag (a test checks it): when
-    # the weights are absent, importing open_clip (seconds) to resolve the tag buys nothing
-    found = hub.cached(hub.WeightsRef(PAPER_EXTRACTOR, model, tag, PAPER_HUB_REPO,
-                                      (hub.SAFE_WEIGHTS, hub.WEIGHTS)))
-    if found is not None:
+    # the disk first, by the repository open_clip names for the tag: when the weights are
+    # absent, importing open_clip (seconds) to resolve the tag buys nothing
+    repo = HUB_REPOS.get(PAPER_EXTRACTOR)
+    found = None
+    if repo is None or hub.cached(hub.WeightsRef(PAPER_EXTRACTOR, model, tag, repo,
+                                                 (hub.SAFE_WEIGHTS, hub.WEIGHTS))):
         found = hub.cached(hub.resolve(model, tag))
     if found is not None:
         try:
