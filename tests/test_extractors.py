@@ -168,3 +168,28 @@ def test_auto_looks_at_the_disk_without_open_clip(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300, check=True, env=env).stdout.split()
     assert out == ["efficientnet-lite0", "False"]
+
+
+def test_extractors_in_several_threads_share_one_openvino_lock(fmnist):
+    """Extractor blocks of one flowgraph run in their own threads: their first inferences at
+    once once deadlocked inside OpenVINO's Python bindings (a GRC flowgraph hung), so every
+    network takes the same lock; four threads on two extractors all finish."""
+    import threading
+    nets = [extractors.load_extractor("efficientnet-lite0", backend="openvino")
+            for _ in range(2)]
+    assert nets[0]._openvino._lock is nets[1]._openvino._lock
+    ims = [it.load() for it in fmnist.items("test")[:6]]
+    want = nets[0].embed(ims[:1])
+    out = {}
+
+    def work(k):
+        ext = nets[k % 2]
+        out[k] = ext.embed(ims[:1]) if k < 2 else ext.embed(ims)
+    threads = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "an inference thread hung"
+    np.testing.assert_allclose(out[1], want, atol=extractors.FEATURE_TOLERANCE)
+    assert out[2].shape == out[3].shape == (6, 1280)

@@ -73,6 +73,9 @@ def _thread_count():
     return int(os.environ.get("KBSEMCOM_THREADS", os.cpu_count() or 1))
 
 
+_OPENVINO_CALLS = threading.Lock()  # see CompiledNetwork.__init__
+
+
 class CompiledNetwork:
     """A converted network compiled for the CPU; called with a batch, returns float32
     features [n, dim]. ``pixel_norm`` (mean, scale): the input is uint8 [n, H, W, 3] and
@@ -99,7 +102,11 @@ class CompiledNetwork:
         self.compiled = self.core.compile_model(model, "CPU", {
             "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads,
             "INFERENCE_PRECISION_HINT": "f32", **self.cache})
-        self._lock = threading.Lock()  # one infer request, shared by the threads that embed
+        # one OpenVINO call at a time in the whole process, not per network: two extractor
+        # blocks making their first inference at once deadlocked inside OpenVINO's Python
+        # bindings (one thread in a static initialiser waiting for the GIL, the other
+        # holding the GIL waiting for that initialiser), which hung a GRC flowgraph
+        self._lock = _OPENVINO_CALLS
         self._request = self.compiled.create_infer_request()
         self._one = None  # the batch-1 request of a static-shape network, compiled on first use
         self._streams = None
