@@ -41,20 +41,26 @@ GAP = 500
 
 
 def through_channel(symbols, snr, cfo, sro_ppm, taps, seed):
-    """The frames (seq = row) back to back with GAP zeros between, through channel_model;
-    returns (received samples, detected starts [(start, cfo_bin or None)])."""
+    """The frames (seq = row) back to back through channel_model: see ``frames_through``."""
+    taps = np.asarray(taps, complex) / np.linalg.norm(taps)
+    chan = channels.channel_model(noise_voltage=conventions.gnuradio_noise_voltage(snr),
+                                  frequency_offset=cfo, epsilon=1.0 + sro_ppm * 1e-6,
+                                  taps=list(taps), noise_seed=int(seed) + 1)
+    return frames_through(chan, symbols)
+
+
+def frames_through(chan, symbols):
+    """The robust frames of ``symbols`` (seq = row) back to back with GAP zeros between,
+    through the channel block ``chan``; returns (received samples, detected starts
+    [(start, cfo_bin or None)]) from the C++ detector, or numpy's without the module."""
     p = robust.RobustParams()
     gap = np.zeros(GAP, np.complex64)
     parts = [gap]
     for seq, pay in enumerate(symbols):
         parts += [robust.build_frame(p, pay, seq, seq), gap]
     x = np.concatenate(parts + [np.zeros(8000, np.complex64)])
-    taps = np.asarray(taps, complex) / np.linalg.norm(taps)
     tb = gr.top_block()
     src = blocks.vector_source_c(x, False)
-    chan = channels.channel_model(noise_voltage=conventions.gnuradio_noise_voltage(snr),
-                                  frequency_offset=cfo, epsilon=1.0 + sro_ppm * 1e-6,
-                                  taps=list(taps), noise_seed=int(seed) + 1)
     sink = blocks.vector_sink_c()
     tb.connect(src, chan, sink)
     det = cpp_detector(robust.Detector(p))

@@ -19,13 +19,9 @@ import os
 import platform
 
 import numpy as np
-import pmt
-from gnuradio import blocks, gr
 from gnuradio.kbsemcom.phy import robust
-from gnuradio.kbsemcom.phy.ofdm_rx import cpp_detector
 from gnuradio.kbsemcom.phy.relay import channel_impairments
-
-GAP = 500
+from phy_equaliser import frames_through  # benchmarks/: the same frames and detection
 
 
 def run_point(args, snr, seed):
@@ -33,32 +29,12 @@ def run_point(args, snr, seed):
     rng = np.random.default_rng(seed)
     pays = ((rng.standard_normal((args.frames, args.symbols))
              + 1j * rng.standard_normal((args.frames, args.symbols))) / np.sqrt(2))
-    gap = np.zeros(GAP, np.complex64)
-    parts = [gap]
-    for seq, pay in enumerate(pays):
-        parts += [robust.build_frame(p, pay, seq, seq), gap]
-    x = np.concatenate(parts + [np.zeros(8000, np.complex64)])
-    tb = gr.top_block()
-    src = blocks.vector_source_c(x, False)
     multipath = "3path" if args.fading == "none" else "none"
     chan = channel_impairments(snr_db=snr, cfo=args.cfo, sro_ppm=args.sro_ppm,
                                multipath=multipath, fading=args.fading,
                                doppler_hz=args.doppler_hz, rician_k=args.rician_k,
                                samp_rate=1e6, selective=args.selective, seed=seed)
-    sink = blocks.vector_sink_c()
-    tb.connect(src, chan, sink)
-    det = cpp_detector(robust.Detector(p))
-    if det is not None:
-        marks = blocks.vector_sink_b()
-        tb.connect(chan, det, marks)
-    tb.run()
-    y = np.asarray(sink.data(), np.complex64)
-    if det is None:
-        ref = robust.Detector(p)
-        starts = [(t, None) for t, _ in ref.scan(y, 0, len(y) - ref.n - robust.SEG)]
-    else:
-        starts = sorted((t.offset - det.delay(), pmt.to_python(t.value)[1])
-                        for t in marks.tags() if pmt.symbol_to_string(t.key) == "robust_sof")
+    y, starts = frames_through(chan, pays)
     dm = robust.Demodulator(p)
     got = {}
     for t, cfo_bin in starts:
