@@ -1,5 +1,7 @@
 /* gr-kbsemcom: robust_demod, see include/gnuradio/kbsemcom/robust_demod.h. Each step names
  * the lines of phy/robust.py (Demodulator.demodulate) it follows; the tests compare both. */
+#include <gnuradio/fec/cc_decoder.h>
+#include <gnuradio/fec/cc_encoder.h>
 #include <gnuradio/kbsemcom/robust_demod.h>
 #include <algorithm>
 #include <cmath>
@@ -10,30 +12,11 @@ namespace kbsemcom {
 
 namespace {
 constexpr double PI = 3.14159265358979323846;
-constexpr int G1 = 0133, G2 = 0171; // the K=7 code (as 802.11a)
+// the header's K=7 code (as 802.11a; robust.py G1, G2) in gr-fec's CC_TERMINATED mode, and
+// its soft-symbol scale (robust.py SOFT_SCALE)
+constexpr int G1 = 0133, G2 = 0171;
+constexpr double SOFT_SCALE = 48.0;
 
-int parity(int x)
-{
-    int p = 0;
-    for (int i = 0; i < 7; i++)
-        p ^= (x >> i) & 1;
-    return p;
-}
-// the code's output bits for [state][input bit], computed once
-struct code_table {
-    int8_t o0[64][2], o1[64][2];
-    code_table()
-    {
-        for (int s = 0; s < 64; s++)
-            for (int b = 0; b < 2; b++) {
-                o0[s][b] = parity((((s << 1) | b) & 0x7F) & G1);
-                o1[s][b] = parity((((s << 1) | b) & 0x7F) & G2);
-            }
-    }
-};
-const code_table CODE;
-inline int out0(int s, int b) { return CODE.o0[s][b]; }
-inline int out1(int s, int b) { return CODE.o1[s][b]; }
 inline std::complex<double> cis(double a) { return { std::cos(a), std::sin(a) }; }
 
 // out[j] = w0 step^j, j < count: four interleaved recurrences (a single one waits on each
@@ -148,58 +131,30 @@ void invert_spd(std::vector<double>& a, int n, std::vector<double>& work)
 
 } // namespace
 
-std::vector<uint8_t> conv_encode(const std::vector<uint8_t>& bits)
+// robust.py viterbi: LLRs (> 0: coded bit 0) to gr-fec's 8-bit soft symbols, 128 - llr
+// scaled to a mean |llr| of SOFT_SCALE (rounded half to even, as numpy's rint), then
+// gr-fec's cc_decoder
+std::vector<uint8_t> robust_demod::decode(const std::vector<double>& llr)
 {
-    std::vector<uint8_t> out;
-    int s = 0;
-    for (size_t i = 0; i < bits.size() + 6; i++) {
-        const int b = i < bits.size() ? bits[i] : 0;
-        out.push_back(out0(s, b));
-        out.push_back(out1(s, b));
-        s = ((s << 1) | b) & 63;
-    }
-    return out;
+    double m = 0;
+    for (const double l : llr)
+        m += std::abs(l);
+    m /= double(llr.size());
+    const double f = m > 0 ? SOFT_SCALE / m : 1.0;
+    d_soft.resize(llr.size());
+    for (size_t i = 0; i < llr.size(); i++)
+        d_soft[i] = static_cast<uint8_t>(
+            std::min(255.0, std::max(0.0, std::nearbyint(128.0 - llr[i] * f))));
+    std::vector<uint8_t> bits(d_header_bits);
+    d_dec->generic_work(d_soft.data(), bits.data());
+    return bits;
 }
 
-std::vector<uint8_t> viterbi(const std::vector<double>& llr)
+std::vector<uint8_t> robust_demod::encode(const std::vector<uint8_t>& bits)
 {
-    // per next state ns and predecessor choice x: the signs of the two coded bits
-    static const struct signs {
-        double s0[2][64], s1[2][64];
-        signs()
-        {
-            for (int ns = 0; ns < 64; ns++)
-                for (int x = 0; x < 2; x++) {
-                    const int pred = (ns >> 1) | (x ? 32 : 0);
-                    s0[x][ns] = 1 - 2 * out0(pred, ns & 1);
-                    s1[x][ns] = 1 - 2 * out1(pred, ns & 1);
-                }
-        }
-    } SIGN;
-    const size_t steps = llr.size() / 2;
-    std::vector<double> pm(64, -1e18), next(64);
-    pm[0] = 0;
-    std::vector<uint8_t> dec(steps * 64);
-    for (size_t t = 0; t < steps; t++) {
-        const double l0 = llr[2 * t], l1 = llr[2 * t + 1];
-        uint8_t* d = &dec[t * 64];
-        for (int ns = 0; ns < 64; ns++) {
-            // predecessors (ns >> 1) and (ns >> 1) | 32; x = 1 only when strictly better
-            const double c0 = pm[ns >> 1] + SIGN.s0[0][ns] * l0 + SIGN.s1[0][ns] * l1;
-            const double c1 = pm[(ns >> 1) | 32] + SIGN.s0[1][ns] * l0 + SIGN.s1[1][ns] * l1;
-            d[ns] = c1 > c0;
-            next[ns] = c1 > c0 ? c1 : c0;
-        }
-        pm.swap(next);
-    }
-    std::vector<uint8_t> bits(steps);
-    int s = 0;
-    for (size_t t = steps; t-- > 0;) {
-        bits[t] = s & 1;
-        s = (s >> 1) | (dec[t * 64 + s] << 5);
-    }
-    bits.resize(steps >= 6 ? steps - 6 : 0);
-    return bits;
+    std::vector<uint8_t> in(bits), out(2 * (bits.size() + 6));
+    d_enc->generic_work(in.data(), out.data());
+    return out;
 }
 
 robust_demod::robust_demod(const std::vector<cd>& preamble,
@@ -248,6 +203,16 @@ robust_demod::robust_demod(const std::vector<cd>& preamble,
         throw std::invalid_argument("robust_demod: tables of inconsistent sizes");
     if (d_fft & (d_fft - 1))
         throw std::invalid_argument("robust_demod: fft_len must be a power of 2");
+    // the header's information bits: coded = 2 (bits + 6), the largest slot index + 1
+    const int coded = *std::max_element(d_map.begin(), d_map.end()) + 1;
+    d_header_bits = coded / 2 - 6;
+    if (coded % 2 || d_header_bits < 1)
+        throw std::invalid_argument("robust_demod: header_map does not address 2 (bits + 6) "
+                                    "coded bits");
+    d_enc = fec::code::cc_encoder::make(d_header_bits, 7, 2, { G1, G2 }, 0,
+                                        CC_TERMINATED, false);
+    d_dec = fec::code::cc_decoder::make(d_header_bits, 7, 2, { G1, G2 }, 0, 0,
+                                        CC_TERMINATED, false);
     // pinv transposed to [rows][ntaps]: the taps' sums run side by side
     const size_t rows = pinv.size() / d_ntaps;
     d_pinv_t.resize(pinv.size());
@@ -519,7 +484,7 @@ std::vector<uint8_t> robust_demod::header(const std::complex<float>* buf, int64_
         for (int i = 0; i < d_ntaps; i++)
             d_H[k] += d_fourier[size_t(k) * d_ntaps + i] * h[i];
     d_t0 = t0;
-    // header symbols, phase tracking on the pilots, soft bits, Viterbi
+    // header symbols, phase tracking on the pilots, soft bits, gr-fec's Viterbi
     const int64_t first = t0 + n + d_cp - d_backoff;
     std::vector<cd>& Y = d_Yh;
     grid(buf, first, d_hs, Y);
@@ -537,15 +502,14 @@ std::vector<uint8_t> robust_demod::header(const std::complex<float>* buf, int64_
         }
     std::vector<cd> rot;
     track(po, d_hs, d_pilots, times, false, rot, nullptr);
-    const int coded = static_cast<int>(*std::max_element(d_map.begin(), d_map.end())) + 1;
-    std::vector<double> llr(coded, 0.0);
+    std::vector<double> llr(2 * (d_header_bits + 6), 0.0);
     for (int s = 0; s < d_hs; s++)
         for (int d = 0; d < D; d++) {
             const int k = (d_data[d] + d_fft) % d_fft;
             const cd y = Y[size_t(s) * d_fft + k] * rot[size_t(s) * d_fft + k];
             llr[d_map[size_t(s) * D + d]] += (std::conj(d_H[k]) * y).real() / d_noise_var;
         }
-    d_bits = viterbi(llr);
+    d_bits = decode(llr);
     return d_bits;
 }
 
@@ -575,7 +539,7 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
         times[s] = double(first - d_t0) + s * sl + d_fft / 2.0 - n / 2.0;
     // the known symbols: pilots everywhere, the re-encoded header
     std::vector<double> known(size_t(total) * d_fft, 0.0);
-    const std::vector<uint8_t> coded = conv_encode(d_bits);
+    const std::vector<uint8_t> coded = encode(d_bits);
     for (int s = 0; s < total; s++) {
         for (int j = 0; j < P; j++)
             known[size_t(s) * d_fft + (d_pilots[j] + d_fft) % d_fft] = d_pol[s] * d_pv[j];

@@ -3,6 +3,8 @@
 #ifndef INCLUDED_KBSEMCOM_ROBUST_DEMOD_H
 #define INCLUDED_KBSEMCOM_ROBUST_DEMOD_H
 
+#include <gnuradio/fec/generic_decoder.h>
+#include <gnuradio/fec/generic_encoder.h>
 #include <complex>
 #include <cstdint>
 #include <vector>
@@ -13,9 +15,10 @@ namespace kbsemcom {
 /*!
  * \brief python/kbsemcom/phy/robust.py's Demodulator, from a detected start on: coarse and
  * fine CFO, least-squares channel taps and noise variance on the preamble, the header's
- * grid, phase/CFO tracking on its pilots, soft bits, Viterbi; then, with the payload length
- * the header states, the frame's phase/CFO/sampling-rate-offset fit on all pilots and the
- * known header, MMSE equalisation and the symbols. Double precision, as numpy.
+ * grid, phase/CFO tracking on its pilots, soft bits, gr-fec's Viterbi (cc_decoder); then,
+ * with the payload length the header states, the frame's phase/CFO/sampling-rate-offset fit
+ * on all pilots and the known header (re-encoded by gr-fec's cc_encoder), MMSE equalisation
+ * and the symbols. Double precision, as numpy.
  *
  * The tables come from robust.py (the one definition of the frame): the preamble, its phase-0
  * segment filter, the pseudo-inverse of the preamble's convolution matrix, the carrier
@@ -92,6 +95,11 @@ private:
     std::vector<cd> d_h;      // the preamble's channel taps
     std::vector<cd> d_tapfit; // [ntaps][used]: least-squares taps from the used carriers
     std::vector<uint8_t> d_bits;
+    // the header's code: gr-fec's cc_encoder / cc_decoder (CC_TERMINATED, K=7, rate 1/2)
+    int d_header_bits = 0;
+    fec::generic_encoder::sptr d_enc;
+    fec::generic_decoder::sptr d_dec;
+    std::vector<uint8_t> d_soft;
     // channel tracking's fixed-geometry tables (built once; payload()): the split tap fit
     // [ntaps][used] and Fourier [ntaps][fft_len], the observations' times, their sinc
     // correlations [obs][obs] and each payload symbol's with them [symbol][obs]
@@ -99,14 +107,13 @@ private:
     // per-frame work arrays, kept to avoid allocating per frame
     std::vector<double> d_w1, d_w2, d_w3, d_w4, d_w5, d_w6, d_w7, d_w8, d_K;
 
+    std::vector<uint8_t> decode(const std::vector<double>& llr);
+    std::vector<uint8_t> encode(const std::vector<uint8_t>& bits);
     void grid(const std::complex<float>* buf, int64_t first, int count, std::vector<cd>& Y);
     void track(const std::vector<cd>& obs, int count, const std::vector<int>& carriers,
                const std::vector<double>& times, bool fit_sro, std::vector<cd>& rot,
                double* sro);
 };
-
-std::vector<uint8_t> conv_encode(const std::vector<uint8_t>& bits);
-std::vector<uint8_t> viterbi(const std::vector<double>& llr);
 
 } // namespace kbsemcom
 } // namespace gr

@@ -23,9 +23,10 @@ Frame (``RobustParams``; every OFDM symbol = cyclic prefix + fft_len samples):
             noise variance from the fit's residual.
   header  | the 64 header bits of ``framing`` (packet number, seq, payload length, CRC-16),
           whitened, rate-1/2 K=7 convolutional code (generators 133, 171 octal, 6 zero tail
-          bits: 140 coded bits), repeated to fill ``header_symbols`` (32) OFDM symbols of 48
-          data carriers (~11 repetitions), the slots permuted (an interleaver across carriers
-          and symbols). BPSK, soft maximum-ratio combining, Viterbi decoding, CRC.
+          bits: 140 coded bits; GNU Radio's gr-fec cc_encoder / cc_decoder), repeated to
+          fill ``header_symbols`` (32) OFDM symbols of 48 data carriers (~11 repetitions),
+          the slots permuted (an interleaver across carriers and symbols). BPSK, soft
+          maximum-ratio combining, gr-fec's soft Viterbi decoding, CRC.
   payload | the analog complex symbols on the data carriers, interleaved over the carriers and
           symbols of the payload by a fixed permutation (frequency-selective fades spread over
           the symbols instead of hitting neighbours).
@@ -39,6 +40,7 @@ noisy. Equalisation: MMSE, z = H* Y / (|H|^2 + sigma^2), per carrier.
 
 Power: unit average power per sample over preamble and OFDM symbols (as ``framing``).
 """
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -164,57 +166,76 @@ def _payload_perm(slots):
     return np.random.default_rng(15).permutation(slots)
 
 
-# ---- convolutional code ------------------------------------------------------------------
-def _parity(x):
-    x = np.asarray(x)
-    out = np.zeros_like(x)
-    for i in range(7):
-        out ^= (x >> i) & 1
-    return out
+# ---- convolutional code (GNU Radio's gr-fec) -----------------------------------------------
+# gr-fec's cc_encoder / cc_decoder (a SIMD Viterbi, volk_8u_x4_conv_k7_r2_8u) in CC_TERMINATED
+# mode: start and end state 0, 6 tail bits. Its polynomials are written as ours (tests check
+# the coded bits against a reference encoder). lib/robust_demod.cc calls the same C++ objects.
+CODE_MODE = "CC_TERMINATED"
+# The decoder takes unsigned 8-bit soft symbols, 128 + x with x > 0 for coded bit 1 (gr-fec's
+# extended_decoder maps a float x to 128 + 48 x). Our LLRs are scaled to a mean |llr| of
+# SOFT_SCALE before rounding: the Viterbi is scale-free, and 48 keeps the 8 bits unclipped
+# up to 2.6 x the mean (tests/test_phy_fec.py compares the error rate with a float Viterbi).
+SOFT_SCALE = 48.0
+_CAPSULE = None
+_coders = threading.local()
 
 
-_REG = (np.arange(64)[:, None] << 1 | np.arange(2)[None, :]) & 0x7F  # [state, bit] -> reg
-_OUT0, _OUT1 = _parity(_REG & G1), _parity(_REG & G2)
+def _capsule(a):
+    """A PyCapsule of a contiguous array's data, as gr-fec's generic_work takes its buffers
+    (the way GNU Radio's own gateway.py passes pointers)."""
+    global _CAPSULE
+    if _CAPSULE is None:
+        import ctypes
+        new = ctypes.pythonapi.PyCapsule_New
+        new.restype = ctypes.py_object
+        new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        _CAPSULE = new
+    return _CAPSULE(a.ctypes.data, None, None)
 
 
-_TAPS0 = (G1 >> np.arange(7)) & 1  # output bit = XOR_j tap[j] * input[i - j]
-_TAPS1 = (G2 >> np.arange(7)) & 1
+def _coder(n_bits):
+    """This thread's (encoder, decoder) for n_bits information bits (gr-fec's coder objects
+    keep state, so threads do not share them)."""
+    cache = getattr(_coders, "cache", None)
+    if cache is None:
+        cache = _coders.cache = {}
+    if n_bits not in cache:
+        from gnuradio import fec
+        mode = getattr(fec, CODE_MODE)
+        cache[n_bits] = (fec.cc_encoder_make(n_bits, 7, 2, [G1, G2], 0, mode, False),
+                         fec.cc_decoder.make(n_bits, 7, 2, [G1, G2], 0, 0, mode, False))
+    return cache[n_bits]
+
+
+def soft_symbols(llr):
+    """gr-fec's 8-bit soft symbols for LLRs (llr > 0: coded bit 0), scaled to a mean |llr| of
+    SOFT_SCALE; lib/robust_demod.cc quantises the same way."""
+    llr = np.asarray(llr, float).ravel()
+    m = np.mean(np.abs(llr))
+    x = llr * (SOFT_SCALE / m) if m > 0 else llr
+    return np.clip(np.rint(128.0 - x), 0, 255).astype(np.uint8)
 
 
 def conv_encode(bits):
-    """Rate-1/2 K=7 code with 6 zero tail bits: len 2 * (len(bits) + 6). Each output bit is
-    the parity of the register (the newest bit in its lowest place) masked by a generator:
-    a binary convolution, vectorised (the state machine of ``viterbi`` gives the same)."""
-    b = np.concatenate([np.asarray(bits, np.int64).ravel() & 1, np.zeros(6, np.int64)])
-    out = np.empty(2 * len(b), np.uint8)
-    out[0::2] = np.convolve(b, _TAPS0)[:len(b)] & 1
-    out[1::2] = np.convolve(b, _TAPS1)[:len(b)] & 1
+    """Rate-1/2 K=7 code (generators 133, 171 octal, as 802.11a) with 6 zero tail bits, by
+    gr-fec's cc_encoder: len 2 * (len(bits) + 6)."""
+    b = np.ascontiguousarray(np.asarray(bits).ravel() & 1, np.uint8)
+    if len(b) == 0:
+        raise ValueError("conv_encode: no bits")
+    out = np.zeros(2 * (len(b) + 6), np.uint8)
+    _coder(len(b))[0].generic_work(_capsule(b), _capsule(out))
     return out
 
 
 def viterbi(llr):
-    """Soft Viterbi decoding of ``conv_encode``; llr > 0 means coded bit 0. Returns the bits
-    without the tail."""
-    llr = np.asarray(llr, float).reshape(-1, 2)
-    ns = np.arange(64)
-    b = ns & 1
-    preds = np.stack([(ns >> 1), (ns >> 1) | 32])  # [2, 64]
-    s0 = (1 - 2 * _OUT0[preds, b[None, :]]).astype(float)
-    s1 = (1 - 2 * _OUT1[preds, b[None, :]]).astype(float)
-    pm = np.full(64, -1e18)
-    pm[0] = 0.0
-    dec = np.zeros((len(llr), 64), np.uint8)
-    for t, (l0, l1) in enumerate(llr):
-        cand = pm[preds] + s0 * l0 + s1 * l1
-        x = np.argmax(cand, axis=0)
-        dec[t] = x
-        pm = cand[x, ns]
-    bits = np.zeros(len(llr), np.uint8)
-    s = 0
-    for t in range(len(llr) - 1, -1, -1):
-        bits[t] = s & 1
-        s = (s >> 1) | (int(dec[t, s]) << 5)
-    return bits[:-6]
+    """Soft Viterbi decoding of ``conv_encode`` by gr-fec's cc_decoder; llr > 0 means coded
+    bit 0. Returns the bits without the tail."""
+    soft = soft_symbols(llr)
+    if len(soft) % 2 or len(soft) <= 12:
+        raise ValueError(f"viterbi: {len(soft)} soft bits, need 2 x (bits + 6)")
+    out = np.zeros(len(soft) // 2 - 6, np.uint8)
+    _coder(len(out))[1].generic_work(_capsule(soft), _capsule(out))
+    return out
 
 
 # ---- transmitter ---------------------------------------------------------------------------
@@ -427,6 +448,7 @@ class Demodulator:
         np.add.at(llr, self._map, (np.real(np.conj(H[self._data]) * Y[:, self._data])
                                    / noise_var).ravel())
         bits = viterbi(llr) ^ self._white
+        self.header_bits = bits  # the last decoded header (tests compare it with C++'s)
         fields = parse_header_bits(bits)
         if fields is None:
             return "bad", "header CRC failed"
