@@ -10,6 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# gnuradio brings gr-fec (libgnuradio-fec, gnuradio.fec: the robust header's code), gnuradio-dev
+# its headers and CMake targets
 APT_PACKAGES=(gnuradio gnuradio-dev cmake make g++ pybind11-dev dataset-fashion-mnist
               gir1.2-gtk-3.0 librsvg2-common adwaita-icon-theme   # GRC's GUI
               xvfb x11-utils imagemagick)                         # Xvfb, xwininfo, import
