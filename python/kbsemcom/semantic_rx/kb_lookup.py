@@ -45,7 +45,8 @@ class kb_lookup(PduBlock):
       Open-set calibration: '' = the KB's own, if 'kbsemcom kb calibrate' stored one for this
         codec in the KB manifest (else no match score); a JSON file of core.openset
         (benchmarks/openset_table.py --save-calibration writes one for a codec); 'none' = no
-        match score even if the KB has a calibration.
+        match score even if the KB has a calibration. The score takes the SNR from the
+        metadata's snr_db and, over Rayleigh, the fading from csi where the statistic uses it.
       Search: 'auto' (the codec's own: class-level MAP for general-map codecs, nearest entry
         otherwise), 'nearest' (nearest entry, FAISS) or 'class-map' (core.retrieval: the KB
         class with the largest summed likelihood of its codewords, then its nearest entry; a
@@ -147,8 +148,11 @@ class kb_lookup(PduBlock):
                    kb_index=hit["kb_index"], distance=hit["distance"], match_score=None,
                    no_match=None, open_set="uncalibrated")
         if self.calibration is not None:
+            csi = meta.get("csi")   # |h| per symbol: the fading-aware statistics use it
+            csi = None if csi is None or 2 * np.size(csi) != data.shape[-1] else \
+                np.asarray(csi, np.float64)
             score, no_match, _ = self.calibration.score_vectors(self.search_kb, data,
-                                                                meta.get("snr_db"))
+                                                                meta.get("snr_db"), csi)
             out.update(match_score=float(score[0]), no_match=bool(no_match[0]),
                        open_set="calibrated")
         if meta.get("label") is not None:
