@@ -346,3 +346,25 @@ def test_knowing_the_fading_separates_in_kb_from_absent_better():
     near = openset.search_statistic(kb, y, "nearest")[0]
     aurocs["nearest"] = openset.auroc(near[inside], near[~inside])
     assert aurocs["known"] > aurocs["unknown"] > aurocs["nearest"], aurocs
+
+
+def test_a_calibration_with_the_fading_known_needs_it():
+    """centroid_lr calibrated over Rayleigh with |h| known refuses a vector without it (a
+    silent fallback would move its false rejections); one calibrated without it takes any."""
+    feats = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [0.0, 4.0]], np.float32)
+    kb = KnowledgeBase(feats, [{"image_id": str(i), "path": "", "label": v, "class_name": "c"}
+                               for i, v in enumerate([0, 0, 1, 1])], ["a", "b"],
+                       {"name": "toy", "dim": 2}, index="Flat")
+    curve = [[-50.0, 0.0, 50.0]]
+    known = openset.Calibration("centroid_lr", 1, 0.05, "rayleigh", [0.0], [0.0, 0.5, 1.0],
+                                curve, fading_known=True)
+    y = np.array([[2.0, 0.0]])
+    with pytest.raises(openset.OpenSetError, match="csi"):
+        known.score_vectors(kb, y, 0.0)
+    with_h = known.score_vectors(kb, y, 0.0, np.array([[2.0]]))[0]
+    blind = openset.Calibration("centroid_lr", 1, 0.05, "rayleigh", [0.0], [0.0, 0.5, 1.0],
+                                curve, fading_known=False)
+    # without fading_known the csi is ignored: the same score with or without it
+    assert blind.score_vectors(kb, y, 0.0)[0] == blind.score_vectors(kb, y, 0.0,
+                                                                     np.array([[2.0]]))[0]
+    assert with_h[0] != blind.score_vectors(kb, y, 0.0)[0][0]

@@ -76,6 +76,8 @@ STATISTICS = ("nearest", "inner", "margin", "lr", "knn", "knn_inner", "centroid"
               "centroid_lr")
 # statistics computed from the KB itself (class means), not from the K distances
 KB_STATISTICS = ("centroid", "centroid_lr")
+# statistics that use the fading the receiver knows (over Rayleigh)
+FADING_STATISTICS = ("centroid_lr",)
 # E|h| of the paper's Rayleigh (E|h|^2 = 1): a receiver without the fading scales by it
 RAYLEIGH_MEAN_GAIN = math.sqrt(math.pi) / 2
 DEFAULT_STATISTIC = "inner"
@@ -349,6 +351,7 @@ class Calibration:
     noiseless_variances: list = None
     codec: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
+    fading_known: bool = False        # measured with the fading |h| known to the receiver
 
     def _curve(self, snr_db):
         if snr_db is None or (isinstance(snr_db, float) and math.isnan(snr_db)):
@@ -396,10 +399,20 @@ class Calibration:
 
     def score_vectors(self, kb, queries, snr_db, fading=None):
         """(match scores [m], no_match [m], nearest positions [m]) of search vectors;
-        fading: |h| per complex symbol [m, n] where the receiver knows it (else None)."""
+        fading: |h| per complex symbol [m, n] where the receiver knows it (else None); a
+        calibration measured with it known needs it for the statistics that use it."""
+        channel = self.channel_at(snr_db)
+        if self.statistic in FADING_STATISTICS and channel == "rayleigh":
+            if not self.fading_known:
+                fading = None
+            elif fading is None:
+                raise OpenSetError(
+                    f"the open-set calibration ({self.statistic}) was measured with the fading "
+                    "known at the receiver, but this vector came without it (the metadata's "
+                    "csi, as Coherent Channel gives it); calibrate with the fading unknown "
+                    "(kbsemcom kb calibrate without --csi)")
         stat, pos = search_statistic(kb, queries, self.statistic, self.k,
-                                     self.variances_at(snr_db), self.channel_at(snr_db),
-                                     snr_db, fading)
+                                     self.variances_at(snr_db), channel, snr_db, fading)
         score = self.match_score(stat, snr_db)
         return score, self.no_match(score), pos
 
@@ -477,12 +490,13 @@ def received_vectors(codec, features, channel, snr_db, generator, return_fading=
 
 def calibrate(codec, kb, in_kb_features, channel="awgn", snrs=DEFAULT_CAL_SNRS,
               statistic_name=DEFAULT_STATISTIC, k=DEFAULT_K, target_frr=DEFAULT_TARGET_FRR,
-              repeats=4, seed=12345, source=None, own=None):
+              repeats=4, seed=12345, source=None, own=None, fading_known=True):
     """Measure a Calibration: ``in_kb_features`` (validation images whose classes are in the
     validation KB ``kb``, never test images) sent through ``codec`` and the channel
     ``repeats`` times per SNR. ``kb`` is the plain KnowledgeBase; the codec's searchable view
     is taken here. ``own``: each query's own position in ``kb`` when the queries are KB
-    images (see LeaveSelfOut)."""
+    images (see LeaveSelfOut). fading_known: over Rayleigh the receiver is given |h| per
+    symbol (the PDU's csi); else the statistics use its mean."""
     import torch
     if not 0 < float(target_frr) < 1:
         raise OpenSetError(f"target_frr must lie in (0, 1), got {target_frr}")
@@ -511,7 +525,8 @@ def calibrate(codec, kb, in_kb_features, channel="awgn", snrs=DEFAULT_CAL_SNRS,
             v = (float(np.mean(d1)) / y.shape[1], float(np.mean(np.sum(
                 y.astype(np.float64) ** 2, axis=1))) / y.shape[1])
         stats = np.concatenate([search_statistic(search, y, statistic_name, k, v, ch, snr,
-                                                 f if ch == "rayleigh" else None)[0]
+                                                 f if ch == "rayleigh" and fading_known
+                                                 else None)[0]
                                 for y, f in got])
         return np.quantile(stats, levels).tolist(), (None if v is None else list(v))
 
@@ -522,7 +537,8 @@ def calibrate(codec, kb, in_kb_features, channel="awgn", snrs=DEFAULT_CAL_SNRS,
                        levels.tolist(), [q for q, _ in per_snr], clean[0],
                        None if clean[1] is None else [v for _, v in per_snr], clean[1],
                        codec_identity(codec), dict(source or {}, n_in_kb=len(in_kb_features),
-                                                   repeats=int(repeats)))
+                                                   repeats=int(repeats)),
+                       bool(fading_known) and channel == "rayleigh")
 
 
 # --------------------------------------------------------------------------- choosing a score
@@ -532,12 +548,13 @@ CHOICE_SNRS = (-4.0, 0.0, 4.0, 10.0)
 
 
 def choose_statistic(codec, kb, features, in_kb, channel="awgn", snrs=CHOICE_SNRS,
-                     statistics=STATISTICS, ks=DEFAULT_KS, seed=4321, own=None):
+                     statistics=STATISTICS, ks=DEFAULT_KS, seed=4321, own=None,
+                     fading_known=True):
     """The (statistic, K) with the best mean AUROC over ``snrs`` on a validation set:
     ``features`` sent through codec and channel against ``kb`` (a plain KnowledgeBase whose
     classes leave some out), ``in_kb`` [m] True where the image's class is in ``kb``.
     Validation data only. Returns a dict: statistic, k, auroc (the mean), table (every
-    candidate's AUROC per SNR). ``own``: see :func:`calibrate`."""
+    candidate's AUROC per SNR). ``own``, ``fading_known``: see :func:`calibrate`."""
     import torch
     in_kb = np.asarray(in_kb, dtype=bool)
     if in_kb.all() or not in_kb.any():
@@ -558,7 +575,8 @@ def choose_statistic(codec, kb, features, in_kb, channel="awgn", snrs=CHOICE_SNR
         for name in statistics:
             if name in KB_STATISTICS:
                 stat = search_statistic(search, y, name, channel=channel, snr_db=snr,
-                                        fading=fading if channel == "rayleigh" else None)[0]
+                                        fading=fading if channel == "rayleigh" and
+                                        fading_known else None)[0]
                 per.setdefault((name, 1), []).append(auroc(stat[in_kb], stat[~in_kb]))
                 continue
             for k in ([1] if name in ("nearest", "inner") else [k for k in ks if k > 1 or
@@ -576,14 +594,16 @@ def choose_statistic(codec, kb, features, in_kb, channel="awgn", snrs=CHOICE_SNR
 
 def calibrate_kb(codec, kb, channel="awgn", target_frr=DEFAULT_TARGET_FRR,
                  snrs=DEFAULT_CAL_SNRS, out_share=0.2, max_queries=2000, repeats=4, seed=0,
-                 statistics=STATISTICS, ks=DEFAULT_KS):
+                 statistics=STATISTICS, ks=DEFAULT_KS, fading_known=False):
     """A Calibration of a user's own KB from its own images (no other data): each query is a
     KB image sent through codec and channel and searched against the KB less itself
     (LeaveSelfOut), so the KB keeps its density. To choose the statistic and K, ``out_share``
     of the classes (drawn with ``seed``) leave the KB and their images are the pseudo
     out-of-KB queries; the chosen score is then calibrated on queries of every class against
     the whole KB. At most ``max_queries`` images (drawn with ``seed``) are queries. Needs
-    labels (classes) in the KB: at least 3 classes with 2 or more images."""
+    labels (classes) in the KB: at least 3 classes with 2 or more images. fading_known:
+    the receiver will be given |h| per symbol over Rayleigh (Coherent Channel's csi); the
+    plain Rayleigh channel gives none, hence the default."""
     from .kb import KnowledgeBase
     labels = np.array([int(e["label"]) for e in kb.entries])
     classes, counts = np.unique(labels, return_counts=True)
@@ -605,10 +625,11 @@ def calibrate_kb(codec, kb, channel="awgn", target_frr=DEFAULT_TARGET_FRR,
     where[in_pos] = np.arange(len(in_pos))
     q = rng.permutation(len(kb))[:int(max_queries)]
     choice = choose_statistic(codec, choose_kb, feats[q], ~is_out[q], channel,
-                              statistics=statistics, ks=ks, seed=seed + 1, own=where[q])
+                              statistics=statistics, ks=ks, seed=seed + 1, own=where[q],
+                              fading_known=fading_known)
     whole = KnowledgeBase(feats, list(kb.entries), kb.class_names, kb.extractor, index="Flat")
     cal = calibrate(codec, whole, feats[q], channel, snrs, choice["statistic"], choice["k"],
-                    target_frr, repeats, seed + 2, own=q,
+                    target_frr, repeats, seed + 2, own=q, fading_known=fading_known,
                     source={"kind": "kb self-calibration", "kb_size": len(kb),
                             "kb_generation": kb.generation, "n_queries": int(len(q)),
                             "pseudo_out_classes": [str(kb.class_names[c])
