@@ -368,3 +368,23 @@ def test_a_calibration_with_the_fading_known_needs_it():
     assert blind.score_vectors(kb, y, 0.0)[0] == blind.score_vectors(kb, y, 0.0,
                                                                      np.array([[2.0]]))[0]
     assert with_h[0] != blind.score_vectors(kb, y, 0.0)[0][0]
+
+
+def test_kb_lookup_without_the_csi_a_calibration_needs_keeps_the_retrieval():
+    """A kb_lookup whose calibration was measured with the fading known, given a vector
+    without csi: the retrieval stands, the record says why it has no score."""
+    feats = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [0.0, 4.0]], np.float32)
+    kb = KnowledgeBase(feats, [{"image_id": str(i), "path": "", "label": v, "class_name": "c"}
+                               for i, v in enumerate([0, 0, 1, 1])], ["a", "b"],
+                       {"name": "toy", "dim": 2}, index="Flat")
+    cal = openset.Calibration("centroid_lr", 1, 0.05, "rayleigh", [0.0], [0.0, 0.5, 1.0],
+                              [[-50.0, 0.0, 50.0]], fading_known=True)
+    lookup = kbsemcom.kb_lookup(kb, "", cal)
+    (meta, _), (meta_h, _) = push_pdus(lookup, [
+        ({"image_id": "x", "label": 0, "snr_db": 0.0}, np.array([2.0, 0.0], np.float32)),
+        ({"image_id": "y", "label": 0, "snr_db": 0.0, "csi": [2.0]},
+         np.array([2.0, 0.0], np.float32))])
+    assert meta["retrieved_label"] == 0 and not meta.get("lost")
+    assert meta["match_score"] is None and meta["open_set"].startswith("unscored") \
+        and "csi" in meta["open_set"]
+    assert meta_h["open_set"] == "calibrated" and 0.0 <= meta_h["match_score"] <= 1.0
