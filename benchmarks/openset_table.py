@@ -16,7 +16,9 @@ in-KB images, false-rejection rate (FRR) of in-KB images and rejection rate of o
 at the threshold; the same for a plain nearest-distance threshold (one threshold for the target
 FRR on the same calibration images, pooled over the SNRs) on the same received vectors; and the
 noiseless raw-feature nearest-distance AUROC (what a perfect channel would give) as the
-reference.
+reference. Over Rayleigh the receiver is given the fading |h| per symbol (the csi of Coherent
+Channel) for the statistics that use it (``centroid_lr``), in choice, calibration and test;
+--no-csi takes it away (they use E|h| instead).
 
     .venv/bin/python benchmarks/openset_table.py --datasets cifar10,caltech100 --cbrs 1/48
 
@@ -101,7 +103,9 @@ def run_dataset(args, extractor, name):
     n_classes = len(proto.class_names)
     n_out = args.held_out or HELD_OUT.get(name, n_classes // 2)
     test_out = held_out_classes(n_classes, n_out, args.split_seed)
-    val_out = held_out_classes(n_classes, n_out, args.split_seed + 1000)
+    # the validation pair's own held-out classes; 'test' (a diagnosis only) takes the test's
+    val_out = test_out if args.val_held_out == "test" else \
+        held_out_classes(n_classes, n_out, args.split_seed + 1000)
     ident = extractor.identity
     kb_lab, val_kb_lab = setup.labels("kb"), setup.labels("val_kb")
     kb = sub_kb(setup.features["kb"], kb_lab, setup.kept["kb"], ~np.isin(kb_lab, test_out),
@@ -141,22 +145,24 @@ def run_codec(args, setup, recipe, cbr, channel, base, kb, choice_kb, cal_kb, pr
               val_out, sent, sent_lab, sent_in, val_sent, val_in, kb_labels):
     """Rows of one codec (recipe, CBR, channel it is trained and tested on)."""
     codec = evaluation.codec_for(setup, recipe, cbr, channel, progress=not args.json)
+    csi = not args.no_csi
     choice = openset.choose_statistic(codec, choice_kb, val_sent, val_in, channel,
-                                      statistics=args.statistics, ks=args.ks)
+                                      statistics=args.statistics, ks=args.ks, fading_known=csi)
     if args.calibrate_on == "kb":  # the receiver's KB itself, its images as queries
         q = np.random.default_rng(args.split_seed).permutation(len(kb))[:2000]
         cal = openset.calibrate(codec, kb, kb.features()[q], channel,
                                 statistic_name=choice["statistic"], k=choice["k"],
-                                target_frr=args.target_frr, own=q)
+                                target_frr=args.target_frr, own=q, fading_known=csi)
     elif args.calibrate_on == "kb-validation":  # validation images of the KB's classes
         keep = np.isin(setup.labels("val_sent"), np.unique(kb_labels))
         cal = openset.calibrate(codec, kb, val_sent[keep], channel,
                                 statistic_name=choice["statistic"], k=choice["k"],
-                                target_frr=args.target_frr)
+                                target_frr=args.target_frr, fading_known=csi)
     else:
         cal = openset.calibrate(codec, cal_kb, val_sent[val_in], channel,
                                 statistic_name=choice["statistic"],
-                                k=choice["k"], target_frr=args.target_frr)
+                                k=choice["k"], target_frr=args.target_frr,
+                                fading_known=csi)
     cal.source.update(dataset=name, protocol=proto.name, held_out=val_out.tolist(),
                       role={"validation": "validation pair",
                             "kb": "receiver KB, own images",
@@ -170,19 +176,24 @@ def run_codec(args, setup, recipe, cbr, channel, base, kb, choice_kb, cal_kb, pr
     search = codec.searchable_kb(kb)
     # where the AUROC goes: the chosen statistic on the noiseless codewords (compression only)
     y0 = openset.received_vectors(codec, sent, "none", None, noise(0, 0))
-    s0, _ = openset.search_statistic(search, y0, cal.statistic, cal.k, cal.variances_at(None))
+    s0, _ = openset.search_statistic(search, y0, cal.statistic, cal.k, cal.variances_at(None),
+                                     "none")
     n0, _ = openset.search_statistic(search, y0, "nearest")
     base.update(codec=recipe, cbr=cbr, channel=channel, statistic=cal.statistic, k=cal.k,
                 val_auroc=choice["auroc"], target_frr=args.target_frr,
-                calibrate_on=args.calibrate_on,
+                calibrate_on=args.calibrate_on, csi=csi,
                 codec_noiseless_auroc=openset.auroc(s0[sent_in], s0[~sent_in]),
                 codec_noiseless_plain_auroc=openset.auroc(n0[sent_in], n0[~sent_in]))
     rows = []
     for snr in args.snrs:
         for seed in args.seeds:
-            y = openset.received_vectors(codec, sent, channel, snr, noise(seed, snr))
+            y, fading = openset.received_vectors(codec, sent, channel, snr, noise(seed, snr),
+                                                 return_fading=True)
+            # the receiver knows the fading per symbol over Rayleigh (the PDU's csi)
             stat, pos = openset.search_statistic(search, y, cal.statistic, cal.k,
-                                                 cal.variances_at(snr))
+                                                 cal.variances_at(snr), channel, snr,
+                                                 fading if channel == "rayleigh" and csi
+                                                 else None)
             score = cal.match_score(stat, snr)
             reject = cal.no_match(score)
             near, _ = openset.search_statistic(search, y, "nearest")
@@ -287,12 +298,20 @@ def main():
     p.add_argument("--statistics", default=",".join(openset.STATISTICS),
                    help="statistics the score is chosen among (on validation)")
     p.add_argument("--calibrate-on", choices=("validation", "kb", "kb-validation"),
-                   default="validation",
-                   help="the match score's calibration: the validation pair; the receiver's "
-                        "KB itself (its own images as queries, each against the KB less itself:"
-                        " what 'kbsemcom kb calibrate' does); or validation images of the KB's "
-                        "classes (never sent images) against the receiver's KB. The statistic "
-                        "and K are chosen on the validation pair either way")
+                   default="kb-validation",
+                   help="the match score's calibration: validation images of the KB's "
+                        "classes (never sent images) against the receiver's KB (the default: "
+                        "the in-KB score depends on which classes the KB holds); the "
+                        "validation pair (its own KB lacking other classes: false rejections "
+                        "drift 3-4 points under the target); or the receiver's KB itself (its "
+                        "own images as queries, each against the KB less itself: what "
+                        "'kbsemcom kb calibrate' does). The statistic and K are chosen on the "
+                        "validation pair either way")
+    p.add_argument("--val-held-out", choices=("draw", "test"), default="draw",
+                   help="the classes the validation pair's KB lacks: its own draw, or (a "
+                        "diagnosis of the calibration, not a protocol) the test KB's")
+    p.add_argument("--no-csi", action="store_true",
+                   help="over Rayleigh the receiver is not given the fading |h| per symbol")
     p.add_argument("--quick", action="store_true", help="small sizes (tests): 20 sent, 20 KB, "
                    "100 training, 10 validation images per class")
     p.add_argument("--out", default="runs/openset")
@@ -322,8 +341,10 @@ def main():
     head = (f"open set: {args.datasets}, extractor {extractor.name}, codecs "
             f"{','.join(args.recipes)}, {','.join(args.channels)}, CBR {','.join(args.cbrs)}, "
             f"noise seeds {args.seeds}, split seed {args.split_seed}, calibrated on "
-            f"{args.calibrate_on}, target FRR {args.target_frr:.0%}, machine {machine}, "
-            f"wall time {wall:.0f} s")
+            f"{args.calibrate_on}{', no csi' if args.no_csi else ''}"
+            f"{', validation pair lacks the test classes' if args.val_held_out == 'test' else ''}"
+            f", target FRR "
+            f"{args.target_frr:.0%}, machine {machine}, wall time {wall:.0f} s")
     (out / "openset.md").write_text(head + "\n\n" + markdown(table) + "\n")
     png = plot(table, out)
     if args.json:

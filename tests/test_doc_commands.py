@@ -148,10 +148,18 @@ COVERAGE = {
         "--calibrate-on kb)",
 
     "KBSEMCOM_THREADS=2 nice .venv/bin/python benchmarks/openset_table.py "
-    "--datasets cifar10,caltech100 --cbrs 1/48 --seeds 0,1 --calibrate-on kb-validation":
-        "not run: the CIFAR-10 and Caltech-101 archives are not in CI; closest: "
-        "tests/test_openset.py::test_benchmark_runs_small (Fashion-MNIST, --quick sizes, "
-        "--calibrate-on kb-validation)",
+    "--datasets caltech100 --cbrs 1/48 --channels awgn,rayleigh --seeds 0,1 "
+    "--calibrate-on validation":
+        "not run: the Caltech-101 archive is not in CI; closest: "
+        "tests/test_openset.py::test_benchmark_runs_small (Fashion-MNIST, --quick sizes)",
+    "KBSEMCOM_THREADS=2 nice .venv/bin/python benchmarks/openset_table.py "
+    "--datasets caltech100 --cbrs 1/48 --channels rayleigh --seeds 0,1 --no-csi":
+        "not run: the Caltech-101 archive is not in CI; closest: "
+        "tests/test_openset.py::test_benchmark_runs_small (Fashion-MNIST, --quick sizes)",
+    "KBSEMCOM_THREADS=1 nice .venv/bin/python benchmarks/loo_axes.py --datasets "
+    "caltech100,fashion-mnist,cifar10 --variants pool e=1,pool within e=1,pool within e=0.75":
+        "not run: the CIFAR-10 / Caltech-101 archives are not in CI; closest: "
+        "tests/test_loo_axes.py (the within-data-set axes by hand)",
     "KBSEMCOM_THREADS=1 nice .venv/bin/python benchmarks/loo_axes.py --datasets caltech100":
         "not run: the Caltech-101 archive is not in CI; closest: tests/test_loo_axes.py "
         "(the power allocation by hand, the variants on a synthetic world)",

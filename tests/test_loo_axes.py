@@ -49,3 +49,18 @@ def test_variants_decide_classes_of_a_synthetic_world():
     assert np.all(wf[-1] == 0) and np.any(wf[0] != 0)
     with pytest.raises(ValueError, match="16 principal axes"):
         b.encoder("pool e=1", 16, pool_axes, None, 0.0)   # more values than axes
+
+
+def test_within_axes_ignore_what_tells_the_data_sets_apart():
+    """Two pool data sets far apart along x, each varying along y only: the plain first axis
+    is x (the offset between them), the within-data-set first axis is y, with the variance of
+    y within the groups; the mean is the overall one."""
+    b = bench()
+    y = np.array([-1.0, 1.0, -1.0, 1.0])
+    feats = np.stack([np.array([-10.0, -10.0, 10.0, 10.0]), y], axis=1)
+    groups = ["a", "a", "b", "b"]
+    assert abs(b.principal_axes(feats)[1][0][0]) == pytest.approx(1.0)
+    mean, axes, lam = b.within_axes(feats, groups)
+    np.testing.assert_allclose(mean, [0.0, 0.0])
+    np.testing.assert_allclose(np.abs(axes[0]), [0.0, 1.0], atol=1e-12)
+    assert lam[0] == pytest.approx(4.0 / 3.0) and lam[1] == pytest.approx(0.0, abs=1e-12)

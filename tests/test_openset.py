@@ -274,3 +274,117 @@ def test_benchmark_runs_small(effnet, tmp_path, calibrate_on, role):
     assert "wall time" in (out / "openset.md").read_text() and (out / "openset.png").exists()
     cal = openset.load_calibration(next((out / "cal").glob("*.json")))
     assert cal.source["role"] == role
+
+
+def test_centroid_lr_statistic_by_hand():
+    """The Gaussian class likelihood ratio with the noise and the fading: per value
+    in-KB N(h mu_c, h^2 w + N0/2) against N(h m, h^2 b + N0/2), on a 2-value (one-symbol) KB."""
+    feats = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [0.0, 4.0]], np.float32)
+    kb = KnowledgeBase(feats, [{"image_id": str(i), "path": "", "label": v, "class_name": "c"}
+                               for i, v in enumerate([0, 0, 1, 1])], ["a", "b"],
+                       {"name": "toy", "dim": 2}, index="Flat")
+    # class means (1, 0), (0, 3); within-class variance (2/2, 2/2) = (1, 1) (4 entries - 2
+    # classes); all entries: mean (0.5, 1.5), variance (0.75, 2.75)
+    y = np.array([[2.0, 0.0]])
+
+    def by_hand(h, noise):
+        v_in = h * h * 1.0 + noise
+        v_out = h * h * np.array([0.75, 2.75]) + noise
+        best = max(-0.5 * np.sum((y[0] - h * mu) ** 2 / v_in + np.log(v_in))
+                   for mu in (np.array([1.0, 0.0]), np.array([0.0, 3.0])))
+        return best + 0.5 * np.sum((y[0] - h * np.array([0.5, 1.5])) ** 2 / v_out
+                                   + np.log(v_out))
+
+    # AWGN at 0 dB: N0 = 1, noise 0.5 per value, h = 1
+    got = openset.search_statistic(kb, y, "centroid_lr", channel="awgn", snr_db=0.0)[0]
+    assert got[0] == pytest.approx(by_hand(1.0, 0.5))
+    # Rayleigh with a known fade |h| = 2 on the symbol: y = 2 (1, 0) matches class 0 exactly
+    got = openset.search_statistic(kb, y, "centroid_lr", channel="rayleigh", snr_db=0.0,
+                                   fading=np.array([[2.0]]))[0]
+    assert got[0] == pytest.approx(by_hand(2.0, 0.5))
+    assert got[0] == pytest.approx(-np.log(4.5) + 0.5 * (1 / 3.5 + 9 / 11.5 + np.log(3.5)
+                                                        + np.log(11.5)))
+    # Rayleigh without the fading: E|h| = sqrt(pi)/2, Var|h| / 2 added to the noise
+    g = np.sqrt(np.pi) / 2
+    got = openset.search_statistic(kb, y, "centroid_lr", channel="rayleigh", snr_db=0.0)[0]
+    assert got[0] == pytest.approx(by_hand(g, 0.5 + (1 - g * g) / 2))
+    with pytest.raises(openset.OpenSetError, match="fading of 2 symbols"):
+        openset.search_statistic(kb, y, "centroid_lr", channel="rayleigh", snr_db=0.0,
+                                 fading=np.ones((1, 2)))
+
+
+def test_knowing_the_fading_separates_in_kb_from_absent_better():
+    """Over per-symbol Rayleigh at -4 dB, centroid_lr with the fading the receiver knows
+    ranks in-KB above absent images better than without it, and better than the plain
+    nearest distance (synthetic unit-power codewords: 8 classes, 4 in the KB)."""
+    import torch
+    from gnuradio.kbsemcom.core.channel import apply_channel, power_normalize
+    rng = np.random.default_rng(0)
+    n, per = 32, 40
+    centres = rng.normal(size=(8, 2 * n))
+    lab = np.repeat(np.arange(8), per)
+
+    def codewords(count):
+        x = np.repeat(centres, count, axis=0) + 0.7 * rng.normal(size=(8 * count, 2 * n))
+        return power_normalize(torch.from_numpy(x.astype(np.float32))).numpy()
+
+    kb_x, sent_x = codewords(per), codewords(per)
+    keep = lab < 4
+    kb = KnowledgeBase(kb_x[keep], [{"image_id": str(i), "path": "", "label": int(v),
+                                     "class_name": "c"} for i, v in enumerate(lab[keep])],
+                       [str(c) for c in range(8)], {"name": "toy", "dim": 2 * n},
+                       index="Flat")
+    y, f = apply_channel(torch.from_numpy(sent_x), "rayleigh", -4.0,
+                         torch.Generator().manual_seed(1), return_fading=True)
+    y, f = y.numpy(), f.numpy()
+    inside = lab < 4
+    aurocs = {}
+    for name, fading in (("known", f), ("unknown", None)):
+        s = openset.search_statistic(kb, y, "centroid_lr", channel="rayleigh", snr_db=-4.0,
+                                     fading=fading)[0]
+        aurocs[name] = openset.auroc(s[inside], s[~inside])
+    near = openset.search_statistic(kb, y, "nearest")[0]
+    aurocs["nearest"] = openset.auroc(near[inside], near[~inside])
+    assert aurocs["known"] > aurocs["unknown"] > aurocs["nearest"], aurocs
+
+
+def test_a_calibration_with_the_fading_known_needs_it():
+    """centroid_lr calibrated over Rayleigh with |h| known refuses a vector without it (a
+    silent fallback would move its false rejections); one calibrated without it takes any."""
+    feats = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [0.0, 4.0]], np.float32)
+    kb = KnowledgeBase(feats, [{"image_id": str(i), "path": "", "label": v, "class_name": "c"}
+                               for i, v in enumerate([0, 0, 1, 1])], ["a", "b"],
+                       {"name": "toy", "dim": 2}, index="Flat")
+    curve = [[-50.0, 0.0, 50.0]]
+    known = openset.Calibration("centroid_lr", 1, 0.05, "rayleigh", [0.0], [0.0, 0.5, 1.0],
+                                curve, fading_known=True)
+    y = np.array([[2.0, 0.0]])
+    with pytest.raises(openset.OpenSetError, match="csi"):
+        known.score_vectors(kb, y, 0.0)
+    with_h = known.score_vectors(kb, y, 0.0, np.array([[2.0]]))[0]
+    blind = openset.Calibration("centroid_lr", 1, 0.05, "rayleigh", [0.0], [0.0, 0.5, 1.0],
+                                curve, fading_known=False)
+    # without fading_known the csi is ignored: the same score with or without it
+    assert blind.score_vectors(kb, y, 0.0)[0] == blind.score_vectors(kb, y, 0.0,
+                                                                     np.array([[2.0]]))[0]
+    assert with_h[0] != blind.score_vectors(kb, y, 0.0)[0][0]
+
+
+def test_kb_lookup_without_the_csi_a_calibration_needs_keeps_the_retrieval():
+    """A kb_lookup whose calibration was measured with the fading known, given a vector
+    without csi: the retrieval stands, the record says why it has no score."""
+    feats = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [0.0, 4.0]], np.float32)
+    kb = KnowledgeBase(feats, [{"image_id": str(i), "path": "", "label": v, "class_name": "c"}
+                               for i, v in enumerate([0, 0, 1, 1])], ["a", "b"],
+                       {"name": "toy", "dim": 2}, index="Flat")
+    cal = openset.Calibration("centroid_lr", 1, 0.05, "rayleigh", [0.0], [0.0, 0.5, 1.0],
+                              [[-50.0, 0.0, 50.0]], fading_known=True)
+    lookup = kbsemcom.kb_lookup(kb, "", cal)
+    (meta, _), (meta_h, _) = push_pdus(lookup, [
+        ({"image_id": "x", "label": 0, "snr_db": 0.0}, np.array([2.0, 0.0], np.float32)),
+        ({"image_id": "y", "label": 0, "snr_db": 0.0, "csi": [2.0]},
+         np.array([2.0, 0.0], np.float32))])
+    assert meta["retrieved_label"] == 0 and not meta.get("lost")
+    assert meta["match_score"] is None and meta["open_set"].startswith("unscored") \
+        and "csi" in meta["open_set"]
+    assert meta_h["open_set"] == "calibrated" and 0.0 <= meta_h["match_score"] <= 1.0

@@ -76,6 +76,9 @@ def register(sub):
     q.add_argument("--max-queries", type=int, default=2000,
                    help="at most this many KB images serve as queries")
     q.add_argument("--seed", type=int, default=0, help="which classes and images are drawn")
+    q.add_argument("--csi", action="store_true",
+                   help="over Rayleigh the receiver is given the fading |h| per symbol (the "
+                        "metadata's csi, as Coherent Channel gives it); the score may use it")
     q.add_argument("--save", default="", help="also write the calibration to this JSON file")
     q.add_argument("--json", action="store_true", help="print the summary as JSON only")
     q.set_defaults(func=cmd_calibrate)
@@ -169,7 +172,7 @@ def cmd_calibrate(args):
         raise openset.OpenSetError("calibrate for a channel with noise: awgn or rayleigh")
     cal, choice = openset.calibrate_kb(codec, kb, channel, args.target_frr,
                                        out_share=args.out_share, max_queries=args.max_queries,
-                                       seed=args.seed)
+                                       seed=args.seed, fading_known=args.csi)
     key = openset.store_in_kb(kb, cal)
     kb.save(args.kb)
     if args.save:

@@ -28,6 +28,16 @@ its K nearest KB keys ``c_1 .. c_K`` at squared L2 distances ``d_1 <= .. <= d_K`
              a label is a class of its own): ``inner`` against class means instead of single
              keys. Each mean averages the spread of its class's codewords away, so the
              correlation is taken with a cleaner template; best on Caltech-100 at -4 dB.
+``centroid_lr`` a Gaussian class likelihood ratio that knows the noise and the fading: with
+             ``h`` the fading amplitude per value (ones over AWGN; over Rayleigh the |h| the
+             receiver knows per symbol, else E|h| with the rest counted as noise) and N0 the
+             noise power at the receiver's SNR, in-KB ``y ~ N(h mu_c, h^2 w + N0/2)`` per value
+             (w: the KB codewords' pooled within-class variance per value) against a background
+             ``y ~ N(h m, h^2 b + N0/2)`` (m, b: all codewords' mean and variance per value):
+             ``max_c log N(y; h mu_c, .) - log N(y; h m, .)``. Per value, this is the squared
+             distance after equalisation (y/h) weighted by the inverse of the noise variance
+             there, N0 / 2h^2: a deep fade's values count little instead of adding their
+             noise to the distance. Over AWGN a weighted ``centroid`` with a background.
 ``lr``       a log likelihood ratio fitted on validation as a function of SNR: in-KB,
              ``y`` is near one of the K nearest keys with a per-value variance ``v_in(SNR)``
              (the validation in-KB images' mean ``d_1`` per value: the code's own spread plus
@@ -45,7 +55,8 @@ quantile curves interpolated to s) that lie below its statistic: an empirical p-
 calibration's ``target_frr``: one threshold, which rejects about ``target_frr`` of in-KB images
 at every SNR because the score is already normalised per SNR. The receiver gives the SNR it
 knows or estimates (the PDU metadata's ``snr_db``); without one (no channel) the noiseless
-quantiles apply. Nothing of the sent / test images enters a calibration.
+quantiles apply; over Rayleigh it also gives the fading it knows (the PDU's ``csi``) to the
+statistics that use it. Nothing of the sent / test images enters a calibration.
 
 A calibration is a JSON file (:meth:`Calibration.save` / :func:`load_calibration`) tied to a
 codec (its recipe, CBR, extractor); a receiver without one still retrieves, with
@@ -61,9 +72,14 @@ import numpy as np
 from .errors import UserError
 
 FORMAT = "kbsemcom-openset/1"
-STATISTICS = ("nearest", "inner", "margin", "lr", "knn", "knn_inner", "centroid")
+STATISTICS = ("nearest", "inner", "margin", "lr", "knn", "knn_inner", "centroid",
+              "centroid_lr")
 # statistics computed from the KB itself (class means), not from the K distances
-KB_STATISTICS = ("centroid",)
+KB_STATISTICS = ("centroid", "centroid_lr")
+# statistics that use the fading the receiver knows (over Rayleigh)
+FADING_STATISTICS = ("centroid_lr",)
+# E|h| of the paper's Rayleigh (E|h|^2 = 1): a receiver without the fading scales by it
+RAYLEIGH_MEAN_GAIN = math.sqrt(math.pi) / 2
 DEFAULT_STATISTIC = "inner"
 DEFAULT_K = 10
 DEFAULT_TARGET_FRR = 0.05
@@ -108,12 +124,18 @@ def statistic(name, distances, query_sqnorm, variances=None):
     raise OpenSetError(f"unknown open-set statistic {name!r}; known: {', '.join(STATISTICS)}")
 
 
-def search_statistic(kb, queries, name=DEFAULT_STATISTIC, k=DEFAULT_K, variances=None):
+def search_statistic(kb, queries, name=DEFAULT_STATISTIC, k=DEFAULT_K, variances=None,
+                     channel="awgn", snr_db=None, fading=None):
     """(statistic [m], nearest KB positions [m]) of query vectors against a KnowledgeBase (or
-    a codec's searchable view of one); variances: see :func:`statistic`."""
+    a codec's searchable view of one); variances: see :func:`statistic`. ``centroid_lr``
+    also takes the channel, the SNR the receiver knows (None: no channel) and the fading
+    amplitude per complex symbol [m, n] it knows (None: unknown)."""
     queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
     if name == "centroid":
         return centroid_statistic(kb, queries), kb.search(queries, 1)[1][:, 0]
+    if name == "centroid_lr":
+        return (centroid_lr_statistic(kb, queries, channel, snr_db, fading),
+                kb.search(queries, 1)[1][:, 0])
     kk = 1 if name in ("nearest", "inner") else min(int(k), max(1, len(kb)))
     dist, pos = kb.search(queries, kk)
     return statistic(name, dist, np.sum(queries.astype(np.float64) ** 2, axis=1),
@@ -147,6 +169,29 @@ def class_means(kb):
     return out
 
 
+def class_spread(kb):
+    """(pooled within-class variance [d], mean [d], variance [d]) per value of a KB's search
+    keys (see class_means); classes of one entry add nothing to the within-class part."""
+    means, counts, inverse = class_means(kb)
+    ids = getattr(kb, "_ids", None)
+    key = (len(kb), None if ids is None else hash(np.asarray(ids).tobytes()))
+    cached = getattr(kb, "_openset_class_spread", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    keys = np.asarray(kb.features(), dtype=np.float64)
+    dof = max(1, len(keys) - len(counts))
+    within = np.sum((keys - means[inverse]) ** 2, axis=0) / dof
+    mean = keys.mean(axis=0)
+    total = keys.var(axis=0)
+    floor = 1e-6 * max(float(total.mean()), 1e-12)
+    out = (np.maximum(within, floor), mean, np.maximum(total, floor))
+    try:
+        kb._openset_class_spread = (key, out)
+    except AttributeError:
+        pass
+    return out
+
+
 def centroid_statistic(kb, queries):
     """The ``centroid`` statistic [m] of queries against a KB (or its LeaveSelfOut view, where
     each query's own entry leaves its class mean; a class of that entry alone drops out)."""
@@ -170,6 +215,57 @@ def centroid_statistic(kb, queries):
         s[rows, c] = np.where(alone, -np.inf,
                               2 * np.sum(y[rows] * mu, axis=1) - np.sum(mu * mu, axis=1))
     return s.max(axis=1)
+
+
+def _per_value_fading(queries, channel, fading):
+    """(amplitude h per real value [m, d], extra noise power per real value) for queries
+    [m, d]: the known fading (per complex symbol, I and Q halves share it), or over Rayleigh
+    without it E|h| with Var|h| (x the unit-power codewords' 1/2 per value) as noise."""
+    m, d = queries.shape
+    if fading is not None:
+        f = np.atleast_2d(np.asarray(fading, dtype=np.float64))
+        if f.shape[-1] * 2 != d:
+            raise OpenSetError(f"fading of {f.shape[-1]} symbols for {d} real values")
+        return np.broadcast_to(np.concatenate([f, f], axis=-1), (m, d)), 0.0
+    if str(channel).lower() == "rayleigh":
+        return np.full((m, d), RAYLEIGH_MEAN_GAIN), (1 - RAYLEIGH_MEAN_GAIN ** 2) / 2
+    return np.ones((m, d)), 0.0
+
+
+def centroid_lr_statistic(kb, queries, channel="awgn", snr_db=None, fading=None):
+    """The ``centroid_lr`` statistic [m] (module docstring) of queries against a KB (or its
+    LeaveSelfOut view: each query's own entry leaves its class mean)."""
+    from .retrieval import noise_power, weighted_distances
+    own = None
+    if isinstance(kb, LeaveSelfOut):
+        own = np.tile(kb.own, len(queries) // max(1, len(kb.own)))
+        kb = kb.kb
+    if not len(kb):
+        raise OpenSetError("the KB is empty: no class means to score against")
+    means, counts, inverse = class_means(kb)
+    within, mean, total = class_spread(kb)
+    y = np.asarray(queries, dtype=np.float64)
+    h, extra = _per_value_fading(y, channel, fading)
+    noise = (noise_power(snr_db) if str(channel).lower() != "none" else noise_power(None)) / 2
+    noise = noise + extra
+    v_in = h * h * within + noise
+    v_out = h * h * total + noise
+    background = -0.5 * np.sum((y - h * mean) ** 2 / v_out + np.log(v_out), axis=1)
+    s = np.empty((len(y), len(means)))
+    for a in range(0, len(y), 512):     # [chunk, C] weighted distances, bounded memory
+        sl = slice(a, a + 512)
+        s[sl] = -0.5 * weighted_distances(y[sl], means, 1.0 / v_in[sl], h[sl])
+    s -= 0.5 * np.sum(np.log(v_in), axis=1)[:, None]
+    if own is not None and (own >= 0).any():
+        rows = np.flatnonzero(own >= 0)
+        keys = np.asarray(kb.features(), dtype=np.float64)
+        c = inverse[own[rows]]
+        n = counts[c].astype(np.float64)
+        mu = (n[:, None] * means[c] - keys[own[rows]]) / np.maximum(n - 1, 1)[:, None]
+        r = y[rows] - h[rows] * mu
+        own_s = -0.5 * np.sum(r * r / v_in[rows] + np.log(v_in[rows]), axis=1)
+        s[rows, c] = np.where(n < 2, -np.inf, own_s)
+    return s.max(axis=1) - background
 
 
 class LeaveSelfOut:
@@ -255,6 +351,7 @@ class Calibration:
     noiseless_variances: list = None
     codec: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
+    fading_known: bool = False        # measured with the fading |h| known to the receiver
 
     def _curve(self, snr_db):
         if snr_db is None or (isinstance(snr_db, float) and math.isnan(snr_db)):
@@ -283,6 +380,12 @@ class Calibration:
         s = float(np.clip(snr_db, self.snrs[0], self.snrs[-1]))
         return tuple(float(np.exp(np.interp(s, self.snrs, logv[:, i]))) for i in range(2))
 
+    def channel_at(self, snr_db):
+        """The channel a statistic is computed for: 'none' without an SNR."""
+        if snr_db is None or (isinstance(snr_db, float) and math.isnan(snr_db)):
+            return "none"
+        return self.channel
+
     def match_score(self, stat, snr_db):
         """Statistic values [m] at one SNR (dB; None = no channel) -> match scores [m] in
         [0, 1]: the share of in-KB validation matches that scored lower."""
@@ -294,10 +397,22 @@ class Calibration:
         """The decision: True where the match score is below target_frr."""
         return np.asarray(match_score) < self.target_frr
 
-    def score_vectors(self, kb, queries, snr_db):
-        """(match scores [m], no_match [m], nearest positions [m]) of search vectors."""
+    def score_vectors(self, kb, queries, snr_db, fading=None):
+        """(match scores [m], no_match [m], nearest positions [m]) of search vectors;
+        fading: |h| per complex symbol [m, n] where the receiver knows it (else None); a
+        calibration measured with it known needs it for the statistics that use it."""
+        channel = self.channel_at(snr_db)
+        if self.statistic in FADING_STATISTICS and channel == "rayleigh":
+            if not self.fading_known:
+                fading = None
+            elif fading is None:
+                raise OpenSetError(
+                    f"the open-set calibration ({self.statistic}) was measured with the fading "
+                    "known at the receiver, but this vector came without it (the metadata's "
+                    "csi, as Coherent Channel gives it); calibrate with the fading unknown "
+                    "(kbsemcom kb calibrate without --csi)")
         stat, pos = search_statistic(kb, queries, self.statistic, self.k,
-                                     self.variances_at(snr_db))
+                                     self.variances_at(snr_db), channel, snr_db, fading)
         score = self.match_score(stat, snr_db)
         return score, self.no_match(score), pos
 
@@ -348,9 +463,11 @@ def codec_identity(codec):
             "extractor": codec.config.extractor.get("name")}
 
 
-def received_vectors(codec, features, channel, snr_db, generator):
+def received_vectors(codec, features, channel, snr_db, generator, return_fading=False):
     """The search vectors of features sent through ``codec`` and the channel (one draw from
-    ``generator``); codec None sends the raw, power-normalised feature (raw method)."""
+    ``generator``); codec None sends the raw, power-normalised feature (raw method).
+    return_fading: also the fading |h| per complex symbol [m, n] (what a coherent receiver
+    knows; ones over AWGN)."""
     import torch
     from .channel import apply_channel, power_normalize
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
@@ -359,22 +476,27 @@ def received_vectors(codec, features, channel, snr_db, generator):
             dim = x.shape[1]
             if dim % 2:
                 x = torch.nn.functional.pad(x, (0, 1))
-            y = apply_channel(power_normalize(x), channel, 0.0 if snr_db is None else snr_db,
-                              generator)
-            return y.numpy()[:, :dim]
-        y = apply_channel(codec.encode_real(x), channel, 0.0 if snr_db is None else snr_db,
-                          generator)
-        return codec.decode_real(y).numpy()
+            y, f = apply_channel(power_normalize(x), channel,
+                                 0.0 if snr_db is None else snr_db, generator,
+                                 return_fading=True)
+            y = y.numpy()[:, :dim]
+        else:
+            y, f = apply_channel(codec.encode_real(x), channel,
+                                 0.0 if snr_db is None else snr_db, generator,
+                                 return_fading=True)
+            y = codec.decode_real(y).numpy()
+    return (y, f.numpy()) if return_fading else y
 
 
 def calibrate(codec, kb, in_kb_features, channel="awgn", snrs=DEFAULT_CAL_SNRS,
               statistic_name=DEFAULT_STATISTIC, k=DEFAULT_K, target_frr=DEFAULT_TARGET_FRR,
-              repeats=4, seed=12345, source=None, own=None):
+              repeats=4, seed=12345, source=None, own=None, fading_known=True):
     """Measure a Calibration: ``in_kb_features`` (validation images whose classes are in the
     validation KB ``kb``, never test images) sent through ``codec`` and the channel
     ``repeats`` times per SNR. ``kb`` is the plain KnowledgeBase; the codec's searchable view
     is taken here. ``own``: each query's own position in ``kb`` when the queries are KB
-    images (see LeaveSelfOut)."""
+    images (see LeaveSelfOut). fading_known: over Rayleigh the receiver is given |h| per
+    symbol (the PDU's csi); else the statistics use its mean."""
     import torch
     if not 0 < float(target_frr) < 1:
         raise OpenSetError(f"target_frr must lie in (0, 1), got {target_frr}")
@@ -392,16 +514,20 @@ def calibrate(codec, kb, in_kb_features, channel="awgn", snrs=DEFAULT_CAL_SNRS,
 
     def curve(snr):
         """(quantiles, (v_in, v_out) or None) at one SNR (None: no channel)."""
-        ys = [received_vectors(codec, in_kb_features, "none" if snr is None else channel,
-                               snr, gen) for _ in range(1 if snr is None else int(repeats))]
+        ch = "none" if snr is None else channel
+        got = [received_vectors(codec, in_kb_features, ch, snr, gen, return_fading=True)
+               for _ in range(1 if snr is None else int(repeats))]
+        ys = [y for y, _ in got]
         v = None
         if statistic_name == "lr":
             y = np.concatenate(ys)
             d1 = search.search(y, 1)[0][:, 0].astype(np.float64)
             v = (float(np.mean(d1)) / y.shape[1], float(np.mean(np.sum(
                 y.astype(np.float64) ** 2, axis=1))) / y.shape[1])
-        stats = np.concatenate([search_statistic(search, y, statistic_name, k, v)[0]
-                                for y in ys])
+        stats = np.concatenate([search_statistic(search, y, statistic_name, k, v, ch, snr,
+                                                 f if ch == "rayleigh" and fading_known
+                                                 else None)[0]
+                                for y, f in got])
         return np.quantile(stats, levels).tolist(), (None if v is None else list(v))
 
     snrs = sorted(float(s) for s in snrs)
@@ -411,7 +537,8 @@ def calibrate(codec, kb, in_kb_features, channel="awgn", snrs=DEFAULT_CAL_SNRS,
                        levels.tolist(), [q for q, _ in per_snr], clean[0],
                        None if clean[1] is None else [v for _, v in per_snr], clean[1],
                        codec_identity(codec), dict(source or {}, n_in_kb=len(in_kb_features),
-                                                   repeats=int(repeats)))
+                                                   repeats=int(repeats)),
+                       bool(fading_known) and channel == "rayleigh")
 
 
 # --------------------------------------------------------------------------- choosing a score
@@ -421,12 +548,13 @@ CHOICE_SNRS = (-4.0, 0.0, 4.0, 10.0)
 
 
 def choose_statistic(codec, kb, features, in_kb, channel="awgn", snrs=CHOICE_SNRS,
-                     statistics=STATISTICS, ks=DEFAULT_KS, seed=4321, own=None):
+                     statistics=STATISTICS, ks=DEFAULT_KS, seed=4321, own=None,
+                     fading_known=True):
     """The (statistic, K) with the best mean AUROC over ``snrs`` on a validation set:
     ``features`` sent through codec and channel against ``kb`` (a plain KnowledgeBase whose
     classes leave some out), ``in_kb`` [m] True where the image's class is in ``kb``.
     Validation data only. Returns a dict: statistic, k, auroc (the mean), table (every
-    candidate's AUROC per SNR). ``own``: see :func:`calibrate`."""
+    candidate's AUROC per SNR). ``own``, ``fading_known``: see :func:`calibrate`."""
     import torch
     in_kb = np.asarray(in_kb, dtype=bool)
     if in_kb.all() or not in_kb.any():
@@ -438,7 +566,7 @@ def choose_statistic(codec, kb, features, in_kb, channel="awgn", snrs=CHOICE_SNR
     gen = torch.Generator().manual_seed(int(seed))
     per = {}
     for snr in snrs:
-        y = received_vectors(codec, features, channel, snr, gen)
+        y, fading = received_vectors(codec, features, channel, snr, gen, return_fading=True)
         dist, _ = search.search(y, max(ks))
         dist = dist.astype(np.float64)
         sq = np.sum(y.astype(np.float64) ** 2, axis=1)
@@ -446,7 +574,9 @@ def choose_statistic(codec, kb, features, in_kb, channel="awgn", snrs=CHOICE_SNR
         var = (float(np.mean(d1)) / y.shape[1], float(np.mean(sq[in_kb])) / y.shape[1])
         for name in statistics:
             if name in KB_STATISTICS:
-                stat = search_statistic(search, y, name)[0]
+                stat = search_statistic(search, y, name, channel=channel, snr_db=snr,
+                                        fading=fading if channel == "rayleigh" and
+                                        fading_known else None)[0]
                 per.setdefault((name, 1), []).append(auroc(stat[in_kb], stat[~in_kb]))
                 continue
             for k in ([1] if name in ("nearest", "inner") else [k for k in ks if k > 1 or
@@ -464,14 +594,16 @@ def choose_statistic(codec, kb, features, in_kb, channel="awgn", snrs=CHOICE_SNR
 
 def calibrate_kb(codec, kb, channel="awgn", target_frr=DEFAULT_TARGET_FRR,
                  snrs=DEFAULT_CAL_SNRS, out_share=0.2, max_queries=2000, repeats=4, seed=0,
-                 statistics=STATISTICS, ks=DEFAULT_KS):
+                 statistics=STATISTICS, ks=DEFAULT_KS, fading_known=False):
     """A Calibration of a user's own KB from its own images (no other data): each query is a
     KB image sent through codec and channel and searched against the KB less itself
     (LeaveSelfOut), so the KB keeps its density. To choose the statistic and K, ``out_share``
     of the classes (drawn with ``seed``) leave the KB and their images are the pseudo
     out-of-KB queries; the chosen score is then calibrated on queries of every class against
     the whole KB. At most ``max_queries`` images (drawn with ``seed``) are queries. Needs
-    labels (classes) in the KB: at least 3 classes with 2 or more images."""
+    labels (classes) in the KB: at least 3 classes with 2 or more images. fading_known:
+    the receiver will be given |h| per symbol over Rayleigh (Coherent Channel's csi); the
+    plain Rayleigh channel gives none, hence the default."""
     from .kb import KnowledgeBase
     labels = np.array([int(e["label"]) for e in kb.entries])
     classes, counts = np.unique(labels, return_counts=True)
@@ -493,10 +625,11 @@ def calibrate_kb(codec, kb, channel="awgn", target_frr=DEFAULT_TARGET_FRR,
     where[in_pos] = np.arange(len(in_pos))
     q = rng.permutation(len(kb))[:int(max_queries)]
     choice = choose_statistic(codec, choose_kb, feats[q], ~is_out[q], channel,
-                              statistics=statistics, ks=ks, seed=seed + 1, own=where[q])
+                              statistics=statistics, ks=ks, seed=seed + 1, own=where[q],
+                              fading_known=fading_known)
     whole = KnowledgeBase(feats, list(kb.entries), kb.class_names, kb.extractor, index="Flat")
     cal = calibrate(codec, whole, feats[q], channel, snrs, choice["statistic"], choice["k"],
-                    target_frr, repeats, seed + 2, own=q,
+                    target_frr, repeats, seed + 2, own=q, fading_known=fading_known,
                     source={"kind": "kb self-calibration", "kb_size": len(kb),
                             "kb_generation": kb.generation, "n_queries": int(len(q)),
                             "pseudo_out_classes": [str(kb.class_names[c])

@@ -7,7 +7,8 @@ import pmt
 from ..core.codec import SemanticCodec
 from ..core.retrieval import estimate_noise_power, noise_power
 from ..core.kb import KBEntryError, KBMismatchError, KnowledgeBase
-from ..core.openset import Calibration, calibration_from_kb, load_calibration
+from ..core.openset import (Calibration, OpenSetError, calibration_from_kb,
+                            load_calibration)
 from ..pdus import PduBlock, parse_pdu
 
 ENTRY_FIELDS = ("image_id", "path", "label", "class_name")
@@ -45,7 +46,10 @@ class kb_lookup(PduBlock):
       Open-set calibration: '' = the KB's own, if 'kbsemcom kb calibrate' stored one for this
         codec in the KB manifest (else no match score); a JSON file of core.openset
         (benchmarks/openset_table.py --save-calibration writes one for a codec); 'none' = no
-        match score even if the KB has a calibration.
+        match score even if the KB has a calibration. The score takes the SNR from the
+        metadata's snr_db and, over Rayleigh, the fading from csi where the statistic uses it;
+        a calibration made with the fading known gives vectors without csi no score
+        (open_set "unscored: ...", logged once) but still their retrieval.
       Search: 'auto' (the codec's own: class-level MAP for general-map codecs, nearest entry
         otherwise), 'nearest' (nearest entry, FAISS) or 'class-map' (core.retrieval: the KB
         class with the largest summed likelihood of its codewords, then its nearest entry; a
@@ -147,10 +151,19 @@ class kb_lookup(PduBlock):
                    kb_index=hit["kb_index"], distance=hit["distance"], match_score=None,
                    no_match=None, open_set="uncalibrated")
         if self.calibration is not None:
-            score, no_match, _ = self.calibration.score_vectors(self.search_kb, data,
-                                                                meta.get("snr_db"))
-            out.update(match_score=float(score[0]), no_match=bool(no_match[0]),
-                       open_set="calibrated")
+            csi = meta.get("csi")   # |h| per symbol: the fading-aware statistics use it
+            csi = None if csi is None or 2 * np.size(csi) != data.shape[-1] else \
+                np.asarray(csi, np.float64)
+            try:
+                score, no_match, _ = self.calibration.score_vectors(self.search_kb, data,
+                                                                    meta.get("snr_db"), csi)
+                out.update(match_score=float(score[0]), no_match=bool(no_match[0]),
+                           open_set="calibrated")
+            except OpenSetError as err:  # keep the retrieval; say why it has no score
+                if not getattr(self, "_unscored_logged", False):
+                    self.log.warn(f"no match score: {err}")
+                    self._unscored_logged = True
+                out.update(open_set=f"unscored: {err}")
         if meta.get("label") is not None:
             out["correct"] = int(hit["label"]) == int(meta["label"])
         return out, np.array([hit["distance"]], np.float32)
