@@ -91,6 +91,9 @@ private:
     std::vector<cd> d_H;
     std::vector<cd> d_h;      // the preamble's channel taps
     std::vector<cd> d_tapfit; // [ntaps][used]: least-squares taps from the used carriers
+    std::vector<cd> d_gram;   // [ntaps][ntaps]: Fu^H Fu over the used carriers
+    // each least-squares tap's noise gain: from the used carriers, and on the preamble
+    std::vector<double> d_tapnoise, d_pretapvar;
     std::vector<uint8_t> d_bits;
     // channel tracking's fixed-geometry tables (built once; payload()): the split tap fit
     // [ntaps][used] and Fourier [ntaps][fft_len], the observations' times, their sinc
