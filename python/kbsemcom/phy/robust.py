@@ -522,9 +522,10 @@ class Demodulator:
     def _channel(self, Y, H, noise_var, known, times):
         """Tracked channel H(t, f) [symbols, fft_len] (lib/robust_demod.cc does the same).
         Observations of the channel: the preamble's fit H (time 0 = the preamble's centre,
-        per-carrier noise ntaps sigma^2 / rows) and each header symbol's least-squares fit
-        of the TAPS delays to its 52 known carriers (ntaps sigma_c^2 / 52, sigma_c^2 = the
-        noise per carrier of Y). A robust Wiener filter (uniform Doppler spectrum up to
+        per-carrier noise ntaps sigma^2 / rows) and each header symbol's LMMSE estimate of
+        the TAPS delays from its 52 known carriers on the frame's delay profile
+        (``_obs_filter``; least squares passed ntaps sigma_c^2 / 52 of the noise, sigma_c^2
+        = the noise per carrier of Y). A robust Wiener filter (uniform Doppler spectrum up to
         TRACK_DOPPLER: correlation sinc(2 fd dt), unit power, noise relative to the header's
         mean channel power) interpolates them with weights that sum to one (ordinary
         kriging: the channel's mean is estimated, not shrunk towards 0, so low SNR does not
