@@ -8,8 +8,9 @@ demodulated by numpy's Demodulator. The simulation knows the sent symbols x, so 
 true payload SNR is 1 / mean |z - x|^2 of its equalised payload z (and its gain g = Re <x, z> /
 |x|^2, and g^2 / mean |z - g x|^2: the SNR a decoder meets if the frame's gain error is
 counted, which 1 / mean |z - x|^2 barely does at low SNR). Prints per SNR: the mean and
-standard deviation over frames of reported minus true (dB) for ``snr_db`` (the reported SNR) and ``header_snr_db`` (measured on the header alone),
-the gain's mean and spread, the mean SNR after each frame's gain and the frames found.
+standard deviation over frames of reported minus true (dB) for ``snr_db`` (the reported
+SNR) and ``header_snr_db`` (measured on the header alone), the gain's mean and spread, the
+mean SNR after each frame's gain and the frames found.
 
   .venv/bin/python benchmarks/phy_payload_snr.py [--frames 200] [--snrs=-6,-3,0]
       [--fading rayleigh] [--doppler-hz 100] [--json]
