@@ -13,7 +13,7 @@ SNR) and ``header_snr_db`` (measured on the header alone), the gain's mean and s
 mean SNR after each frame's gain and the frames found.
 
   .venv/bin/python benchmarks/phy_payload_snr.py [--frames 200] [--snrs=-6,-3,0]
-      [--fading rayleigh] [--doppler-hz 100] [--json]
+      [--fading rayleigh] [--doppler-hz 100] [--observations lmmse|ls] [--json]
 """
 import argparse
 import json
@@ -37,7 +37,7 @@ def run_point(args, snr, seed):
                                doppler_hz=args.doppler_hz, rician_k=args.rician_k,
                                samp_rate=1e6, selective=args.selective, seed=seed)
     y, starts = frames_through(chan, pays)
-    dm = robust.Demodulator(p)
+    dm = robust.Demodulator(p, observations=args.observations)
     got = {}
     for t, cfo_bin in starts:
         status, res = dm.demodulate(y, t, cfo_bin=cfo_bin)
@@ -68,6 +68,8 @@ def main():
     ap.add_argument("--cfo", type=float, default=0.03125, help="cycles/sample")
     ap.add_argument("--sro-ppm", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--observations", default="lmmse", choices=["lmmse", "ls"],
+                    help="the channel tracker's header observations (ls: the former receiver)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = ap.parse_args()
     machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cores"
@@ -94,8 +96,8 @@ def main():
         f"{f' K={args.rician_k:g}' if args.fading == 'rician' else ''}, Doppler "
         f"{args.doppler_hz:g} Hz at 1 MS/s")
     print(f"Reported vs true payload SNR: {shape}, {args.frames} frames of {args.symbols} "
-          f"Gaussian symbols, CFO {args.cfo:g}, SRO {args.sro_ppm:g} ppm, seed {args.seed}; "
-          f"{machine}")
+          f"Gaussian symbols, CFO {args.cfo:g}, SRO {args.sro_ppm:g} ppm, seed {args.seed}, "
+          f"{args.observations} channel observations; {machine}")
     print("| SNR/sample (dB) | frames | true payload SNR (dB) | gain on sent (mean / std) | "
           "SNR after the frame's gain (dB) | snr_db - true (dB, mean / std) | "
           "header_snr_db - true | payload_pilot_snr_db - true |")

@@ -192,6 +192,12 @@ def test_header_channel_observations_use_the_delay_profile(delays, snr_db):
     assert err < (0.7 if len(delays) == 1 else 0.45) * err_ls, (err, err_ls)
     # the reported error leans high (1.2-1.35x here: the profile's noise counts as power)
     assert 0.9 * err < ovar < 1.6 * err, (ovar, err)
+    # the former least-squares observations, kept for comparisons (numpy only)
+    W_ls, ovar_ls = robust.Demodulator(P, observations="ls")._obs_filter(
+        pre, obs, nv_c * P.scale ** 2)
+    assert np.array_equal(W_ls, dm._tappinv) and ovar_ls == pytest.approx(err_ls, rel=0.15)
+    with pytest.raises(ValueError, match="observations"):
+        robust.Demodulator(P, observations="zf")
 
 
 def impaired_frames(snr_db, count, seed):

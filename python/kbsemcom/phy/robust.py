@@ -342,13 +342,20 @@ class Demodulator:
     ``equaliser``: see ``_equalise``; only the default "unbiased" runs in C++.
     ``tracking``: equalise with the tracked H(t, f) (``_channel``; C++ does the same), or
     with the preamble's H(f) alone (False, numpy only: for comparisons).
+    ``observations``: the header symbols' channel observations for the tracker: "lmmse" (on
+    the frame's delay profile, ``_obs_filter``; C++ does the same) or "ls" (least squares
+    on all TAPS delays, the former receiver; numpy only: for comparisons).
     """
 
     EQUALISERS = ("unbiased", "mmse", "zf", "scalar")
 
-    def __init__(self, p, search=8, payload_len=0, equaliser="unbiased", tracking=True):
+    def __init__(self, p, search=8, payload_len=0, equaliser="unbiased", tracking=True,
+                 observations="lmmse"):
         if equaliser not in self.EQUALISERS:
             raise ValueError(f"equaliser {equaliser!r}: use one of {', '.join(self.EQUALISERS)}")
+        if observations not in ("lmmse", "ls"):
+            raise ValueError(f"observations {observations!r}: use 'lmmse' or 'ls'")
+        self.observations = observations
         self.equaliser = equaliser
         self.tracking = bool(tracking)
         self.p = p
@@ -386,7 +393,8 @@ class Demodulator:
             return "need", hdr_end - coarse
         if lo < 0:
             return "bad", "frame starts before the buffer"
-        if cfo_bin is not None and self.cpp is not None and self.equaliser == "unbiased":
+        if (cfo_bin is not None and self.cpp is not None and self.equaliser == "unbiased"
+                and self.observations == "lmmse"):
             return self._demodulate_cpp(buf, coarse, int(cfo_bin), key)
         if cfo_bin is not None:
             # the detector's own local maximum (the C++ robust_detector): coarse is the start
@@ -578,6 +586,8 @@ class Demodulator:
         the observation's mean error variance per used carrier: tr((P - W Fu P) G) / U)."""
         u = self._used
         nv_c = noise_var / self.p.scale ** 2
+        if self.observations == "ls":
+            return self._tappinv, nv_c * len(TAPS) / len(u)
         ls = obs @ self._tappinv.T
         tnoise = nv_c * np.sum(np.abs(self._tappinv) ** 2, axis=1)
         h = self._tappinv @ H[u]  # the preamble's taps
