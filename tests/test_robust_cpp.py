@@ -107,7 +107,8 @@ def fade(n, doppler=1e-4, paths=8, k=1.0, seed=0):
 @pytest.mark.parametrize("snr_db,n_sym,fading,stride", [
     (-6.0, 64, False, robust.FIT_STRIDE), (-6.0, 1024, False, robust.FIT_STRIDE),
     (20.0, 100, False, robust.FIT_STRIDE), (-3.0, 64, True, robust.FIT_STRIDE),
-    (20.0, 300, True, robust.FIT_STRIDE), (-6.0, 64, False, 1)])
+    (-6.0, 100, True, robust.FIT_STRIDE), (20.0, 300, True, robust.FIT_STRIDE),
+    (-6.0, 64, False, 1)])
 def test_demodulator_matches_numpy(snr_db, n_sym, fading, stride):
     """One frame through 3-path multipath, a CFO and noise (and a 100 Hz-at-1 MS/s fade that
     changes the channel within the frame): the C++ demodulator from the detector's start and
