@@ -229,7 +229,7 @@ robust_demod::robust_demod(const std::vector<cd>& preamble,
         d_rev.push_back(r);
         d_tw.push_back(cis(-2 * PI * i / d_fft));
     }
-    // robust.py _tapfit: taps = (Fu^H Fu)^-1 Fu^H Y, Fu = the fourier rows of the used carriers
+    // robust.py _tappinv: taps = (Fu^H Fu)^-1 Fu^H Y, Fu = the fourier rows of the used carriers
     const int U = static_cast<int>(d_used.size()), T = d_ntaps;
     std::vector<cd> nrm(size_t(T) * T, cd(0));
     auto fu = [&](int j, int d) { return d_fourier[size_t((d_used[j] + d_fft) % d_fft) * T + d]; };
@@ -237,12 +237,23 @@ robust_demod::robust_demod(const std::vector<cd>& preamble,
         for (int b = 0; b < T; b++)
             for (int j = 0; j < U; j++)
                 nrm[size_t(a) * T + b] += std::conj(fu(j, a)) * fu(j, b);
+    d_gram = nrm;
     invert(nrm, T);
     d_tapfit.assign(size_t(T) * U, cd(0));
     for (int d = 0; d < T; d++)
         for (int j = 0; j < U; j++)
             for (int b = 0; b < T; b++)
                 d_tapfit[size_t(d) * U + j] += nrm[size_t(d) * T + b] * std::conj(fu(j, b));
+    // each least-squares tap's noise gain: the header's (from the used carriers) and the
+    // preamble's (diag (A^H A)^-1 = the squared norms of pinv's rows); robust.py _obs_filter
+    d_tapnoise.assign(T, 0.0);
+    d_pretapvar.assign(T, 0.0);
+    for (int d = 0; d < T; d++) {
+        for (int j = 0; j < U; j++)
+            d_tapnoise[d] += std::norm(d_tapfit[size_t(d) * U + j]);
+        for (size_t r = 0; r < rows; r++)
+            d_pretapvar[d] += std::norm(pinv[size_t(d) * rows + r]);
+    }
 }
 
 // robust.py _grid: FFT of `count` symbols from absolute sample `first`, CFO removed.
@@ -635,11 +646,63 @@ std::vector<std::complex<float>> robust_demod::payload(const std::complex<float>
         }
     }
     power = std::max(power / (double(hs) * U) - nv_c, 1e-3 * nv_c);
+    // the header symbols' LMMSE observations (robust.py _obs_filter): W obs = B ls, with ls
+    // the least-squares taps above and B = (P G + nv_c I)^-1 P G (Fu^H obs = G ls: the
+    // residual of the fit is orthogonal to the taps' carriers), P = the power per delay
+    double ovar = 0;
+    {
+        std::vector<double> pk(T);
+        double psum = 0;
+        for (int d = 0; d < T; d++) {
+            double m = 0;
+            for (int s = 1; s <= hs; s++)
+                m += thr[size_t(s) * T + d] * thr[size_t(s) * T + d] +
+                     thi[size_t(s) * T + d] * thi[size_t(s) * T + d];
+            m = m / hs - nv_c * d_tapnoise[d];
+            pk[d] = std::max(std::max(m, std::norm(d_h[d]) - d_noise_var * d_pretapvar[d]),
+                             0.0);
+            psum += pk[d];
+        }
+        for (int d = 0; d < T; d++)
+            pk[d] += 1e-6 * (psum + nv_c); // keeps B defined on a null channel
+        std::vector<cd> Mx(size_t(T) * T), B(size_t(T) * T, cd(0));
+        for (int a = 0; a < T; a++)
+            for (int b = 0; b < T; b++)
+                Mx[size_t(a) * T + b] = pk[a] * d_gram[size_t(a) * T + b] + (a == b ? nv_c : 0.0);
+        invert(Mx, T);
+        for (int a = 0; a < T; a++)
+            for (int c2 = 0; c2 < T; c2++) {
+                const cd m = Mx[size_t(a) * T + c2] * pk[c2];
+                for (int b = 0; b < T; b++)
+                    B[size_t(a) * T + b] += m * d_gram[size_t(c2) * T + b];
+            }
+        // the observation's error per used carrier: tr((P - B P) G) / U
+        for (int d = 0; d < T; d++)
+            for (int b = 0; b < T; b++) {
+                const cd e = (d == b ? cd(pk[d]) : cd(0)) - B[size_t(d) * T + b] * pk[b];
+                ovar += (e * d_gram[size_t(b) * T + d]).real();
+            }
+        ovar /= U;
+        std::vector<cd> t(T);
+        for (int s = 1; s <= hs; s++) {
+            for (int d = 0; d < T; d++) {
+                cd acc = 0;
+                for (int b = 0; b < T; b++)
+                    acc += B[size_t(d) * T + b] *
+                           cd(thr[size_t(s) * T + b], thi[size_t(s) * T + b]);
+                t[d] = acc;
+            }
+            for (int d = 0; d < T; d++) {
+                thr[size_t(s) * T + d] = t[d].real();
+                thi[size_t(s) * T + d] = t[d].imag();
+            }
+        }
+    }
     std::vector<double>& K = d_K;
     K = d_corr;
     std::vector<double> nugget(M);
     for (int a = 0; a < M; a++) {
-        const double var = (a == 0 ? d_noise_var * T / rows : nv_c * T / U) / power;
+        const double var = (a == 0 ? d_noise_var * T / rows : ovar) / power;
         nugget[a] = std::max(var, TRACK_FLOOR);
         K[size_t(a) * M + a] += nugget[a];
     }

@@ -107,7 +107,8 @@ def fade(n, doppler=1e-4, paths=8, k=1.0, seed=0):
 @pytest.mark.parametrize("snr_db,n_sym,fading,stride", [
     (-6.0, 64, False, robust.FIT_STRIDE), (-6.0, 1024, False, robust.FIT_STRIDE),
     (20.0, 100, False, robust.FIT_STRIDE), (-3.0, 64, True, robust.FIT_STRIDE),
-    (20.0, 300, True, robust.FIT_STRIDE), (-6.0, 64, False, 1)])
+    (-6.0, 100, True, robust.FIT_STRIDE), (20.0, 300, True, robust.FIT_STRIDE),
+    (-6.0, 64, False, 1)])
 def test_demodulator_matches_numpy(snr_db, n_sym, fading, stride):
     """One frame through 3-path multipath, a CFO and noise (and a 100 Hz-at-1 MS/s fade that
     changes the channel within the frame): the C++ demodulator from the detector's start and
@@ -159,6 +160,45 @@ def test_demodulator_matches_numpy(snr_db, n_sym, fading, stride):
                 tracked = conventions.measured_snr_db(pay, sym_ref)
                 assert tracked > conventions.measured_snr_db(pay, static["symbols"]) + 3
                 assert abs(tracked - want["snr_db"]) < 2.0, (tracked, want["snr_db"])
+
+
+@pytest.mark.parametrize("delays,snr_db", [((0,), -6.0), ((0, 2, 4), -6.0), ((0, 2, 4), 10.0)])
+def test_header_channel_observations_use_the_delay_profile(delays, snr_db):
+    """A header symbol's channel observation (Demodulator._obs_filter, the same in C++: the
+    demodulator tests above compare them) is LMMSE on the delays: a flat or 3-path channel
+    has power on few of the 17 fitted delays, and the observation's error on the used
+    carriers is far below least squares' (which passes 17/52 of the noise to each carrier),
+    and the error it reports (the tracker's observation noise) is about the one measured."""
+    dm = robust.Demodulator(P)
+    rng = np.random.default_rng(len(delays))
+    u, n_obs = dm._used, 32
+    taps = np.zeros(len(robust.TAPS), complex)
+    idx = [list(robust.TAPS).index(d) for d in delays]
+    taps[idx] = (rng.normal(size=len(idx)) + 1j * rng.normal(size=len(idx)))
+    taps /= np.linalg.norm(taps)
+    H = dm._fourier @ taps
+    nv_c = 10 ** (-snr_db / 10)
+    noise = np.sqrt(nv_c / 2) * (rng.normal(size=(n_obs, len(u)))
+                                 + 1j * rng.normal(size=(n_obs, len(u))))
+    obs = H[u][None, :] + noise
+    # the preamble's estimate: the true channel plus its least-squares error
+    pre = H + dm._fourier @ (np.sqrt(nv_c * P.scale ** 2 * dm._pre_tapvar / 2)
+                             * (rng.normal(size=len(taps)) + 1j * rng.normal(size=len(taps))))
+    W, ovar = dm._obs_filter(pre, obs, nv_c * P.scale ** 2)
+    err = np.mean(np.abs(obs @ (dm._fourier[u] @ W).T - H[u][None, :]) ** 2)
+    err_ls = np.mean(np.abs(obs @ (dm._fourier[u] @ dm._tappinv).T - H[u][None, :]) ** 2)
+    assert err_ls == pytest.approx(nv_c * len(robust.TAPS) / len(u), rel=0.15)
+    # measured: 0.59 (flat, -6 dB: the profile from 32 noisy symbols keeps some noise
+    # delays), 0.27 and 0.31 (3-path at -6 and 10 dB)
+    assert err < (0.7 if len(delays) == 1 else 0.45) * err_ls, (err, err_ls)
+    # the reported error leans high (1.2-1.35x here: the profile's noise counts as power)
+    assert 0.9 * err < ovar < 1.6 * err, (ovar, err)
+    # the former least-squares observations, kept for comparisons (numpy only)
+    W_ls, ovar_ls = robust.Demodulator(P, observations="ls")._obs_filter(
+        pre, obs, nv_c * P.scale ** 2)
+    assert np.array_equal(W_ls, dm._tappinv) and ovar_ls == pytest.approx(err_ls, rel=0.15)
+    with pytest.raises(ValueError, match="observations"):
+        robust.Demodulator(P, observations="zf")
 
 
 def impaired_frames(snr_db, count, seed):

@@ -94,6 +94,9 @@ private:
     std::vector<cd> d_H;
     std::vector<cd> d_h;      // the preamble's channel taps
     std::vector<cd> d_tapfit; // [ntaps][used]: least-squares taps from the used carriers
+    std::vector<cd> d_gram;   // [ntaps][ntaps]: Fu^H Fu over the used carriers
+    // each least-squares tap's noise gain: from the used carriers, and on the preamble
+    std::vector<double> d_tapnoise, d_pretapvar;
     std::vector<uint8_t> d_bits;
     // the header's code: gr-fec's cc_encoder / cc_decoder (CC_TERMINATED, K=7, rate 1/2)
     int d_header_bits = 0;

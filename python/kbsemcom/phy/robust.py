@@ -363,13 +363,20 @@ class Demodulator:
     ``equaliser``: see ``_equalise``; only the default "unbiased" runs in C++.
     ``tracking``: equalise with the tracked H(t, f) (``_channel``; C++ does the same), or
     with the preamble's H(f) alone (False, numpy only: for comparisons).
+    ``observations``: the header symbols' channel observations for the tracker: "lmmse" (on
+    the frame's delay profile, ``_obs_filter``; C++ does the same) or "ls" (least squares
+    on all TAPS delays, the former receiver; numpy only: for comparisons).
     """
 
     EQUALISERS = ("unbiased", "mmse", "zf", "scalar")
 
-    def __init__(self, p, search=8, payload_len=0, equaliser="unbiased", tracking=True):
+    def __init__(self, p, search=8, payload_len=0, equaliser="unbiased", tracking=True,
+                 observations="lmmse"):
         if equaliser not in self.EQUALISERS:
             raise ValueError(f"equaliser {equaliser!r}: use one of {', '.join(self.EQUALISERS)}")
+        if observations not in ("lmmse", "ls"):
+            raise ValueError(f"observations {observations!r}: use 'lmmse' or 'ls'")
+        self.observations = observations
         self.equaliser = equaliser
         self.tracking = bool(tracking)
         self.p = p
@@ -387,9 +394,13 @@ class Demodulator:
         self._map = p.header_map()
         # carrier response of each fitted delay, with the FFT window BACKOFF samples early
         self._fourier = np.exp(-2j * np.pi * np.outer(np.arange(n), TAPS + BACKOFF) / n)
-        # per-symbol channel from its 52 known carriers: least squares on the delays
-        # (projection onto the TAPS channels), [fft_len, used]
-        self._tapfit = self._fourier @ np.linalg.pinv(self._fourier[self._used])
+        # least-squares TAPS from the 52 used carriers, [taps, used]
+        self._tappinv = np.linalg.pinv(self._fourier[self._used])
+        # Fu^H Fu and each preamble tap's least-squares noise gain diag((A^H A)^-1), for the
+        # header symbols' LMMSE channel observations (``_obs_filter``)
+        self._gram = self._fourier[self._used].conj().T @ self._fourier[self._used]
+        A = np.lib.stride_tricks.sliding_window_view(self._pre, len(TAPS))[:, ::-1]
+        self._pre_tapvar = np.sum(np.abs(np.linalg.pinv(A)) ** 2, axis=1)
         self._cfo_grid = np.linspace(-6e-4, 6e-4, 61)  # residual CFO, cycles/sample
         self._sro_grid = np.arange(-60, 61, 3) * 1e-6  # sampling-rate offset
         # the phase/CFO/SRO fit's coarse step (1: every grid point, the reference)
@@ -403,7 +414,8 @@ class Demodulator:
             return "need", hdr_end - coarse
         if lo < 0:
             return "bad", "frame starts before the buffer"
-        if cfo_bin is not None and self.cpp is not None and self.equaliser == "unbiased":
+        if (cfo_bin is not None and self.cpp is not None and self.equaliser == "unbiased"
+                and self.observations == "lmmse"):
             return self._demodulate_cpp(buf, coarse, int(cfo_bin), key)
         if cfo_bin is not None:
             # the detector's own local maximum (the C++ robust_detector): coarse is the start
@@ -540,9 +552,10 @@ class Demodulator:
     def _channel(self, Y, H, noise_var, known, times):
         """Tracked channel H(t, f) [symbols, fft_len] (lib/robust_demod.cc does the same).
         Observations of the channel: the preamble's fit H (time 0 = the preamble's centre,
-        per-carrier noise ntaps sigma^2 / rows) and each header symbol's least-squares fit
-        of the TAPS delays to its 52 known carriers (ntaps sigma_c^2 / 52, sigma_c^2 = the
-        noise per carrier of Y). A robust Wiener filter (uniform Doppler spectrum up to
+        per-carrier noise ntaps sigma^2 / rows) and each header symbol's LMMSE estimate of
+        the TAPS delays from its 52 known carriers on the frame's delay profile
+        (``_obs_filter``; least squares passed ntaps sigma_c^2 / 52 of the noise, sigma_c^2
+        = the noise per carrier of Y). A robust Wiener filter (uniform Doppler spectrum up to
         TRACK_DOPPLER: correlation sinc(2 fd dt), unit power, noise relative to the header's
         mean channel power) interpolates them with weights that sum to one (ordinary
         kriging: the channel's mean is estimated, not shrunk towards 0, so low SNR does not
@@ -555,9 +568,10 @@ class Demodulator:
         nv_c = noise_var / p.scale ** 2  # noise per carrier of Y (Y's symbols have unit power)
         rows = len(self._pre) - len(TAPS) + 1
         obs = Y[:hs][:, u] * known[:hs][:, u]
-        hobs = np.vstack([H[None, :], obs @ self._tapfit.T])  # [1 + hs, fft_len]
+        W, ovar = self._obs_filter(H, obs, noise_var)
+        hobs = np.vstack([H[None, :], obs @ (self._fourier @ W).T])  # [1 + hs, fft_len]
         power = max(float(np.mean(np.abs(Y[:hs][:, u]) ** 2)) - nv_c, 1e-3 * nv_c)
-        var = np.full(1 + hs, nv_c * len(TAPS) / len(u) / power)
+        var = np.full(1 + hs, ovar / power)
         var[0] = noise_var * len(TAPS) / rows / power
         t_obs = np.concatenate([[0.0], times[:hs]])
         K = np.sinc(2 * TRACK_DOPPLER * (t_obs[:, None] - t_obs[None, :]))
@@ -581,6 +595,31 @@ class Demodulator:
         evar[hs:] = np.maximum(1 - np.einsum("ij,ij->i", r @ kinv, r) + (1 - r @ b) ** 2 / c,
                                0.0)
         return out, evar * power
+
+    def _obs_filter(self, H, obs, noise_var):
+        """Each header symbol's channel observation from its 52 known carriers ``obs``
+        [symbols, used]: LMMSE taps W obs [taps] (lib/robust_demod.cc does the same), with
+        W = (P G + sigma_c^2 I)^-1 P Fu^H (= P Fu^H (Fu P Fu^H + sigma_c^2 I)^-1), G = Fu^H Fu,
+        P = diag of the frame's power per delay: the larger of the header's mean least-squares
+        tap power and the preamble's, each less its noise. Least squares on all 17 delays
+        passes 17/52 of the noise to every carrier; a flat or 3-path channel has power on a
+        few delays, so the others are shrunk to 0 (at -6 dB under a 100 Hz fade the payload's
+        mean gain on sent rose from 0.90 to 0.97, benchmarks/phy_payload_snr.py). Returns (W,
+        the observation's mean error variance per used carrier: tr((P - W Fu P) G) / U)."""
+        u = self._used
+        nv_c = noise_var / self.p.scale ** 2
+        if self.observations == "ls":
+            return self._tappinv, nv_c * len(TAPS) / len(u)
+        ls = obs @ self._tappinv.T
+        tnoise = nv_c * np.sum(np.abs(self._tappinv) ** 2, axis=1)
+        h = self._tappinv @ H[u]  # the preamble's taps
+        pk = np.maximum(np.maximum(np.mean(np.abs(ls) ** 2, axis=0) - tnoise,
+                                   np.abs(h) ** 2 - noise_var * self._pre_tapvar), 0.0)
+        pk = pk + 1e-6 * (float(np.sum(pk)) + nv_c)  # keeps W defined on a null channel
+        Fu, G = self._fourier[u], self._gram
+        W = np.linalg.solve(pk[:, None] * G + nv_c * np.eye(len(pk)), pk[:, None] * Fu.conj().T)
+        E = np.diag(pk) - (W @ Fu) * pk[None, :]
+        return W, float(np.real(np.trace(E @ G))) / len(u)
 
     def _payload_ratio(self, H, evar, noise_var):
         """The payload's error variance over the header's, predicted from the tracked
