@@ -309,48 +309,64 @@ void robust_demod::track(const std::vector<cd>& obs, int count,
     const double df = F > 1 ? d_cfo_grid[1] - d_cfo_grid[0] : 0.0;
     const int cmax = std::max(std::abs(*std::min_element(carriers.begin(), carriers.end())),
                               std::abs(*std::max_element(carriers.begin(), carriers.end())));
-    // the observations summed per carrier index, [s][2 cmax + 1]
+    // the observations summed per carrier index, [2 cmax + 1][s] (symbols inner: the Horner
+    // steps below run over all symbols and hypotheses side by side)
     const int W = 2 * cmax + 1;
     std::vector<double> ar(size_t(count) * W, 0.0), ai(size_t(count) * W, 0.0);
     for (int s = 0; s < count; s++)
         for (int k = 0; k < K; k++) {
-            ar[size_t(s) * W + cmax + carriers[k]] += obs[size_t(s) * K + k].real();
-            ai[size_t(s) * W + cmax + carriers[k]] += obs[size_t(s) * K + k].imag();
+            ar[size_t(cmax + carriers[k]) * count + s] += obs[size_t(s) * K + k].real();
+            ai[size_t(cmax + carriers[k]) * count + s] += obs[size_t(s) * K + k].imag();
         }
     std::vector<cd> comb, pw(std::max(E, std::max(F, d_fft))), pwc(E);
-    std::vector<double> wr(E), wi(E), unr(E), uni(E), accr(E), acci(E);
+    const size_t EC = size_t(E) * count;
+    std::vector<double> wr(EC), wi(EC), unr(EC), uni(EC), accr(EC), acci(EC);
     // comb[i][s] = sum_k obs[s][k] w^{c_k} for SRO sros[e0 + i de], i < ne,
-    // w = e^{2 pi i sro t_s / n}: a polynomial in w (Horner, vectorised over the SRO
-    // hypotheses), times w^{-cmax}
+    // w = e^{2 pi i sro t_s / n}: a polynomial in w (Horner; the ne x count independent
+    // recurrences in one vectorised loop, [i][s], not one short loop per symbol), times
+    // w^{-cmax}
     int comb_e0 = 0; // the SRO index of comb's first row
     auto combine = [&](int e0, int de, int ne) {
         comb_e0 = e0;
-        comb.assign(size_t(ne) * count, cd(0));
+        const size_t N = size_t(ne) * count;
+        comb.assign(N, cd(0));
         const double s0 = sros[e0], ds = dsro * de;
         for (int s = 0; s < count; s++) {
-            const double* a_r = &ar[size_t(s) * W];
-            const double* a_i = &ai[size_t(s) * W];
             phasors(cis(2 * PI * s0 * times[s] / d_fft), cis(2 * PI * ds * times[s] / d_fft),
                     ne, pw.data());
             phasors(cis(-2 * PI * s0 * times[s] / d_fft * cmax),
                     cis(-2 * PI * ds * times[s] / d_fft * cmax), ne, pwc.data());
             for (int e = 0; e < ne; e++) {
-                wr[e] = pw[e].real();
-                wi[e] = pw[e].imag();
-                unr[e] = pwc[e].real();
-                uni[e] = pwc[e].imag();
-                accr[e] = a_r[2 * cmax];
-                acci[e] = a_i[2 * cmax];
+                const size_t i = size_t(e) * count + s;
+                wr[i] = pw[e].real();
+                wi[i] = pw[e].imag();
+                unr[i] = pwc[e].real();
+                uni[i] = pwc[e].imag();
             }
-            for (int j = 2 * cmax - 1; j >= 0; j--)
-                for (int e = 0; e < ne; e++) {
-                    const double r = accr[e] * wr[e] - acci[e] * wi[e] + a_r[j];
-                    acci[e] = accr[e] * wi[e] + acci[e] * wr[e] + a_i[j];
-                    accr[e] = r;
-                }
-            for (int e = 0; e < ne; e++)
-                comb[size_t(e) * count + s] = cd(accr[e], acci[e]) * cd(unr[e], uni[e]);
         }
+        for (int e = 0; e < ne; e++)
+            for (int s = 0; s < count; s++) {
+                accr[size_t(e) * count + s] = ar[size_t(2 * cmax) * count + s];
+                acci[size_t(e) * count + s] = ai[size_t(2 * cmax) * count + s];
+            }
+        double* pr = accr.data();
+        double* pi = acci.data();
+        const double* xr = wr.data();
+        const double* xi = wi.data();
+        for (int j = 2 * cmax - 1; j >= 0; j--) {
+            const double* a_r = &ar[size_t(j) * count];
+            const double* a_i = &ai[size_t(j) * count];
+            for (int e = 0; e < ne; e++) {
+                const size_t o = size_t(e) * count;
+                for (int s = 0; s < count; s++) {
+                    const double r = pr[o + s] * xr[o + s] - pi[o + s] * xi[o + s] + a_r[s];
+                    pi[o + s] = pr[o + s] * xi[o + s] + pi[o + s] * xr[o + s] + a_i[s];
+                    pr[o + s] = r;
+                }
+            }
+        }
+        for (size_t i = 0; i < N; i++)
+            comb[i] = cd(accr[i], acci[i]) * cd(unr[i], uni[i]);
     };
     // best over e = e0 + i de (i < ne; comb from combine(e0, de, ne)), f = f0 + j dfi (j < nf)
     // of |sum_s comb[i][s] e^{-2 pi i t_s cfo_f}|^2, vectorised over f
