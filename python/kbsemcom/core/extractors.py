@@ -276,16 +276,34 @@ class EfficientNetLite0(Extractor):
     batch_size = 4  # measured fastest per image on 2 cores (larger batches are slower)
 
     def __init__(self, reason="", backend=None):
-        from torchvision import transforms
         self._model = None
-        self.preprocess = transforms.Compose([
-            transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR),
-            transforms.CenterCrop(224),
-            transforms.PILToTensor(),
-            _PixelNorm(*ov_extractor.EFFNET_PIXEL_NORM),
-        ])
+        self._preprocess = None
         super().__init__(ov_extractor.EFFNET_IDENTITY, reason)
         self.use_backend(backend)
+
+    @property
+    def preprocess(self):
+        """torchvision's transforms, built on first use (torch backend, conversion): the
+        openvino backend's input comes from ov_extractor.effnet_pixels, so a rerun never
+        imports torchvision (about 1.5 s of start-up: its models and torch._dynamo)."""
+        if self._preprocess is None:
+            from torchvision import transforms
+            self._preprocess = transforms.Compose([
+                transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR),
+                transforms.CenterCrop(224),
+                transforms.PILToTensor(),
+                _PixelNorm(*ov_extractor.EFFNET_PIXEL_NORM),
+            ])
+        return self._preprocess
+
+    def pixel_normalisation(self):
+        return tuple([float(v)] * 3 for v in ov_extractor.EFFNET_PIXEL_NORM)
+
+    def prepare(self, images):
+        if self.backend == "openvino" and images:
+            # PIL's resize and crop as torchvision's, bit for bit (tests/test_extractors.py)
+            return ov_extractor.effnet_pixels(images)
+        return super().prepare(images)
 
     @property
     def model(self):
