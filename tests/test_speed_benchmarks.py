@@ -69,3 +69,18 @@ def test_block_cost_prints_each_small_block():
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "block_cost.py"),
                           "--calls", "0"], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "at least 1" in bad.stderr
+
+
+@pytest.mark.slow
+def test_demo_timing_prints_the_empty_cache_run_and_the_rerun():
+    """The README's demo rows: an empty cache of its own, then the rerun, with the same
+    accuracy (features, KB and codec come back from that cache)."""
+    out = bench("demo_timing.py", "--backends", "openvino", "--threads", "1", "--",
+                "--images", "10", "--kb-per-class", "5", "--train-per-class", "10",
+                "--val-per-class", "3", "--epochs", "1")
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines()
+            if line.startswith("| openvino")]
+    assert [r[1] for r in rows] == ["empty cache", "rerun"]
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)  # wall and CPU seconds
+    assert rows[0][8] == rows[1][8]  # the same accuracy on the rerun
+    assert "machine:" in out and "10 images sent" in out
