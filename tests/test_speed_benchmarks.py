@@ -28,6 +28,7 @@ def test_extractor_speed_prints_every_backend_within_tolerance():
     assert {(r[1].strip(), r[2].strip()) for r in rows} == {
         ("torch", "batch 1"), ("torch", "cache (chunks of 4)"), ("openvino", "batch 1"),
         ("openvino", "cache (chunks of 4)"), ("openvino", "batch 1, dynamic shape"),
+        ("openvino", "batch 1, pinned threads"),
         ("openvino", "preprocessing only")}
     diffs = [r[6].strip() for r in rows if "preprocessing" not in r[2]]
     assert all(float(d) <= 1e-5 for d in diffs)  # features equal to torch's
