@@ -5,7 +5,8 @@ Rows: each extractor on each backend, at batch 1 (one image per call: the flowgr
 when images arrive one by one) and through the feature cache's path (features.extract_features
 without its cache: decoding, preprocessing and inference in chunks, as KB builds and training
 do). For openvino also batch 1 on the network with a dynamic batch dimension (what batch 1 ran
-on before the static-shape network for one image) and the preprocessing alone (PIL resize and
+on before the static-shape network for one image), batch 1 with its threads pinned to cores
+(OpenVINO's default, which the module turns off) and the preprocessing alone (PIL resize and
 crop to the network's uint8 input, no inference). Timing rounds alternate between the rows and the median is printed, so a neighbour's load
 on a shared machine hits every row alike; the ratio column divides by torch at batch 1 measured
 in the same rounds. Also checks that every backend's features equal torch's within
@@ -69,6 +70,7 @@ def main():
                     lambda e=ext: [_dynamic(e, im) for im in images],
                     float(np.abs(np.concatenate([_dynamic(ext, im) for im in images]) - ref)
                           .max()) if ref is not None else None)
+                rows[(backend, "batch 1, pinned threads")] = _pinned_row(ext, images, ref)
                 rows[(backend, "preprocessing only")] = (
                     lambda e=ext: [e.prepare([im]) for im in images], None)
         if args.bf16 and "openvino" in exts and ref is not None:
@@ -106,6 +108,27 @@ def _dynamic(ext, image):
     x = ext.prepare([image])
     with net._lock:
         return _normalise([net._request.infer({0: x})[0].copy()], ext.dim)
+
+
+def _pinned_row(ext, images, ref):
+    """(run, max abs diff) of one image per call on the batch-1 network compiled with its
+    threads pinned to cores (OpenVINO's default for the latency hint; the module unpins them)."""
+    import numpy as np
+    from gnuradio.kbsemcom.core import ov_extractor
+    net = ext._openvino
+    model = net.model.clone()
+    model.reshape([1, *(d.get_length() for d in list(model.input(0).get_partial_shape())[1:])])
+    request = net.core.compile_model(model, "CPU", {
+        **ov_extractor.LATENCY_CONFIG, "ENABLE_CPU_PINNING": True,
+        "INFERENCE_NUM_THREADS": net.threads}).create_infer_request()
+
+    def embed(im):
+        with net._lock:
+            f = request.infer({0: ext.prepare([im])}, share_inputs=True)[0].copy()
+        return f / np.linalg.norm(f, axis=1, keepdims=True)
+    feats = np.concatenate([embed(im) for im in images])
+    diff = float(np.abs(feats - ref).max()) if ref is not None else None
+    return (lambda: [embed(im) for im in images], diff)
 
 
 def _bf16_row(ext, images, ref):

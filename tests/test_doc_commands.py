@@ -56,6 +56,17 @@ COVERAGE = {
     ".venv/bin/kbsemcom evaluate --dataset cifar100 --extractor open_clip:ViT-B-32:openai "
     "--out runs/clip": NO_CIFAR100,
     "./scripts/setup.sh": CI,
+    # README.md, "Speed"
+    ".venv/bin/python benchmarks/extractor_speed.py --images 32 --extractors efficientnet-lite0 "
+    "--rounds 3": "tests/test_speed_benchmarks.py::"
+                  "test_extractor_speed_prints_every_backend_within_tolerance (fewer images)",
+    ".venv/bin/python benchmarks/demo_timing.py --backends openvino":
+        "tests/test_speed_benchmarks.py::"
+        "test_demo_timing_prints_the_empty_cache_run_and_the_rerun (smaller sizes)",
+    "/usr/bin/time .venv/bin/kbsemcom demo --json": DEMO,
+    ".venv/bin/python benchmarks/flowgraph_profile.py --images 100 --rounds 3":
+        "tests/test_speed_benchmarks.py::test_flowgraph_profile_prints_each_block_and_the_ratio"
+        " (fewer images)",
     "cmake -B build -DPYTHON_EXECUTABLE=$PWD/.venv/bin/python": CMAKE,
     "cmake --build build && cmake --install build": CMAKE,
     "ctest --test-dir build": CMAKE + "; the source tree's per-file tests are pytest's own",

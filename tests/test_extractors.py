@@ -141,6 +141,11 @@ def test_the_light_extractor_gives_the_full_extractors_input_and_features_withou
     odd += [odd[0].convert("L"), odd[1].convert("RGBA")]
     assert light.prepare(odd).dtype == np.uint8 and full.prepare(odd).dtype == np.uint8
     assert np.array_equal(light.prepare(odd), full.prepare(odd))
+    # both take their pixels from ov_extractor.effnet_pixels: it must equal torchvision's
+    # resize and crop (the torch backend's preprocessing) bit for bit
+    stage = extractors.load_extractor("efficientnet-lite0", backend="torch")._pixel_stage
+    assert np.array_equal(light.prepare(odd), np.stack(
+        [np.asarray(stage(im.convert("RGB")), dtype=np.uint8) for im in odd]))
     ims = [it.load() for it in fmnist.items("test")[:24]]
     assert np.array_equal(light.embed(ims[:3]), full.embed(ims[:3]))
     assert np.array_equal(light.embed(ims), full.embed(ims))
@@ -150,6 +155,22 @@ def test_the_light_extractor_gives_the_full_extractors_input_and_features_withou
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout.split()
     assert out == ["True", "False"]
+
+
+def test_efficientnet_on_openvino_runs_without_torchvision(effnet):
+    """The demo's rerun path: EfficientNet-Lite0 on openvino with its converted network cached
+    neither imports torchvision (its models and torch._dynamo: seconds of start-up) nor
+    builds the torch module."""
+    import subprocess
+    import sys
+    extractors.load_extractor("efficientnet-lite0", backend="openvino")  # caches the IR
+    code = ("import sys; from gnuradio.kbsemcom.core import extractors; from PIL import Image; "
+            "ex = extractors.load_extractor('efficientnet-lite0', backend='openvino'); "
+            "f = ex.embed([Image.new('L', (28, 28), 90)]); "
+            "print(f.shape, 'torchvision' in sys.modules, ex._model is None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split("\n")[-2]
+    assert out == "(1, 1280) False True"
 
 
 def test_auto_looks_at_the_disk_without_open_clip(tmp_path):

@@ -28,6 +28,7 @@ def test_extractor_speed_prints_every_backend_within_tolerance():
     assert {(r[1].strip(), r[2].strip()) for r in rows} == {
         ("torch", "batch 1"), ("torch", "cache (chunks of 4)"), ("openvino", "batch 1"),
         ("openvino", "cache (chunks of 4)"), ("openvino", "batch 1, dynamic shape"),
+        ("openvino", "batch 1, pinned threads"),
         ("openvino", "preprocessing only")}
     diffs = [r[6].strip() for r in rows if "preprocessing" not in r[2]]
     assert all(float(d) <= 1e-5 for d in diffs)  # features equal to torch's
@@ -69,3 +70,18 @@ def test_block_cost_prints_each_small_block():
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "block_cost.py"),
                           "--calls", "0"], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "at least 1" in bad.stderr
+
+
+@pytest.mark.slow
+def test_demo_timing_prints_the_empty_cache_run_and_the_rerun():
+    """The README's demo rows: an empty cache of its own, then the rerun, with the same
+    accuracy (features, KB and codec come back from that cache)."""
+    out = bench("demo_timing.py", "--backends", "openvino", "--threads", "1", "--",
+                "--images", "10", "--kb-per-class", "5", "--train-per-class", "10",
+                "--val-per-class", "3", "--epochs", "1")
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines()
+            if line.startswith("| openvino")]
+    assert [r[1] for r in rows] == ["empty cache", "rerun"]
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)  # wall and CPU seconds
+    assert rows[0][8] == rows[1][8]  # the same accuracy on the rerun
+    assert "machine:" in out and "10 images sent" in out

@@ -196,6 +196,14 @@ def _scan_classes(root, skip_classes):
 
 
 def _read_idx(path):
+    st = os.stat(path)
+    return _read_idx_once(str(path), st.st_mtime_ns, st.st_size)
+
+
+# decompressed once per process: the demo opens Fashion-MNIST twice (split, montage), and
+# each gunzip of its 30 MB took about a second; the array is read-only, so sharing is safe
+@functools.lru_cache(maxsize=8)
+def _read_idx_once(path, mtime_ns, size):
     with gzip.open(path, "rb") as fh:
         data = fh.read()
     ndim = data[3]

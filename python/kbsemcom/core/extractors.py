@@ -239,7 +239,8 @@ class _OpenVinoNetwork(ov_extractor.CompiledNetwork):
         import openvino as ov
         core = ov.Core()
         path = ov_extractor.ir_path(extractor.identity)
-        if path is not None and path.exists():
+        converted = path is None or not path.exists()
+        if not converted:
             model = core.read_model(str(path))
         else:
             example = torch.stack([extractor.preprocess(_blank_image())])
@@ -262,6 +263,12 @@ class _OpenVinoNetwork(ov_extractor.CompiledNetwork):
                 # hash, which differs between the converted and the read-back network
                 model = core.read_model(str(path))
         super().__init__(model, extractor.pixel_normalisation(), cache=path is not None)
+        if path is not None and converted:
+            # the batch-1 network too, now: compiled on first use, it went into OpenVINO's
+            # model cache during whichever later run first saw a lone image (test_demo's
+            # rerun check caught a rerun writing it)
+            with self._lock:
+                self._single()
 
 
 def _blank_image():
@@ -276,16 +283,34 @@ class EfficientNetLite0(Extractor):
     batch_size = 4  # measured fastest per image on 2 cores (larger batches are slower)
 
     def __init__(self, reason="", backend=None):
-        from torchvision import transforms
         self._model = None
-        self.preprocess = transforms.Compose([
-            transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR),
-            transforms.CenterCrop(224),
-            transforms.PILToTensor(),
-            _PixelNorm(*ov_extractor.EFFNET_PIXEL_NORM),
-        ])
+        self._preprocess = None
         super().__init__(ov_extractor.EFFNET_IDENTITY, reason)
         self.use_backend(backend)
+
+    @property
+    def preprocess(self):
+        """torchvision's transforms, built on first use (torch backend, conversion): the
+        openvino backend's input comes from ov_extractor.effnet_pixels, so a rerun never
+        imports torchvision (about 1.5 s of start-up: its models and torch._dynamo)."""
+        if self._preprocess is None:
+            from torchvision import transforms
+            self._preprocess = transforms.Compose([
+                transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR),
+                transforms.CenterCrop(224),
+                transforms.PILToTensor(),
+                _PixelNorm(*ov_extractor.EFFNET_PIXEL_NORM),
+            ])
+        return self._preprocess
+
+    def pixel_normalisation(self):
+        return tuple([float(v)] * 3 for v in ov_extractor.EFFNET_PIXEL_NORM)
+
+    def prepare(self, images):
+        if self.backend == "openvino" and images:
+            # PIL's resize and crop as torchvision's, bit for bit (tests/test_extractors.py)
+            return ov_extractor.effnet_pixels(images)
+        return super().prepare(images)
 
     @property
     def model(self):

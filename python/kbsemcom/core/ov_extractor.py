@@ -3,7 +3,7 @@
 One implementation for both: ``CompiledNetwork`` takes a converted network, moves the
 preprocessing's per-pixel arithmetic into it (uint8 NHWC pixels in, OpenVINO's
 PrePostProcessor), compiles it for the CPU in full float32 and runs a few images with the
-latency hint, larger batches on single-threaded throughput streams. core/extractors.py
+latency hint (threads not pinned to cores), larger batches on single-threaded throughput streams. core/extractors.py
 converts the torch module with it; ``LightExtractor`` here reads the converted network from
 the cache instead.
 
@@ -75,6 +75,12 @@ def _thread_count():
 
 _OPENVINO_CALLS = threading.Lock()  # see CompiledNetwork.__init__
 
+# one image or a few: both cores on one request, float32. Threads not pinned to cores (OpenVINO
+# pins them by default): on a shared 2-core machine a pinned thread waits for its busy core
+# while the other spins at each layer's barrier (benchmarks/extractor_speed.py's "pinned" row)
+LATENCY_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False,
+                  "INFERENCE_PRECISION_HINT": "f32"}
+
 
 class CompiledNetwork:
     """A converted network compiled for the CPU; called with a batch, returns float32
@@ -100,8 +106,7 @@ class CompiledNetwork:
         self.threads = int(threads or _thread_count())
         self.cache = {"CACHE_DIR": str(cache_dir() / "openvino" / "compiled")} if cache else {}
         self.compiled = self.core.compile_model(model, "CPU", {
-            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads,
-            "INFERENCE_PRECISION_HINT": "f32", **self.cache})
+            **LATENCY_CONFIG, "INFERENCE_NUM_THREADS": self.threads, **self.cache})
         # one OpenVINO call at a time in the whole process, not per network: two extractor
         # blocks making their first inference at once deadlocked inside OpenVINO's Python
         # bindings (one thread in a static initialiser waiting for the GIL, the other
@@ -126,8 +131,8 @@ class CompiledNetwork:
                 model = self.model.clone()
                 model.reshape([1, *(d.get_length() for d in dims)])
                 self._one = self.core.compile_model(model, "CPU", {
-                    "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads,
-                    "INFERENCE_PRECISION_HINT": "f32", **self.cache}).create_infer_request()
+                    **LATENCY_CONFIG, "INFERENCE_NUM_THREADS": self.threads,
+                    **self.cache}).create_infer_request()
         return self._one
 
     def __call__(self, batch):

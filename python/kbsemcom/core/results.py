@@ -68,16 +68,15 @@ def montage(records, path, max_pairs=24, title="", load_image=None):
     datasets.load_source)."""
     from .datasets import load_source
     load_image = load_image or load_source
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure of its own, not pyplot: importing pyplot costs the demo's rerun about a second
+    from matplotlib.figure import Figure
 
     step = max(1, len(records) // max_pairs)  # spread over the classes, not the first few
     shown = records[::step][:max_pairs]
     cols = 4
     rows = max(1, (len(shown) + cols - 1) // cols)
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * cols * 1.4, rows * 1.7),
-                             squeeze=False)
+    fig = Figure(figsize=(2 * cols * 1.4, rows * 1.7))
+    axes = fig.subplots(rows, 2 * cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, rec in enumerate(shown):
@@ -91,7 +90,6 @@ def montage(records, path, max_pairs=24, title="", load_image=None):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
 
 
