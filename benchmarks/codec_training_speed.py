@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""Wall and CPU time of `kbsemcom evaluate`'s codec training, the two ways side by side.
+"""Wall and CPU time of `kbsemcom evaluate`'s codec training, two ways side by side.
 
 "one at a time": every codec trained in the evaluating process on all cores
 (KBSEMCOM_TRAIN_THREADS = KBSEMCOM_THREADS: the behaviour before issue 13, bit for bit);
 "parallel": the default, one single-threaded process per core (evaluation.pretrain_codecs).
-Each mode runs the same evaluation slice in its own fresh codec cache; features, data and
+With --before DIR (a checkout of another commit, e.g. `git worktree add ../before main`), the
+two ways are instead that tree's `evaluate` and this one's, both "parallel".
+Each way runs the same evaluation slice in its own fresh codec cache; features, data and
 the converted network come from the current cache (KBSEMCOM_CACHE; a first, untimed
-evaluation of the raw feature fills it), so only the codecs start cold. Modes alternate over
---rounds.
-Prints wall time, CPU seconds of the process tree (user+sys: less load-sensitive than wall),
-the load average before/after, the machine, and the largest accuracy difference between the
-modes (one thread and several round differently: not zero, but small).
+evaluation of the raw feature fills it), so only the codecs start cold. The ways alternate
+over --rounds.
+Prints wall time, CPU seconds of the process tree (user+sys: less load-sensitive than wall)
+in all and per codec trained, the load average before/after, the machine, the largest
+accuracy difference between the ways (one thread and several round differently: not zero,
+but small) and whether the codec files' weights are the same bit for bit.
 Usage: .venv/bin/python benchmarks/codec_training_speed.py [--dataset cifar10]
-       [--codecs kbsc,kbsc-kb] [--cbrs 1/48,1/12] [--epochs 5] [--rounds 1]
+       [--codecs kbsc,kbsc-kb] [--cbrs 1/48,1/12] [--epochs 5] [--rounds 1] [--before DIR]
 """
 import argparse
 import json
@@ -39,9 +42,22 @@ def evaluate(args, codecs, out):
     return cmd
 
 
-def run(mode, args, tmp, n):
+def shim(tree, tmp):
+    """A folder to put on PYTHONPATH so that ``gnuradio.kbsemcom`` is ``tree``'s."""
+    package = Path(tree).resolve() / "python" / "kbsemcom"
+    if not (package / "__init__.py").exists():
+        raise SystemExit(f"--before {tree}: no python/kbsemcom in it; give a checkout of the "
+                         "repository (e.g. git worktree add ../before main)")
+    folder = Path(tmp) / "before-path" / "gnuradio"
+    folder.mkdir(parents=True)
+    (folder / "kbsemcom").symlink_to(package)
+    return str(folder.parent)
+
+
+def run(mode, args, tmp, n, path=None, tag=None):
     cores = int(os.environ.get("KBSEMCOM_THREADS", os.cpu_count() or 1))
-    cache = Path(tmp) / f"cache-{mode}-{n}".replace(" ", "-")
+    tag = (tag or mode).replace(" ", "-")
+    cache = Path(tmp) / f"cache-{tag}-{n}"
     cache.mkdir()
     from gnuradio.kbsemcom.core import datasets
     for part in SHARED:
@@ -50,7 +66,9 @@ def run(mode, args, tmp, n):
         (cache / part).symlink_to(src)
     env = dict(os.environ, KBSEMCOM_CACHE=str(cache), KBSEMCOM_THREADS=str(cores),
                KBSEMCOM_TRAIN_THREADS=str(cores if mode == "one at a time" else 1))
-    out = Path(tmp) / f"out-{mode}-{n}".replace(" ", "-")
+    if path:  # the other tree's package first
+        env["PYTHONPATH"] = os.pathsep.join([path] + [p for p in [env.get("PYTHONPATH")] if p])
+    out = Path(tmp) / f"out-{tag}-{n}"
     cmd = evaluate(args, args.codecs, out)
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -62,8 +80,21 @@ def run(mode, args, tmp, n):
         raise SystemExit(f"evaluate failed ({done.returncode}): {done.stderr.strip()[-800:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    n_codecs = len(list((cache / "codecs").glob("*.pt")))
-    return wall, cpu, load, os.getloadavg()[0], n_codecs, recs
+    codecs = sorted((cache / "codecs").glob("*.pt"))
+    return wall, cpu, load, os.getloadavg()[0], codecs, recs
+
+
+def same_weights(a, b):
+    """Whether two lists of codec files hold the same weights bit for bit (by file name: the
+    name hashes the config and the training images)."""
+    import torch
+    if [p.name for p in a] != [p.name for p in b]:
+        return False
+    for pa, pb in zip(a, b):
+        sa, sb = (torch.load(p, weights_only=True)["state_dict"] for p in (pa, pb))
+        if sa.keys() != sb.keys() or not all(torch.equal(sa[k], sb[k]) for k in sa):
+            return False
+    return True
 
 
 def main():
@@ -75,7 +106,10 @@ def main():
     p.add_argument("--channels", default="awgn")
     p.add_argument("--snrs", default="0")
     p.add_argument("--epochs", type=int, default=5, help="epochs per codec (the cap)")
-    p.add_argument("--rounds", type=int, default=1, help="alternating rounds of both modes")
+    p.add_argument("--rounds", type=int, default=1, help="alternating rounds of both ways")
+    p.add_argument("--before", metavar="DIR", default=None,
+                   help="compare this checkout of another commit against this tree (both "
+                        "'parallel') instead of the two ways of training")
     for role in ("sent", "kb", "train", "val"):
         p.add_argument(f"--{role}-per-class", type=int, default=None,
                        help="images per class (default: the protocol's)")
@@ -84,22 +118,32 @@ def main():
                           capture_output=True, text=True)  # features into the cache, untimed
     if warm.returncode:
         raise SystemExit(f"evaluate failed ({warm.returncode}): {warm.stderr.strip()[-800:]}")
-    print("| mode | round | codecs trained | wall s | CPU s (user+sys) | load avg before/after |")
-    print("|---|---|---|---|---|---|", flush=True)
-    results = {}
+    print("| way | round | codecs trained | wall s | CPU s (user+sys) | CPU s per codec | "
+          "load avg before/after |")
+    print("|---|---|---|---|---|---|---|", flush=True)
+    results, files = {}, {}
     with tempfile.TemporaryDirectory(prefix="kbsemcom-codec-speed-") as tmp:
+        if args.before:
+            before = shim(args.before, tmp)
+            ways = [(f"before ({args.before})", "parallel", before), ("this tree", "parallel", None)]
+        else:
+            ways = [("one at a time", "one at a time", None), ("parallel", "parallel", None)]
         for n in range(args.rounds):
-            for mode in ("one at a time", "parallel"):
-                wall, cpu, l0, l1, k, recs = run(mode, args, tmp, n)
-                results.setdefault(mode, recs)
-                print(f"| {mode} | {n + 1} | {k} | {wall:.1f} | {cpu:.1f} | {l0:.1f} / {l1:.1f} |",
-                      flush=True)
-    key = lambda r: (r["codec"], r["cbr"], r["channel"], r["snr_db"], r["seed"])  # noqa: E731
-    a = {key(r): r["accuracy"] for r in results["one at a time"]}
-    b = {key(r): r["accuracy"] for r in results["parallel"]}
-    diff = max(abs(a[k] - b[k]) for k in a)
-    print(f"largest accuracy difference between the modes: {100 * diff:.2f} points over "
-          f"{len(a)} points")
+            for i, (label, mode, path) in enumerate(ways):
+                wall, cpu, l0, l1, codecs, recs = run(mode, args, tmp, n, path, f"way{i}")
+                results.setdefault(label, recs)
+                files.setdefault(label, codecs)
+                k = len(codecs)
+                print(f"| {label} | {n + 1} | {k} | {wall:.1f} | {cpu:.1f} | "
+                      f"{cpu / max(1, k):.1f} | {l0:.1f} / {l1:.1f} |", flush=True)
+        key = lambda r: (r["codec"], r["cbr"], r["channel"], r["snr_db"], r["seed"])  # noqa: E731
+        first, second = (w[0] for w in ways)
+        a = {key(r): r["accuracy"] for r in results[first]}
+        b = {key(r): r["accuracy"] for r in results[second]}
+        diff = max(abs(a[k] - b[k]) for k in a)
+        print(f"largest accuracy difference between the ways: {100 * diff:.2f} points over "
+              f"{len(a)} points; codec weights the same bit for bit: "
+              f"{'yes' if same_weights(files[first], files[second]) else 'no'}")
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores; "
           f"{args.dataset}, {args.extractor}, codecs {args.codecs}, CBRs {args.cbrs}, "
           f"{args.channels}, SNRs {args.snrs}, {args.epochs} epochs, seed 0")
