@@ -468,17 +468,21 @@ class KBCodec(SemanticCodec):
             self.encoder.weight.copy_(axes)
             self.class_codewords.copy_(_class_codewords(self.config.n_classes,
                                                         self.encoder.out_features, gen))
+            # every batch's centred features, once (elementwise: the same values per batch)
+            self._train_centred = (data, self._centred(data))
 
     def optimizer(self, steps):
         return torch.optim.Adam(self.classifier.parameters(), lr=self.config.lr,
                                 weight_decay=1e-4, foreach=True), None
 
     def batch_loss(self, data, idx, labels, gen):
-        return nn.functional.cross_entropy(self.classifier(self._centred(data[idx])),
-                                           labels[idx])
+        source, centred = self.__dict__.get("_train_centred", (None, None))
+        x = centred[idx] if source is data else self._centred(data[idx])
+        return nn.functional.cross_entropy(self.classifier(x), labels[idx])
 
     def finish_training(self, validation):
         """The class gain with the best validation accuracy."""
+        self.__dict__.pop("_train_centred", None)
         history = []
         for gain in KB_CLASS_GAINS:
             self.class_gain.fill_(gain)
@@ -746,13 +750,25 @@ def _retrieval_loss(decoded, idx, data, labels, config, gen):
     return loss
 
 
+_last_axes = {}
+
+
 @torch.no_grad()
 def _principal_axes(data, k):
     """Mean and the first k principal axes of data [N, D] (repeated when k exceeds their
-    number, which repeats those symbols: a repetition code)."""
-    mean = data.mean(0)
-    _, _, vt = torch.linalg.svd(data - mean, full_matrices=False)
-    return mean, vt[torch.arange(k) % len(vt)]
+    number, which repeats those symbols: a repetition code).
+    The SVD of the last data seen is kept: a process training kbsc-kb at several CBRs and
+    channels on one split decomposes it once (same data and thread count: same result)."""
+    import hashlib
+    key = (hashlib.blake2b(data.contiguous().numpy().tobytes(), digest_size=16).digest(),
+           tuple(data.shape), str(data.dtype), torch.get_num_threads())
+    if key not in _last_axes:
+        mean = data.mean(0)
+        _, _, vt = torch.linalg.svd(data - mean, full_matrices=False)
+        _last_axes.clear()
+        _last_axes[key] = (mean, vt)
+    mean, vt = _last_axes[key]
+    return mean.clone(), vt[torch.arange(k) % len(vt)]
 
 
 def _class_codewords(n_classes, k, gen):
