@@ -14,8 +14,16 @@ Prints wall time, CPU seconds of the process tree (user+sys: less load-sensitive
 in all and per codec trained, the load average before/after, the machine, the largest
 accuracy difference between the ways (one thread and several round differently: not zero,
 but small) and whether the codec files' weights are the same bit for bit.
+With --before DIR --fit-only, each tree instead trains the same codecs one after another
+in one fresh single-threaded process (what each of evaluate's training processes does),
+from the current cache's features, and prints the CPU seconds of each codec's training
+alone (codec.train_codec), its epochs, and whether the weights are the same bit for bit.
 Usage: .venv/bin/python benchmarks/codec_training_speed.py [--dataset cifar10]
        [--codecs kbsc,kbsc-kb] [--cbrs 1/48,1/12] [--epochs 5] [--rounds 1] [--before DIR]
+       [--fit-only]
+Caveat: data sets extracted into the cache (CIFAR-10, Caltech-101) have image paths under
+the cache folder, so each way's fresh cache extracts their features again (in the timing);
+--fit-only uses the current cache as it is and has no such cost.
 """
 import argparse
 import json
@@ -84,14 +92,77 @@ def run(mode, args, tmp, n, path=None, tag=None):
     return wall, cpu, load, os.getloadavg()[0], codecs, recs
 
 
-def same_weights(a, b):
+FIT = r"""
+import json, sys, time, torch
+from gnuradio.kbsemcom.core import codec, evaluation, protocols
+from gnuradio.kbsemcom.core.extractors import load_extractor
+from gnuradio.kbsemcom.core.pipeline import validation_pair
+a = json.loads(sys.argv[1])
+setup = evaluation.build_setup(protocols.make_protocol(a["dataset"], **a["sizes"]),
+                               load_extractor(a["extractor"]), progress=False,
+                               codec_options={"epochs": a["epochs"]})
+val, rows = validation_pair(setup.features, setup.kept), []
+for recipe in a["codecs"]:
+    for cbr in a["cbrs"]:
+        for ch in a["channels"]:
+            config = evaluation.codec_config(setup, recipe, cbr, ch)
+            cpu, wall = time.process_time(), time.monotonic()
+            c, history = codec.train_codec(config, setup.features["train"], val, progress=False,
+                                           train_labels=setup.labels("train"))
+            rows.append([recipe, cbr, ch, len(history), time.process_time() - cpu,
+                         time.monotonic() - wall])
+            torch.save(c.state_dict(), f"{a['dir']}/{recipe}-{cbr.replace('/', '_')}-{ch}.pt")
+print(json.dumps(rows))
+"""
+
+
+def fit_only(args, tmp, ways):
+    """--fit-only: each tree's codec.train_codec per codec in one fresh process, alternating."""
+    sizes = {f"{r}_per_class": getattr(args, f"{r}_per_class")
+             for r in ("sent", "kb", "train", "val") if getattr(args, f"{r}_per_class") is not None}
+    print("| tree | round | codec | CBR | channel | history entries | CPU s | wall s | load |")
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    totals, dirs = {}, {}
+    for n in range(args.rounds):
+        for i, (label, _, path) in enumerate(ways):
+            d = Path(tmp) / f"fit-way{i}-{n}"
+            d.mkdir()
+            dirs.setdefault(label, d)
+            spec = dict(dataset=args.dataset, extractor=args.extractor, sizes=sizes,
+                        epochs=args.epochs, codecs=args.codecs.split(","),
+                        cbrs=args.cbrs.split(","), channels=args.channels.split(","), dir=str(d))
+            env = dict(os.environ, KBSEMCOM_TRAIN_THREADS="1")
+            if path:
+                env["PYTHONPATH"] = os.pathsep.join([path] + [p for p in [env.get("PYTHONPATH")]
+                                                            if p])
+            load = os.getloadavg()[0]
+            done = subprocess.run([sys.executable, "-c", FIT, json.dumps(spec)], env=env,
+                                  capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"training failed ({done.returncode}): "
+                                 f"{done.stderr.strip()[-800:]}")
+            for recipe, cbr, ch, epochs, cpu, wall in json.loads(done.stdout.splitlines()[-1]):
+                totals.setdefault(label, []).append(cpu)
+                print(f"| {label} | {n + 1} | {recipe} | {cbr} | {ch} | {epochs} | {cpu:.1f} | "
+                      f"{wall:.1f} | {load:.1f} |", flush=True)
+    for label, cpus in totals.items():
+        print(f"{label}: {sum(cpus) / len(cpus):.2f} CPU s per codec (mean of {len(cpus)})")
+    first, second = (w[0] for w in ways)
+    print("codec weights the same bit for bit: " + (
+        "yes" if same_weights(sorted(dirs[first].glob("*.pt")), sorted(dirs[second].glob("*.pt")),
+                              key=None) else "no"))
+
+
+def same_weights(a, b, key="state_dict"):
     """Whether two lists of codec files hold the same weights bit for bit (by file name: the
     name hashes the config and the training images)."""
     import torch
     if [p.name for p in a] != [p.name for p in b]:
         return False
     for pa, pb in zip(a, b):
-        sa, sb = (torch.load(p, weights_only=True)["state_dict"] for p in (pa, pb))
+        sa, sb = (torch.load(p, weights_only=True) for p in (pa, pb))
+        if key:
+            sa, sb = sa[key], sb[key]
         if sa.keys() != sb.keys() or not all(torch.equal(sa[k], sb[k]) for k in sa):
             return False
     return True
@@ -110,10 +181,23 @@ def main():
     p.add_argument("--before", metavar="DIR", default=None,
                    help="compare this checkout of another commit against this tree (both "
                         "'parallel') instead of the two ways of training")
+    p.add_argument("--fit-only", action="store_true",
+                   help="with --before: time each codec's training alone, in one process per "
+                        "tree, from the current cache's features")
     for role in ("sent", "kb", "train", "val"):
         p.add_argument(f"--{role}-per-class", type=int, default=None,
                        help="images per class (default: the protocol's)")
     args = p.parse_args()
+    if args.fit_only:
+        if not args.before:
+            raise SystemExit("--fit-only compares two trees: give --before DIR")
+        with tempfile.TemporaryDirectory(prefix="kbsemcom-codec-fit-") as tmp:
+            fit_only(args, tmp, [(f"before ({args.before})", None, shim(args.before, tmp)),
+                                 ("this tree", None, None)])
+        print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores; "
+              f"{args.dataset}, {args.extractor}, codecs {args.codecs}, CBRs {args.cbrs}, "
+              f"{args.channels}, {args.epochs} epochs (cap), seed 0, 1 thread")
+        return
     warm = subprocess.run(evaluate(args, "raw", Path(tempfile.mkdtemp()) / "raw"),
                           capture_output=True, text=True)  # features into the cache, untimed
     if warm.returncode:
