@@ -838,12 +838,12 @@ _kept_freed_memory = []
 def keep_freed_memory():
     """Let glibc's malloc keep freed blocks of up to 32 MiB for reuse (once per process).
 
-    By default every tensor above ~4 MiB is mmapped and unmapped, and the heap's free top is
-    returned to the kernel, so each training step faulted its activations, gradients and
-    Adam's temporaries in again, zero-filled: ~900-1200 page faults and 2-3 ms of system time
-    per kbsc step of ~20 ms (benchmarks/codec_training_speed.py). Only where memory comes
-    from changes, not a value computed. Up to 256 MiB of freed memory stays in the process.
-    No-op off glibc."""
+    By default glibc maps large blocks (above a threshold that starts at 128 KiB) freshly and
+    returns the heap's free top to the kernel, so a training step could fault its activations,
+    gradients and Adam's temporaries in again, zero-filled: ~900-1200 page faults and 2-3 ms
+    of system time per kbsc step of ~20 ms, timed alone on the 2-core VM (less inside a whole
+    fit). Only where memory comes from changes, not a value computed. Up to 256 MiB of freed
+    memory stays in the process. No-op off glibc."""
     if _kept_freed_memory:
         return _kept_freed_memory[0]
     ok = False
