@@ -209,7 +209,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="kbsemcom-codec-speed-") as tmp:
         if args.before:
             before = shim(args.before, tmp)
-            ways = [(f"before ({args.before})", "parallel", before), ("this tree", "parallel", None)]
+            ways = [(f"before ({args.before})", "parallel", before),
+                    ("this tree", "parallel", None)]
         else:
             ways = [("one at a time", "one at a time", None), ("parallel", "parallel", None)]
         for n in range(args.rounds):
