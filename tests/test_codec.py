@@ -130,6 +130,29 @@ def test_training_threads_are_set_and_restored(monkeypatch):
     assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == before
 
 
+def test_kbsc_kb_weights_do_not_depend_on_earlier_trainings(world):
+    """kbsc-kb keeps the last split's decomposition in the process and centres the training
+    features once per fit; a codec trained after others (at another CBR, so the kept axes
+    are cut anew) is bit for bit the one trained first."""
+    from gnuradio.kbsemcom.core.pipeline import validation_pair
+    split, ext = world["split"], world["extractor"]
+    feats, kept = {}, {}
+    for role in ("train", "val_sent", "val_kb"):
+        feats[role], kept[role] = extract_features(ext, split.role(role))
+
+    def train(cbr):
+        config = codec_mod.recipe_config("kbsc-kb", ext.identity, cbr, epochs=5)
+        return codec_mod.train_codec(config, feats["train"], validation_pair(feats, kept),
+                                     progress=False, train_labels=labels(kept["train"]))[0]
+    codec_mod._last_axes.clear()
+    first = train("1/48")
+    train("1/24")
+    again = train("1/48")
+    assert first.history == again.history
+    for name, t in first.state_dict().items():
+        assert torch.equal(t, again.state_dict()[name]), name
+
+
 @pytest.mark.parametrize("recipe", sorted(codec_mod.RECIPES))
 def test_one_vector_path_equals_the_torch_forward(recipe):
     """encode/decode of one vector (the blocks' call) take the numpy path of core.fastpath

@@ -59,6 +59,20 @@ def test_codec_training_speed_compares_both_modes():
 
 
 @pytest.mark.slow
+def test_codec_training_speed_fit_only_against_a_tree():
+    """--fit-only against a tree (here this one): each codec timed per tree, and the same
+    code gives the same weights bit for bit."""
+    out = bench("codec_training_speed.py", "--dataset", "fashion-mnist", "--codecs",
+                "kbsc,kbsc-kb", "--cbrs", "1/48", "--epochs", "2", "--sent-per-class", "2",
+                "--kb-per-class", "4", "--train-per-class", "20", "--val-per-class", "4",
+                "--before", str(ROOT), "--fit-only")
+    rows = [line for line in out.splitlines() if line.startswith(("| before", "| this tree"))]
+    # history: kbsc one entry per epoch; kbsc-kb its epochs and its 8 class gains
+    assert sorted(int(r.split("|")[6]) for r in rows) == [2, 2, 10, 10]
+    assert "CPU s per codec" in out and "bit for bit: yes" in out and "machine:" in out
+
+
+@pytest.mark.slow
 def test_block_cost_prints_each_small_block():
     import json
     out = json.loads(bench("block_cost.py", "--calls", "5", "--rounds", "1", "--json")

@@ -325,6 +325,17 @@ def parallel_trainings():
     return max(1, cores // training_thread_count())
 
 
+def training_cost(config):
+    """A codec's training cost, relative: multiply-adds per training feature over the epoch
+    cap (the MLP recipes' forward and backward through the channel; for the closed-form
+    ones, their projection and a linear fit). Orders ``pretrain_codecs``' jobs."""
+    from .codec import codec_class
+    d, k, h = config.dim, 2 * config.n_symbols, config.hidden
+    if codec_class(config.recipe).selects_epoch:
+        return config.epochs * 3 * (2 * d * h + 2 * h * k)
+    return config.epochs * d + d * k
+
+
 _worker_data = {}
 
 
@@ -359,6 +370,8 @@ def pretrain_codecs(setup, keys, progress=True):
     workers = min(len(todo), parallel_trainings())
     if workers < 2:
         return 0
+    # longest first, so that the last jobs are short and the processes finish together
+    todo.sort(key=lambda job: -training_cost(job[0]))
     # spawn, not fork: the parent's OpenMP and OpenVINO thread pools do not survive a fork
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
                              initargs=(setup.features["train"], setup.labels("train"),
