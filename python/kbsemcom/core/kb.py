@@ -39,7 +39,6 @@ manifest naming it replaces the old one with ``os.replace`` (the commit point), 
 any moment leaves the old KB or the new one. Indexes that cannot delete (HNSW, Refine) keep
 removed entries as tombstones (``removed_ids`` in the manifest) that searches skip.
 """
-import contextlib
 import copy
 import json
 import math
@@ -165,6 +164,24 @@ def set_search(index, params):
                            f"({_faiss_reason(err)})") from None
 
 
+def search_one(index):
+    """A function searching ``index`` for one query vector the way the receiver does
+    (``KnowledgeBase.search``, and so kb_lookup), which benchmarks/kb_scale.py times: FAISS at
+    one OpenMP thread in the calling thread (one query gains nothing from OpenMP, and its
+    spinning threads cost milliseconds on a loaded machine). Returns (distances [1, k],
+    ids [1, k]). Calling FAISS's C++ search directly with preallocated outputs saved nothing
+    measurable over the Python wrapper (20 us either way on a trivial search, docs/kb.md)."""
+    def one(query, k=1):
+        x = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return index.search(x, k)
+        finally:
+            faiss.omp_set_num_threads(before)
+    return one
+
+
 def index_bytes(index):
     """Size of the serialised index, a close measure of its memory."""
     return int(faiss.serialize_index(index).nbytes)
@@ -247,9 +264,8 @@ class KnowledgeBase:
             raise KBMismatchError(f"query features are {queries.shape[1]}-d but the KB holds "
                                   f"{self.dim}-d features of {self.extractor['name']}")
         extra = len(self.tombstones)
-        if len(queries) == 1:  # one query gains nothing from OpenMP; spinning threads of a
-            with _one_thread():  # loaded machine cost it milliseconds
-                dist, ids = self.index.search(queries, k + extra)
+        if len(queries) == 1:  # the receiver's case: one thread, no wrapper (search_one)
+            dist, ids = search_one(self.index)(queries, k + extra)
         else:
             dist, ids = self.index.search(queries, k + extra)
         if extra:
@@ -390,18 +406,6 @@ class KnowledgeBase:
         if pos < 0:
             raise KBEntryError("the KB is empty: add images with `kbsemcom kb add`")
         return dict(self.entries[pos], kb_index=pos, distance=float(distances[0, 0]))
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """FAISS at one OpenMP thread in the calling thread for the block (the setting is
-    per thread, so other threads' searches keep theirs)."""
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 def entries_of(items):
