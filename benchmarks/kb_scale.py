@@ -18,7 +18,9 @@ projection was the closer of the two to a KB of real features (docs/kb.md).
 Queries: held-out real images (``--queries`` of them, drawn across data sets), sent through
 the paper's codec (kbsc, CBR 1/48, trained on real KB features) over AWGN at 0 dB; the
 decoded features search the KB. Semantic accuracy = share whose top-1 entry has the query's
-class; recall@1 = share whose top-1 entry is exact search's top-1.
+class; recall@1 = share whose top-1 entry is exact search's top-1. A second held-out set,
+``--val-queries`` validation queries, is measured beside them and printed apart: choose an
+index or search on the validation columns, report the test columns.
 
     nice .venv/bin/python benchmarks/kb_scale_features.py      # real features, resumable
     nice .venv/bin/python benchmarks/kb_scale.py --sizes 10000,100000,1000000
