@@ -18,7 +18,9 @@ projection was the closer of the two to a KB of real features (docs/kb.md).
 Queries: held-out real images (``--queries`` of them, drawn across data sets), sent through
 the paper's codec (kbsc, CBR 1/48, trained on real KB features) over AWGN at 0 dB; the
 decoded features search the KB. Semantic accuracy = share whose top-1 entry has the query's
-class; recall@1 = share whose top-1 entry is exact search's top-1.
+class; recall@1 = share whose top-1 entry is exact search's top-1. A second held-out set,
+``--val-queries`` validation queries, is measured beside them and printed apart: choose an
+index or search on the validation columns, report the test columns.
 
     nice .venv/bin/python benchmarks/kb_scale_features.py      # real features, resumable
     nice .venv/bin/python benchmarks/kb_scale.py --sizes 10000,100000,1000000
@@ -44,7 +46,7 @@ import numpy as np
 from gnuradio.kbsemcom.core import extractors
 from gnuradio.kbsemcom.core.codec import recipe_config, train_codec
 from gnuradio.kbsemcom.core.kb import (build_index, default_index, default_search,
-                                       index_bytes, set_search)
+                                       index_bytes, search_one, set_search)
 
 import kb_scale_features
 
@@ -127,10 +129,12 @@ def exact_top1(chunks, queries):
 
 
 def measure(size, specs, searches, real, real_labels, model, queries, q_labels, seed,
-            threads, keys=None):
+            threads, keys=None, n_val=0):
     """Rows for every (index, search) at one KB size: the KB's chunks and exact search are
     computed once and shared by the indexes. ``keys`` maps feature chunks to the searched
-    space (kbsc-kb: the codec's symbols), None for the features themselves."""
+    space (kbsc-kb: the codec's symbols), None for the features themselves. The first
+    ``n_val`` queries are validation queries (to choose an index and its search on), the
+    rest test queries (the reported figures); each row gives both."""
     def chunks():
         for x, lab in kb_chunks(real, real_labels, model, size, seed):
             yield (x if keys is None else keys(x)), lab
@@ -156,14 +160,20 @@ def measure(size, specs, searches, real, real_labels, model, queries, q_labels, 
         mem = index_bytes(index)
         for search in spec_searches:
             set_search(index, search)
-            row = dict(_time_queries(index, queries, threads), size=size,
-                       real_entries=int(min(size, len(real))), index=spec, search=search,
-                       index_mb=mem / 1e6, build_s=build_s)
-            hits = row.pop("hits")
-            row.update(recall_at_1=float((hits == ex_i).mean()),
-                       accuracy=float((labels[hits] == q_labels).mean()),
-                       accuracy_exact=float((ex_lab == q_labels).mean()),
-                       peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
+            timed = _time_queries(index, queries, threads, n_val)
+            row = dict(timed["test"], size=size, real_entries=int(min(size, len(real))),
+                       index=spec, search=search, index_mb=mem / 1e6, build_s=build_s)
+            for part, sl in (("test", slice(n_val, None)), ("val", slice(0, n_val))):
+                hits = timed[part].pop("hits")
+                got = dict(recall_at_1=float((hits == ex_i[sl]).mean()),
+                           accuracy=float((labels[hits] == q_labels[sl]).mean()),
+                           accuracy_exact=float((ex_lab[sl] == q_labels[sl]).mean()))
+                if part == "test":
+                    row.update(got)
+                    row.pop("hits")
+                elif n_val:
+                    row.update({f"val_{k}": v for k, v in {**timed["val"], **got}.items()})
+            row.update(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
                        load_avg=os.getloadavg()[0])
             rows.append(row)
             yield row
@@ -171,28 +181,36 @@ def measure(size, specs, searches, real, real_labels, model, queries, q_labels, 
         del index
 
 
-def _time_queries(index, queries, threads):
-    faiss.omp_set_num_threads(1)  # one query runs on the calling thread: its CPU time counts
+def _time_queries(index, queries, threads, n_val=0):
+    """Single-query latency and hits the way the receiver searches (kb.search_one: FAISS at
+    one thread, preallocated outputs), then batch throughput; {"test": ..., "val": ...}, the
+    validation set being the first ``n_val`` queries (timed in the same loop)."""
+    one = search_one(index)
     for q in queries[:50]:  # warm-up
-        index.search(q[None], 1)
+        one(q)
     lat, cpu = [], []
     hits = np.zeros(len(queries), np.int64)
     for k, q in enumerate(queries):
         t, c = time.perf_counter(), time.thread_time()
-        _, i = index.search(q[None], 1)
+        _, i = one(q)
         cpu.append(time.thread_time() - c)
         lat.append(time.perf_counter() - t)
         hits[k] = i[0, 0]
     faiss.omp_set_num_threads(threads)
     t, c = time.perf_counter(), time.process_time()
-    index.search(queries, 1)
-    batch_qps = len(queries) / (time.perf_counter() - t)
-    batch_cpu_qps = len(queries) / max(time.process_time() - c, 1e-9)
+    index.search(queries[n_val:], 1)
+    batch_qps = (len(queries) - n_val) / (time.perf_counter() - t)
+    batch_cpu_qps = (len(queries) - n_val) / max(time.process_time() - c, 1e-9)
     lat, cpu = np.array(lat) * 1e3, np.array(cpu) * 1e3
-    return {"p50_cpu_ms": float(np.percentile(cpu, 50)),
-            "p99_cpu_ms": float(np.percentile(cpu, 99)), "p50_ms": float(np.percentile(lat, 50)),
-            "p99_ms": float(np.percentile(lat, 99)), "batch_qps": batch_qps,
-            "batch_cpu_qps": batch_cpu_qps, "hits": hits}
+
+    def stats(sl):
+        return {"p50_cpu_ms": float(np.percentile(cpu[sl], 50)),
+                "p99_cpu_ms": float(np.percentile(cpu[sl], 99)),
+                "p50_ms": float(np.percentile(lat[sl], 50)),
+                "p99_ms": float(np.percentile(lat[sl], 99)), "hits": hits[sl]}
+    return {"test": dict(stats(slice(n_val, None)), batch_qps=batch_qps,
+                         batch_cpu_qps=batch_cpu_qps),
+            "val": stats(slice(0, n_val)) if n_val else {"hits": hits[:0]}}
 
 
 def main():
@@ -209,7 +227,10 @@ def main():
                    help="the codec: kbsc searches decoded features, kbsc-kb searches its "
                         "128-value symbol space (the KB's codewords)")
     p.add_argument("--extractor", default="efficientnet-lite0")
-    p.add_argument("--queries", type=int, default=1000, help="held-out real queries")
+    p.add_argument("--queries", type=int, default=1000, help="held-out real test queries")
+    p.add_argument("--val-queries", type=int, default=1000,
+                   help="further held-out real queries to choose indexes and searches on "
+                        "(reported apart as 'val'; 0: none)")
     p.add_argument("--snr-db", type=float, default=0.0)
     p.add_argument("--cbr", default="1/48")
     p.add_argument("--epochs", type=int, default=20, help="codec training epochs")
@@ -231,7 +252,9 @@ def main():
     feats, labels, sets, ex = load_real(args.extractor)
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(feats))
-    q_idx, kb_idx = order[:args.queries], order[args.queries:]
+    n_q = args.val_queries + args.queries  # test queries as before, validation after them
+    q_idx = np.concatenate([order[args.queries:n_q], order[:args.queries]])
+    kb_idx = order[n_q:]
     real, real_labels = feats[kb_idx], labels[kb_idx]
     # the codec: trained on real KB features (never on the queries), picked on a slice of them
     n_val = min(1000, len(real) // 5)
@@ -260,7 +283,7 @@ def main():
         searches = [[default_search(spec) if s == "default" else s for s in g.split(";")]
                     for spec, g in zip(specs, given)]
         for row in measure(size, specs, searches, real, real_labels, model, queries, q_labels,
-                           args.seed, threads, keys):
+                           args.seed, threads, keys, args.val_queries):
             rows.append(row)
             print(json.dumps(row), flush=True, file=None if args.json else sys.stderr)
     machine = (f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, faiss "
@@ -269,22 +292,25 @@ def main():
         return
     spread = f" ({args.model_axes} axes)" if args.model_residual == "spectrum" else ""
     print(f"KB scale: {len(feats)} real {ex.name} features ({', '.join(sets)}), "
-          f"{len(real)} as KB entries, {args.queries} held-out real queries through "
+          f"{len(real)} as KB entries, {args.queries} held-out real test queries "
+          f"(+ {args.val_queries} validation queries) through "
           f"{args.recipe} CBR {args.cbr} AWGN {args.snr_db:g} dB, searching "
           f"{queries.shape[1]}-d vectors; fitted model rank {args.model_rank}, residual "
           f"{args.model_residual}{spread}; seed "
           f"{args.seed}; {machine}\n")
     print("| entries | real | index (search) | p50 / p99 CPU ms | p50 / p99 wall ms | batch q/s "
-          "(per CPU s) | recall@1 | accuracy % | exact acc. % | index MB | build s | "
-          "peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "(per CPU s) | recall@1 | accuracy % | exact acc. % | validation: p50 CPU ms, recall@1 | "
+          "index MB | build s | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         build = "" if r["build_s"] is None else f"{r['build_s']:.1f}"
+        val = (f"{r['val_p50_cpu_ms']:.3f}, {r['val_recall_at_1']:.3f}"
+               if "val_recall_at_1" in r else "-")
         print(f"| {r['size']:,} | {r['real_entries']:,} | `{r['index']}` ({r['search'] or '-'})"
               f" | {r['p50_cpu_ms']:.3f} / {r['p99_cpu_ms']:.3f} | {r['p50_ms']:.3f} / "
               f"{r['p99_ms']:.3f} | {r['batch_qps']:,.0f} ({r['batch_cpu_qps']:,.0f}) | "
               f"{r['recall_at_1']:.3f} | {100 * r['accuracy']:.1f} | "
-              f"{100 * r['accuracy_exact']:.1f} | {r['index_mb']:.0f} | {build} | "
+              f"{100 * r['accuracy_exact']:.1f} | {val} | {r['index_mb']:.0f} | {build} | "
               f"{r['peak_rss_mb']:,.0f} |")
 
 

@@ -76,6 +76,27 @@ def test_the_large_kb_defaults_build_with_build_kb_and_search_in_kb_lookup(fmnis
     assert len(got) == len(picks) and np.mean(hits) >= 0.9, hits
 
 
+@pytest.mark.parametrize("spec", ["Flat", "PCA64,IVF8,SQ8,Refine(Flat)"])
+def test_search_one_answers_as_a_batch_search_and_keeps_the_callers_threads(world, spec):
+    """kb.search_one (the receiver's single-query path, timed by benchmarks/kb_scale.py)
+    returns what FAISS's batch search returns, and leaves the caller's OpenMP setting."""
+    import faiss
+    feats = world["kb"].features()
+    kb = KnowledgeBase(feats, world["kb"].entries, [], world["kb"].extractor, index=spec,
+                       search="nprobe=8" if "IVF" in spec else None)
+    queries = feats[::20] + 0.01 * np.random.default_rng(0).standard_normal(
+        (10, feats.shape[1])).astype(np.float32)
+    faiss.omp_set_num_threads(2)
+    want_d, want_i = kb.index.search(queries, 3)
+    one = kbmod.search_one(kb.index)
+    for q, wd, wi in zip(queries, want_d, want_i):
+        d, i = one(q, 3)
+        assert d.shape == i.shape == (1, 3) and (i[0] == wi).all()
+        np.testing.assert_allclose(d[0], wd, rtol=1e-5)
+    assert faiss.omp_get_max_threads() == 2
+    assert kb.retrieve(queries[3])["kb_index"] == want_i[3, 0]
+
+
 def test_a_bad_index_string_is_one_clear_error(world):
     feats = world["kb"].features()
     with pytest.raises(KBIndexError, match="could not parse"):
