@@ -192,16 +192,22 @@ def class_spread(kb):
     return out
 
 
-def centroid_statistic(kb, queries):
-    """The ``centroid`` statistic [m] of queries against a KB (or its LeaveSelfOut view, where
-    each query's own entry leaves its class mean; a class of that entry alone drops out)."""
+def _class_means_of(kb, queries):
+    """(KB, each query's own entry or None, class means, counts, inverse) for a KB or its
+    LeaveSelfOut view."""
     own = None
     if isinstance(kb, LeaveSelfOut):
         own = np.tile(kb.own, len(queries) // max(1, len(kb.own)))
         kb = kb.kb
     if not len(kb):
         raise OpenSetError("the KB is empty: no class means to score against")
-    means, counts, inverse = class_means(kb)
+    return (kb, own) + tuple(class_means(kb))
+
+
+def centroid_statistic(kb, queries):
+    """The ``centroid`` statistic [m] of queries against a KB (or its LeaveSelfOut view, where
+    each query's own entry leaves its class mean; a class of that entry alone drops out)."""
+    kb, own, means, counts, inverse = _class_means_of(kb, queries)
     y = np.asarray(queries, dtype=np.float64)
     sq_means = np.sum(means * means, axis=1)
     s = 2 * y @ means.T - sq_means[None, :]
@@ -236,13 +242,7 @@ def centroid_lr_statistic(kb, queries, channel="awgn", snr_db=None, fading=None)
     """The ``centroid_lr`` statistic [m] (module docstring) of queries against a KB (or its
     LeaveSelfOut view: each query's own entry leaves its class mean)."""
     from .retrieval import noise_power, weighted_distances
-    own = None
-    if isinstance(kb, LeaveSelfOut):
-        own = np.tile(kb.own, len(queries) // max(1, len(kb.own)))
-        kb = kb.kb
-    if not len(kb):
-        raise OpenSetError("the KB is empty: no class means to score against")
-    means, counts, inverse = class_means(kb)
+    kb, own, means, counts, inverse = _class_means_of(kb, queries)
     within, mean, total = class_spread(kb)
     y = np.asarray(queries, dtype=np.float64)
     h, extra = _per_value_fading(y, channel, fading)
