@@ -9,7 +9,7 @@ untrained codec and a random 5,000-entry KB, which cost the same time as trained
 Robust mode (--modes): TX, the C++ detector alone, and the RX with the C++ detector,
 demodulator and deframer ("cpp"; --deframers cpp,python adds the Python deframer, the
 reference) and with numpy's ("numpy"), frames back to back and noise only, without
-the DC blocker (ZMQ and file links; radios add it: its own row). Each rate is also given as a ratio to
+the DC removal (ZMQ and file links; radios add it: its own row). Each rate is also given as a ratio to
 real time at 10 MS/s (x10M: 1.0 keeps up with a 10 MS/s radio).
 A receiver keeps up with an SDR when its rate is above the SDR's sample rate.
 
@@ -110,11 +110,11 @@ def cpp_detector_alone(x):
     return len(x), dt, det.detections()
 
 
-def dc_blocker_alone(x):
-    from gnuradio import filter as gr_filter
+def dc_removal_alone(x):
+    from gnuradio.kbsemcom.phy.ofdm_rx import dc_removal
     tb = gr.top_block()
     src = blocks.vector_source_c(x, False)
-    dc, sink = gr_filter.dc_blocker_cc(64, True), blocks.null_sink(gr.sizeof_gr_complex)
+    dc, sink = dc_removal(), blocks.null_sink(gr.sizeof_gr_complex)
     tb.connect(src, dc, sink)
     t0, c0 = time.perf_counter(), time.process_time()
     tb.run()
@@ -299,7 +299,7 @@ def main():
                     default = robust.FIT_STRIDE
                     robust.FIT_STRIDE = stride  # the Demodulators built now take it
                     try:
-                        # without the DC blocker, as `kbsemcom rx` runs ZMQ and file links
+                        # without the DC removal, as `kbsemcom rx` runs ZMQ and file links
                         # (its row below)
                         n, dt, st = rx_alone(part, mode="robust", detector=det,
                                              dc_block=False, deframer=dfr)
@@ -317,8 +317,12 @@ def main():
                                      dc_block=False, deframer=dfr)
                 row(f"robust RX ({tag}), noise only", n, dt,
                     f"{st['triggers']} false triggers" + busy(st, n))
-        n, dt, _ = dc_blocker_alone(rnoise)
-        row("DC blocker alone (radios: --dc-block)", n, dt, "dc_blocker_cc(64, long), C++")
+        n, dt, _ = dc_removal_alone(rnoise)
+        row("DC removal alone (radios: --dc-block)", n, dt, "one-pole IIR less, C++ blocks")
+        n, dt, st = rx_alone(rframes[:args.frames * robust.RobustParams().frame_len(N_SYMBOLS)],
+                             mode="robust", detector="cpp", dc_block=True)
+        row("robust RX (cpp) with DC removal, back-to-back", n, dt,
+            f"{st['frames']}/{args.frames} frames, as a radio runs it" + busy(st, n))
     if not args.no_semantic:
         if frames is None:
             frames = _stream(args.frames, args.snr, rng)

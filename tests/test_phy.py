@@ -88,7 +88,7 @@ def test_loopback_through_channel_model(snr_db, cfo, min_found):
 @pytest.mark.parametrize("dc_block,min_found", [(True, 20), (False, 0)])
 def test_dc_offset_of_a_zero_if_radio(dc_block, min_found):
     """A DC offset as strong as the signal (LO leakage) blinds the S&C detector unless the
-    receiver's DC blocker removes it; with the blocker every frame comes through."""
+    receiver's DC removal takes it out; with it every frame comes through."""
     rng = np.random.default_rng(4)
     sent = [unit_symbols(rng, 64) for _ in range(20)]
     got, stats = phy_loopback(sent, 15, 0.004, 20, MULTIPATH, seed=2, dc_offset=1.0,

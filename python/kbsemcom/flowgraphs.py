@@ -292,7 +292,7 @@ class semantic_rx(gr.top_block):
 
     def recorded_frames(self):
         """(first sample, samples, label) of every frame found in the recording: the start of
-        its Schmidl & Cox symbol in the recorded samples (before the DC blocker's delay)."""
+        its Schmidl & Cox symbol in the recorded samples (before the DC removal's delay, if any)."""
         delay = self.phy.dc.group_delay() if hasattr(self.phy, "dc") else 0
         return self.frame_log.annotations(self.phy.params.frame_len, delay)
 

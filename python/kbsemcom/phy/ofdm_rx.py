@@ -10,7 +10,9 @@ from ..pdus import make_pdu
 from . import robust
 from .framing import Demodulator, OfdmParams
 
+
 MODES = ("short", "robust")
+DC_ALPHA = 1.0 / 1024   # dc_removal's IIR
 _NO_CPP = ("the C++ robust_detector is not built (python/kbsemcom/bindings): the robust "
            "mode's numpy detector runs instead, below real time at 1 MS/s; build it with "
            "scripts/setup.sh")
@@ -386,6 +388,30 @@ class robust_deframer(ofdm_deframer):
                                      key=coarse)
 
 
+class dc_removal(gr.hier_block2):
+    """A zero-IF radio's DC offset removed: the input less a one-pole IIR estimate of its
+    mean (complex in, complex out).
+
+    The IIR's alpha, ``DC_ALPHA`` = 1/1024, gives a time constant of 1,024 samples (settled
+    within ~3,000, less than a robust frame) and a notch of alpha / 2 pi = 1.6e-4 cycles per
+    sample, 0.01 carrier spacings. GNU Radio's DC Blocker (64 samples, long form), used
+    before, costs a core per 8 MS/s, more than the robust RX itself at 10 MS/s
+    (benchmarks/phy_throughput.py), and notches a 64-sample sinc around DC."""
+
+    def __init__(self, alpha=None):
+        gr.hier_block2.__init__(self, "dc_removal", gr.io_signature(1, 1, gr.sizeof_gr_complex),
+                                gr.io_signature(1, 1, gr.sizeof_gr_complex))
+        self.mean = filter.single_pole_iir_filter_cc(DC_ALPHA if alpha is None else alpha)
+        self.sub = blocks.sub_cc()
+        self.connect(self, (self.sub, 0))
+        self.connect(self, self.mean, (self.sub, 1))
+        self.connect(self.sub, self)
+
+    def group_delay(self):
+        """Samples between a sample's input and output (SigMF annotations subtract it): none."""
+        return 0
+
+
 class ofdm_rx(gr.hier_block2):
     """OFDM receiver for continuous-valued (analog) symbols, the pair of OFDM TX.
 
@@ -413,12 +439,11 @@ class ofdm_rx(gr.hier_block2):
         from about 6 dB per-sample SNR and 96% at 4 dB (docs/phy.md), GNU Radio's usual 0.9
         misses frames below about 12 dB. False alarms are rejected by the header CRC.
       Sample rate: in Hz, only used to report the CFO in Hz (0 = unknown).
-      DC blocker: removes a zero-IF radio's DC offset before detection (a 64-sample DC Blocker,
-        long form). A DC spike is periodic at every lag and holds the Schmidl & Cox metric high:
-        with a DC offset as strong as the signal, 3 of 20 frames were found without it, 20 of
-        20 with it. The DC carrier is unused and the channel estimate absorbs most of the
-        notch: no loss at <= 10 dB, 1-2 dB of post-EQ SNR at 15-20 dB. Turn it on for radios;
-        ZMQ and file links need none.
+      DC blocker: removes a zero-IF radio's DC offset before detection (dc_removal: the
+        input less a one-pole IIR estimate of its mean; GNU Radio's DC Blocker, used before,
+        cost a core per 8 MS/s). A DC spike is periodic at every lag and holds the Schmidl &
+        Cox metric high: with a DC offset as strong as the signal, 3 of 20 frames were found
+        without it, 20 of 20 with it. Turn it on for radios; ZMQ and file links need none.
       Payload symbols: the complex symbols every frame carries, the codec's symbol count (e.g.
         a KB Bundle's bundle.codec.n_symbols); then a header that states another length costs
         one header (a lost record), not a wait for a payload the decoder would refuse. 0
@@ -479,7 +504,7 @@ class ofdm_rx(gr.hier_block2):
                     markers=self.detector.delay() if self.detector is not None else 0)
             head = self
             if dc_block:
-                self.dc = filter.dc_blocker_cc(64, True)
+                self.dc = dc_removal()
                 self.connect(self, self.dc)
                 head = self.dc
             self.connect(head, (self.deframer, 0))
@@ -493,7 +518,7 @@ class ofdm_rx(gr.hier_block2):
         self.null = blocks.null_sink(gr.sizeof_float)
         head = self
         if dc_block:
-            self.dc = filter.dc_blocker_cc(64, True)
+            self.dc = dc_removal()
             self.connect(self, self.dc)
             head = self.dc
         self.connect(head, self.sync)

@@ -32,12 +32,15 @@ class pdu_collector(gr.basic_block):
             self.got.append(parse_pdu(msg))
 
 
+LEAD_IN = 64   # samples of silence before the first frame (phy_loopback)
+
+
 def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, timeout=60,
                  threshold=0.3, dc_offset=0.0, dc_block=True, channel=None, mode="short",
                  stall_s=2.0):
     """Send complex64 payloads (seq = index) through the PHY and a channel_model.
     ``dc_offset`` adds a constant (a zero-IF radio's LO leakage); ``dc_block`` turns on the
-    receiver's DC blocker. ``channel``: a complex-in, complex-out block used instead of the
+    receiver's DC removal. ``channel``: a complex-in, complex-out block used instead of the
     channel_model (e.g. relay.channel_impairments; snr_db, cfo, sro_ppm and taps are then
     ignored). ``mode``: the PHY mode of ofdm_tx and ofdm_rx ('short' or 'robust'). Returns
     (received PDUs [(meta, symbols)], receiver stats plus ``stop`` (why it stopped) and
@@ -55,11 +58,14 @@ def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, ti
     chan = channel if channel is not None else channels.channel_model(
         noise_voltage=conventions.gnuradio_noise_voltage(snr_db), frequency_offset=cfo,
         epsilon=1.0 + sro_ppm * 1e-6, taps=list(taps), noise_seed=int(seed) + 1)
+    # a radio's stream never begins exactly at a frame: 64 samples of silence first (the
+    # channel model's filters spread a frame's first samples ahead of where it begins)
+    tb.lead = blocks.delay(gr.sizeof_gr_complex, LEAD_IN)
     if dc_offset:
         tb.dc = blocks.add_const_cc(complex(dc_offset))
-        tb.connect(tx, chan, tb.dc, rx)
+        tb.connect(tx, tb.lead, chan, tb.dc, rx)
     else:
-        tb.connect(tx, chan, rx)
+        tb.connect(tx, tb.lead, chan, rx)
     tb.msg_connect(rx, "out", col, "in")
     tb.start()
     deadline = float("inf")
