@@ -12,7 +12,7 @@ from .framing import Demodulator, OfdmParams
 
 
 MODES = ("short", "robust")
-DC_ALPHA = 1.0 / 1024   # dc_removal's IIR
+DC_ALPHA = 1.0 / 256   # dc_removal's IIR
 _NO_CPP = ("the C++ robust_detector is not built (python/kbsemcom/bindings): the robust "
            "mode's numpy detector runs instead, below real time at 1 MS/s; build it with "
            "scripts/setup.sh")
@@ -392,11 +392,11 @@ class dc_removal(gr.hier_block2):
     """A zero-IF radio's DC offset removed: the input less a one-pole IIR estimate of its
     mean (complex in, complex out).
 
-    The IIR's alpha, ``DC_ALPHA`` = 1/1024, gives a time constant of 1,024 samples (settled
-    within ~3,000, less than a robust frame) and a notch of alpha / 2 pi = 1.6e-4 cycles per
-    sample, 0.01 carrier spacings. GNU Radio's DC Blocker (64 samples, long form), used
-    before, costs a core per 8 MS/s, more than the robust RX itself at 10 MS/s
-    (benchmarks/phy_throughput.py), and notches a 64-sample sinc around DC."""
+    The IIR's alpha, ``DC_ALPHA`` = 1/256, gives a time constant of 256 samples (a DC offset
+    present from the stream's first sample is down to 2% after 1,000) and a notch of
+    alpha / 2 pi = 6e-4 cycles per sample, 0.04 carrier spacings. GNU Radio's DC Blocker (64
+    samples, long form), used before, costs a core per 8 MS/s, more than the robust RX itself
+    at 10 MS/s (benchmarks/phy_throughput.py), and notches a 64-sample sinc around DC."""
 
     def __init__(self, alpha=None):
         gr.hier_block2.__init__(self, "dc_removal", gr.io_signature(1, 1, gr.sizeof_gr_complex),

@@ -32,7 +32,7 @@ class pdu_collector(gr.basic_block):
             self.got.append(parse_pdu(msg))
 
 
-LEAD_IN = 64   # samples of silence before the first frame (phy_loopback)
+LEAD_IN = 1024   # samples of silence before the first frame (phy_loopback)
 
 
 def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, timeout=60,
@@ -58,8 +58,9 @@ def phy_loopback(payloads, snr_db, cfo=0.0, sro_ppm=0.0, taps=(1.0,), seed=0, ti
     chan = channel if channel is not None else channels.channel_model(
         noise_voltage=conventions.gnuradio_noise_voltage(snr_db), frequency_offset=cfo,
         epsilon=1.0 + sro_ppm * 1e-6, taps=list(taps), noise_seed=int(seed) + 1)
-    # a radio's stream never begins exactly at a frame: 64 samples of silence first (the
-    # channel model's filters spread a frame's first samples ahead of where it begins)
+    # a radio's stream never begins exactly at a frame: 1,024 samples of silence first (the
+    # channel model's filters spread a frame's first samples ahead of where it begins, and
+    # the receiver's DC removal settles on a DC offset present from the first sample)
     tb.lead = blocks.delay(gr.sizeof_gr_complex, LEAD_IN)
     if dc_offset:
         tb.dc = blocks.add_const_cc(complex(dc_offset))
