@@ -92,7 +92,7 @@ def set_threads():
         torch.set_num_threads(n)
 
 
-class Extractor:
+class Extractor(ov_extractor.Identified):
     """Base: subclasses set ``model``, ``preprocess``, ``identity`` and ``_forward``, then call
     ``use_backend``."""
     batch_size = 32
@@ -110,14 +110,6 @@ class Extractor:
             self._openvino = _OpenVinoNetwork(self)
         self.backend = backend
         return self
-
-    @property
-    def dim(self):
-        return int(self.identity["dim"])
-
-    @property
-    def name(self):
-        return self.identity["name"]
 
     def prepare(self, images):
         """PIL images of any mode (grayscale, RGBA, palette: converted to RGB here) -> the

@@ -190,7 +190,20 @@ def effnet_pixels(images):
     return out
 
 
-class LightExtractor:
+class Identified:
+    """``dim`` and ``name`` from an extractor's ``identity`` (the full extractors and the
+    torch-free one share them)."""
+
+    @property
+    def dim(self):
+        return int(self.identity["dim"])
+
+    @property
+    def name(self):
+        return self.identity["name"]
+
+
+class LightExtractor(Identified):
     """EfficientNet-Lite0 on OpenVINO from its cached converted network (module docstring):
     the same ``identity``, ``prepare``, ``infer`` and ``embed`` as the full extractor on the
     openvino backend."""
@@ -203,14 +216,6 @@ class LightExtractor:
         self.reason = "chosen by name (converted network from the cache, without torch)"
         self.network = CompiledNetwork(ov.Core().read_model(str(path)), EFFNET_PIXEL_NORM,
                                        threads=threads)
-
-    @property
-    def dim(self):
-        return int(self.identity["dim"])
-
-    @property
-    def name(self):
-        return self.identity["name"]
 
     def prepare(self, images):
         return effnet_pixels(images)
