@@ -45,8 +45,8 @@ import numpy as np
 
 from gnuradio.kbsemcom.core import extractors
 from gnuradio.kbsemcom.core.codec import recipe_config, train_codec
-from gnuradio.kbsemcom.core.kb import (build_index, default_index, default_search,
-                                       index_bytes, search_one, set_search)
+from gnuradio.kbsemcom.core.kb import (build_index, choose_metric, default_index,
+                                       default_search, index_bytes, search_one, set_search)
 
 import kb_scale_features
 
@@ -129,12 +129,13 @@ def exact_top1(chunks, queries):
 
 
 def measure(size, specs, searches, real, real_labels, model, queries, q_labels, seed,
-            threads, keys=None, n_val=0):
+            threads, keys=None, n_val=0, metrics=None):
     """Rows for every (index, search) at one KB size: the KB's chunks and exact search are
     computed once and shared by the indexes. ``keys`` maps feature chunks to the searched
     space (kbsc-kb: the codec's symbols), None for the features themselves. The first
     ``n_val`` queries are validation queries (to choose an index and its search on), the
-    rest test queries (the reported figures); each row gives both."""
+    rest test queries (the reported figures); each row gives both. ``metrics``: per spec "l2",
+    "ip" or "auto" (core/kb.py choose_metric, what build-kb uses; the default)."""
     def chunks():
         for x, lab in kb_chunks(real, real_labels, model, size, seed):
             yield (x if keys is None else keys(x)), lab
@@ -147,9 +148,10 @@ def measure(size, specs, searches, real, real_labels, model, queries, q_labels, 
     train = train[:262_144]
     ex_i, ex_lab = exact_top1(chunks(), queries)
     rows = []
-    for spec, spec_searches in zip(specs, searches):
+    for spec, spec_searches, metric in zip(specs, searches, metrics or ["auto"] * len(specs)):
         t0 = time.perf_counter()
-        index = build_index(spec, train.shape[1], train, seed)
+        spec_metric = choose_metric(spec, train) if metric == "auto" else metric
+        index = build_index(spec, train.shape[1], train, seed, metric=spec_metric)
         labels, start = [], 0
         for x, lab in chunks():
             index.add_with_ids(x, np.arange(start, start + len(x), dtype=np.int64))
@@ -162,7 +164,7 @@ def measure(size, specs, searches, real, real_labels, model, queries, q_labels, 
             set_search(index, search)
             timed = _time_queries(index, queries, threads, n_val)
             row = dict(timed["test"], size=size, real_entries=int(min(size, len(real))),
-                       index=spec, search=search, index_mb=mem / 1e6, build_s=build_s)
+                       index=spec, metric=spec_metric, search=search, index_mb=mem / 1e6, build_s=build_s)
             for part, sl in (("test", slice(n_val, None)), ("val", slice(0, n_val))):
                 hits = timed[part].pop("hits")
                 got = dict(recall_at_1=float((hits == ex_i[sl]).mean()),
@@ -226,6 +228,11 @@ def main():
     p.add_argument("--recipe", default="kbsc", choices=["kbsc", "kbsc-kb"],
                    help="the codec: kbsc searches decoded features, kbsc-kb searches its "
                         "128-value symbol space (the KB's codewords)")
+    p.add_argument("--metric", action="append", choices=["auto", "l2", "ip"], default=None,
+                   help="ranking of the index, once for every --index or once per --index: "
+                        "auto (the default) is build-kb's choice (core/kb.py choose_metric: "
+                        "inner product over an uncentred projection for vectors of one "
+                        "length), l2 the plain L2 index of the runs before it")
     p.add_argument("--extractor", default="efficientnet-lite0")
     p.add_argument("--queries", type=int, default=1000, help="held-out real test queries")
     p.add_argument("--val-queries", type=int, default=1000,
@@ -282,8 +289,12 @@ def main():
         given = given * len(specs) if len(given) == 1 else given
         searches = [[default_search(spec) if s == "default" else s for s in g.split(";")]
                     for spec, g in zip(specs, given)]
+        metrics = args.metric or ["auto"]
+        if len(metrics) not in (1, len(specs)):
+            raise SystemExit("give --metric once, or once per --index")
+        metrics = metrics * len(specs) if len(metrics) == 1 else metrics
         for row in measure(size, specs, searches, real, real_labels, model, queries, q_labels,
-                           args.seed, threads, keys, args.val_queries):
+                           args.seed, threads, keys, args.val_queries, metrics):
             rows.append(row)
             print(json.dumps(row), flush=True, file=None if args.json else sys.stderr)
     machine = (f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, faiss "
@@ -298,15 +309,16 @@ def main():
           f"{queries.shape[1]}-d vectors; fitted model rank {args.model_rank}, residual "
           f"{args.model_residual}{spread}; seed "
           f"{args.seed}; {machine}\n")
-    print("| entries | real | index (search) | p50 / p99 CPU ms | p50 / p99 wall ms | batch q/s "
-          "(per CPU s) | recall@1 | accuracy % | exact acc. % | validation: p50 CPU ms, recall@1 | "
+    print("| entries | real | index, metric (search) | p50 / p99 CPU ms | p50 / p99 wall ms | "
+          "batch q/s (per CPU s) | recall@1 | accuracy % | exact acc. % | validation: p50 CPU ms, recall@1 | "
           "index MB | build s | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         build = "" if r["build_s"] is None else f"{r['build_s']:.1f}"
         val = (f"{r['val_p50_cpu_ms']:.3f}, {r['val_recall_at_1']:.3f}"
                if "val_recall_at_1" in r else "-")
-        print(f"| {r['size']:,} | {r['real_entries']:,} | `{r['index']}` ({r['search'] or '-'})"
+        print(f"| {r['size']:,} | {r['real_entries']:,} | `{r['index']}` {r['metric']} "
+              f"({r['search'] or '-'})"
               f" | {r['p50_cpu_ms']:.3f} / {r['p99_cpu_ms']:.3f} | {r['p50_ms']:.3f} / "
               f"{r['p99_ms']:.3f} | {r['batch_qps']:,.0f} ({r['batch_cpu_qps']:,.0f}) | "
               f"{r['recall_at_1']:.3f} | {100 * r['accuracy']:.1f} | "

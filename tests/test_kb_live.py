@@ -8,7 +8,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
+import faiss
 import numpy as np
 import pmt
 import pytest
@@ -17,18 +19,22 @@ from gnuradio import blocks, gr
 from conftest import kbsemcom_command
 from gnuradio import kbsemcom
 from gnuradio.kbsemcom.core import kb as kbmod
-from gnuradio.kbsemcom.core.kb import KBEntryError, KBIndexError, KnowledgeBase
+from gnuradio.kbsemcom.core.kb import (KBEntryError, KBIndexError, KBMismatchError,
+                                       KnowledgeBase)
 from gnuradio.kbsemcom.pdus import make_pdu
 
 
 def test_default_index_by_size():
     assert kbmod.default_index(4_000, 1280) == "Flat"
-    assert kbmod.default_index(100_000, 1280) == "PCA128,IVF1024,SQ8,Refine(Flat)"
-    assert kbmod.default_index(1_000_000, 1280) == "PCA128,IVF4096,SQ8,Refine(SQ8)"
+    assert kbmod.default_index(100_000, 1280) == "PCA96,IVF1024,PQ48x4fsr,Refine(Flat)"
+    assert kbmod.default_index(1_000_000, 1280) == "PCA96,IVF4096,PQ48x4fsr,Refine(SQ8)"
     assert kbmod.default_index(40_000, 128) == "Flat"  # kbsc-kb symbol space
     assert kbmod.default_index(1_000_000, 128) == "IVF4096,Flat"
-    assert kbmod.default_search("PCA128,IVF4096,SQ8,Refine(SQ8)") == \
-        f"nprobe={kbmod.DEFAULT_NPROBE},k_factor_rf={kbmod.DEFAULT_K_FACTOR_RF}"
+    assert kbmod.default_search("PCA96,IVF1024,PQ48x4fsr,Refine(Flat)") == \
+        "nprobe=32,k_factor_rf=128"  # 1/32 of the lists behind a projection
+    assert kbmod.default_search("PCA96,IVF4096,PQ48x4fsr,Refine(SQ8)") == \
+        "nprobe=128,k_factor_rf=256"  # more candidates re-ranked on one-byte vectors
+    assert kbmod.default_search("IVF4096,Flat") == f"nprobe={kbmod.DEFAULT_NPROBE}"
 
 
 @pytest.mark.parametrize("spec,search", [("Flat", None), ("IVF8,Flat", "nprobe=8"),
@@ -47,6 +53,40 @@ def test_every_index_round_trips_and_finds_its_own_features(world, tmp_path, spe
     _, pos = loaded.search(feats, 1)
     exact = (pos[:, 0] == np.arange(200)).mean()
     assert exact >= (1.0 if spec == "Flat" else 0.9), exact  # SQ8 may tie near-duplicates
+
+
+def test_a_projected_index_ranks_unit_features_by_inner_product(world, tmp_path):
+    """Unit-length features under a PCA index (core/kb.py, "Metric"): inner product over an
+    uncentred projection, distances still squared L2 (numpy's for the hit), the metric kept
+    through save and load, and a vector of another length refused with its length named."""
+    feats = world["kb"].features()
+    kb = KnowledgeBase(feats, world["kb"].entries, world["class_names"],
+                       world["kb"].extractor, index="PCA64,IVF8,SQ8,Refine(Flat)",
+                       search="nprobe=8,k_factor_rf=64")
+    assert kb.metric == "ip" and abs(kb.entry_norm - 1) < 1e-3
+    refine = faiss.downcast_index(kb.index.index)  # IDMap2 > Refine > PreTransform > PCA
+    pca = faiss.downcast_VectorTransform(
+        faiss.downcast_index(refine.base_index).chain.at(0))
+    assert not faiss.vector_to_array(pca.mean).any()  # the projection is uncentred
+    rng = np.random.default_rng(0)
+    queries = (0.7 * feats[:60] + 0.05 * rng.standard_normal((60, feats.shape[1]))
+               ).astype(np.float32)  # short and noisy, like decoded features
+    exact = ((queries[:, None] - feats[None]) ** 2).sum(-1)
+    dist, pos = kb.search(queries, 1)
+    assert (pos[:, 0] == exact.argmin(1)).mean() >= 0.95
+    np.testing.assert_allclose(dist[:, 0], exact[np.arange(60), pos[:, 0]], rtol=1e-4,
+                               atol=1e-5)
+    kb.save(tmp_path / "kb")
+    assert json.loads((tmp_path / "kb" / "manifest.json").read_text())["metric"] == "ip"
+    loaded = KnowledgeBase.load(tmp_path / "kb")
+    assert loaded.metric == "ip" and (loaded.search(queries, 1)[1] == pos).all()
+    entry = dict(world["kb"].entries[0], image_id="twice-as-long")
+    with pytest.raises(KBMismatchError, match="length 2"):
+        loaded.add(2 * feats[:1], [entry])
+    lengths = np.linspace(0.5, 2, len(feats), dtype=np.float32)[:, None]
+    assert KnowledgeBase(feats * lengths, world["kb"].entries, world["class_names"],
+                         world["kb"].extractor, index="PCA64,IVF8,SQ8,Refine(Flat)"
+                         ).metric == "l2"
 
 
 @pytest.mark.slow
@@ -249,3 +289,26 @@ def test_a_kill_mid_write_leaves_the_old_or_the_new_kb(tmp_path):
         if mid_write >= 2 and attempt >= 3:
             break
     assert mid_write, "no kill landed during a write: the test proved nothing"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_kb_scale_benchmark_runs_and_compares_both_metrics(tmp_path):
+    """benchmarks/kb_scale_features.py then kb_scale.py, at a small size: one chunk of real
+    features (held-out queries, the rest drawn from the fitted model), the same projected
+    index under L2 and under the inner product, each row with its metric and recall."""
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    env = dict(os.environ, KBSEMCOM_THREADS="1", TQDM_DISABLE="1")
+    feats = subprocess.run([sys.executable, str(bench / "kb_scale_features.py"), "--limit",
+                            "1"], capture_output=True, text=True, timeout=600, env=env)
+    assert feats.returncode == 0, feats.stderr[-2000:]
+    run = subprocess.run([sys.executable, str(bench / "kb_scale.py"), "--sizes", "6000",
+                          "--epochs", "1", "--queries", "100", "--val-queries", "100",
+                          "--index", "PCA96,IVF32,PQ48x4fsr,Refine(Flat)", "--metric", "l2",
+                          "--index", "PCA96,IVF32,PQ48x4fsr,Refine(Flat)", "--metric", "auto",
+                          "--search", "nprobe=8,k_factor_rf=32", "--json"],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [json.loads(x) for x in run.stdout.splitlines() if x.startswith("{")]
+    assert [(r["size"], r["metric"]) for r in rows] == [(6000, "l2"), (6000, "ip")]
+    assert all(0 < r["recall_at_1"] <= 1 and r["p50_cpu_ms"] > 0 for r in rows), rows

@@ -20,12 +20,15 @@ def register(sub):
     p.add_argument("--out", default="runs/kb", help="KB folder")
     p.add_argument("--index", default=None,
                    help="FAISS index factory string (Flat, IVF1024,Flat, HNSW32, "
-                        "PCA128,IVF4096,SQ8,Refine(SQ8), ...); default: chosen by KB "
-                        "size (Flat up to 4,000 features; docs/kb.md)")
+                        "PCA96,IVF4096,PQ48x4fsr,Refine(SQ8), ...); default: chosen by KB "
+                        "size (Flat up to 4,000 features; docs/kb.md). An index with a PCA "
+                        "step over unit-length features ranks by inner product (same order "
+                        "as L2, distances reported as L2)")
     p.add_argument("--search", default=None,
                    help="its search parameters, e.g. nprobe=32,k_factor_rf=64; default: the "
-                        f"index's own (nprobe={kbmod.DEFAULT_NPROBE}, "
-                        f"k_factor_rf={kbmod.DEFAULT_K_FACTOR_RF}, efSearch=64)")
+                        "index's own (nprobe: 1/32 of the lists behind a PCA step, else "
+                        f"{kbmod.DEFAULT_NPROBE}; k_factor_rf {kbmod.DEFAULT_K_FACTOR_RF}, "
+                        f"{kbmod.K_FACTOR_RF_SQ8} over Refine(SQ8); efSearch 64)")
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="extract the features on this Ray cluster (HOST:6379 of 'ray start "
                         "--head', or 'local' for a Ray on this machine); default: one process")

@@ -13,20 +13,28 @@ The index is a FAISS *factory string* (``faiss.index_factory``), recorded in the
 * up to ``EXACT_MAX_VALUES`` stored values (4,000 x 1280 features, 40,000 x 128 symbols):
   ``Flat``, exact L2 search (0.4 ms per query at 5,000 x 1280 on this project's 2-core
   machines; it grows linearly, 33 ms at 100,000);
-* above, for vectors wider than 128: ``PCA128,IVF<nlist>,SQ8,Refine(<store>)``: an inverted
-  file over a 128-d principal-axes projection, one byte per projected value, proposes
+* above, for vectors wider than 128: ``PCA96,IVF<nlist>,PQ48x4fsr,Refine(<store>)``: an
+  inverted file over a 96-d principal-axes projection, coded in 4-bit fast-scan product
+  quantizer codes of its residuals (24 bytes a vector, scanned in SIMD registers), proposes
   ``k_factor_rf`` candidates per hit, which are re-ranked by the full-dimensional distance,
   so recall against exact search stays high while a query scans ``nprobe / nlist`` of a
-  small projection. ``<store>`` is ``Flat`` (float32) while the full vectors fit in
-  ``REFINE_FLAT_MAX_BYTES``, else ``SQ8`` (one byte per value: 1M x 1280 in 1.3 GB, the
-  projection in 0.13 GB). Measured at 100k entries (benchmarks/kb_scale.py, docs/kb.md): the
-  one-byte projection scans in 22-29% less CPU than float32 at equal recall; 4-bit
-  fast-scan codes (``PQ128x4fsr``), 4-bit RaBitQ codes, a 192-d or 256-d projection, an
-  HNSW coarse quantizer and HNSW graphs (over the features or a projection) cost as much or
-  more CPU for the same recall. At 1M the default search answers in 0.77 ms at recall@1
-  0.87 (the recall target, 0.95, is not reached by any setting measured under 1.6 ms);
+  small code. ``<store>`` is ``Flat`` (float32) while the full vectors fit in
+  ``REFINE_FLAT_MAX_BYTES``, else ``SQ8`` (one byte per value: 1M x 1280 in 1.3 GB). Measured
+  (benchmarks/kb_scale.py, docs/kb.md, 2 cores): at 100k real features p50 0.23 ms at
+  recall@1 0.984, at 1M p50 0.66 ms at 0.959, index 1.33 GB;
 * above, for vectors of at most 128 values (kbsc-kb's symbol space at CBR 1/48):
   ``IVF<nlist>,Flat``.
+
+Metric. Searches rank by L2 distance, and ``search`` always returns squared L2 distances. An
+index with a principal-axes projection (``PCA...``) over vectors of one common length (every
+extractor's features are unit length; kbsc-kb's codewords have unit power per symbol) ranks
+by inner product instead (``metric`` "ip" in the manifest), over an *uncentred* projection:
+for vectors of one length L2 order is inner-product order, and the projection's inner
+product misses only the part of it off the top axes, where an L2 distance between
+projections also carries each entry's own energy off those axes (26% of a feature's variance
+at 128 of 1280 axes), an entry-dependent error that pushed the true nearest entry past 128
+candidates for 3.6% of decoded queries at 100k entries (benchmarks/kb_scale.py, docs/kb.md).
+Vectors of another length added later are refused with a clear error.
 
 ``nlist`` is the power of two nearest to ``4 sqrt(n)`` (1,024 at 100k, 4,096 at 1M), FAISS's
 usual rule. Any other factory string can be given (``kbsemcom build-kb --index``); the
@@ -45,6 +53,7 @@ import copy
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -59,12 +68,16 @@ LEGACY_INDEX = "index.faiss"
 FORMAT = "kbsemcom-kb/2"
 
 EXACT_MAX_VALUES = 4_000 * 1280       # exact search up to n x dim values (40,000 x 128)
-REDUCED_DIM = 128                     # principal axes kept for the IVF's coarse search
-DEFAULT_NPROBE = 64                   # inverted lists a query scans
-DEFAULT_K_FACTOR_RF = 128             # candidates per hit re-ranked at full precision
+UNPROJECTED_MAX_DIM = 128             # narrower vectors are searched as they are
+REDUCED_DIM = 96                      # principal axes kept for the IVF's coarse search
+DEFAULT_NPROBE = 64                   # inverted lists a query scans (IVF without projection)
+PROJECTED_LIST_SHARE = 32             # a projected IVF scans 1/32 of its lists (128 at 1M)
+DEFAULT_K_FACTOR_RF = 128             # candidates per hit re-ranked on float32 vectors,
+K_FACTOR_RF_SQ8 = 256                 # and on one-byte ones (noisier, a quarter the bytes)
 REFINE_FLAT_MAX_BYTES = 1 << 30       # re-rank on float32 vectors up to 1 GiB, else SQ8
 TRAIN_PER_LIST = 64                   # k-means sample: 64 points per inverted list
 TOMBSTONE_WARN = 10_000               # past this many tombstones a rebuild pays
+NORM_TOLERANCE = 1e-3                 # relative spread of lengths still "one common length"
 
 
 class KBMismatchError(UserError, ValueError):
@@ -88,32 +101,55 @@ def default_index(n, dim):
     if n * dim <= EXACT_MAX_VALUES:
         return "Flat"
     nlist = 1 << round(math.log2(4 * math.sqrt(n)))
-    if dim <= REDUCED_DIM:
+    if dim <= UNPROJECTED_MAX_DIM:
         return f"IVF{nlist},Flat"
     store = "Flat" if n * dim * 4 <= REFINE_FLAT_MAX_BYTES else "SQ8"
-    return f"PCA{REDUCED_DIM},IVF{nlist},SQ8,Refine({store})"
+    return f"PCA{REDUCED_DIM},IVF{nlist},PQ{REDUCED_DIM // 2}x4fsr,Refine({store})"
 
 
 def default_search(factory):
-    """Search parameters for a factory string: nprobe lists of an IVF, k_factor_rf candidates
-    per hit re-ranked by a Refine, efSearch 64 in an HNSW (measured: benchmarks/kb_scale.py,
+    """Search parameters for a factory string: nprobe lists of an IVF (1/PROJECTED_LIST_SHARE
+    of them behind a projection, else DEFAULT_NPROBE), k_factor_rf candidates per hit
+    re-ranked by a Refine, efSearch 64 in an HNSW (measured: benchmarks/kb_scale.py,
     docs/kb.md)."""
     params = []
-    if "IVF" in factory:
-        params.append(f"nprobe={DEFAULT_NPROBE}")
+    if (ivf := re.search(r"IVF(\d+)", factory)) is not None:
+        nlist = int(ivf.group(1))
+        nprobe = (min(nlist, max(16, nlist // PROJECTED_LIST_SHARE))
+                  if factory.startswith("PCA") else DEFAULT_NPROBE)
+        params.append(f"nprobe={nprobe}")
     if "HNSW" in factory:
         params.append("efSearch=64")
-    if "Refine" in factory:
-        params.append(f"k_factor_rf={DEFAULT_K_FACTOR_RF}")
+    if (refine := re.search(r"Refine\((\w+)", factory)) is not None:
+        k = K_FACTOR_RF_SQ8 if refine.group(1) == "SQ8" else DEFAULT_K_FACTOR_RF
+        params.append(f"k_factor_rf={k}")
     return ",".join(params)
 
 
-def build_index(factory, dim, train=None, seed=0):
+def choose_metric(factory, vectors):
+    """"ip" for an index with a principal-axes projection over vectors of one common length,
+    else "l2" (module docstring, "Metric")."""
+    if "PCA" not in factory or len(vectors) == 0:
+        return "l2"
+    return "ip" if common_norm(vectors) is not None else "l2"
+
+
+def common_norm(vectors):
+    """The length all ``vectors`` share (within NORM_TOLERANCE), else None."""
+    norms = np.linalg.norm(np.asarray(vectors, dtype=np.float32), axis=1)
+    mid = float(np.median(norms))
+    ok = mid > 0 and np.all(np.abs(norms - mid) <= NORM_TOLERANCE * mid)
+    return mid if ok else None
+
+
+def build_index(factory, dim, train=None, seed=0, metric="l2"):
     """An empty, trained IndexIDMap2 over ``faiss.index_factory(dim, factory)``. ``train``
     (vectors [m, dim]) is needed by indexes that learn (IVF, PCA, PQ, SQ); a sample of
-    ``TRAIN_PER_LIST`` per inverted list is drawn from it (seeded)."""
+    ``TRAIN_PER_LIST`` per inverted list is drawn from it (seeded). ``metric`` "ip" ranks by
+    inner product, with every PCA step uncentred (module docstring, "Metric")."""
+    faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
     try:
-        inner = faiss.index_factory(int(dim), factory)
+        inner = faiss.index_factory(int(dim), factory, faiss_metric)
     except RuntimeError as err:
         raise KBIndexError(f"FAISS cannot build index {factory!r} for {dim}-d vectors "
                            f"({_faiss_reason(err)}); give a factory string "
@@ -132,6 +168,8 @@ def build_index(factory, dim, train=None, seed=0):
         if len(train) > cap:
             pick = np.sort(np.random.default_rng(seed).choice(len(train), cap, replace=False))
             train = train[pick]
+        if metric == "ip":
+            _train_uncentred_pca(inner, train)
         inner.train(train)
     if (ivf := _ivf(inner)) is not None:
         # removal and reconstruction by id both need the id -> list map
@@ -141,6 +179,28 @@ def build_index(factory, dim, train=None, seed=0):
         return inner
     except RuntimeError:
         return faiss.IndexIDMap2(inner)
+
+
+def _train_uncentred_pca(index, train):
+    """Train each PCA step of ``index`` as an uncentred one: on ``train`` and its mirror image
+    (-train), whose mean is zero and whose covariance is ``train``'s second moment, so the
+    axes keep the direction of the mean and the step subtracts nothing. Inner products of
+    uncentred projections approximate the full ones; centring would add an entry-dependent
+    term (module docstring, "Metric")."""
+    if isinstance(index, faiss.IndexRefine):
+        index = faiss.downcast_index(index.base_index)
+    if not isinstance(index, faiss.IndexPreTransform):
+        return
+    x = train
+    for i in range(index.chain.size()):
+        step = faiss.downcast_VectorTransform(index.chain.at(i))
+        if isinstance(step, faiss.PCAMatrix) and not step.is_trained:
+            step.train(np.concatenate([x, -x]))
+            faiss.copy_array_to_vector(np.zeros(step.d_in, np.float32), step.mean)
+            faiss.copy_array_to_vector(np.zeros(step.d_out, np.float32), step.b)
+        elif not step.is_trained:
+            return  # later steps train with the index itself
+        x = step.apply(x)
 
 
 def _faiss_reason(err):
@@ -193,11 +253,12 @@ class KnowledgeBase:
     """Features of the receiver's images, searchable by nearest neighbour (L2).
 
     ``index``: the FAISS index spec (factory string) or None for ``default_index``;
-    ``search``: its search parameters or None for ``default_search``.
+    ``search``: its search parameters or None for ``default_search``; ``metric``: "l2", "ip"
+    or None for ``choose_metric`` (module docstring, "Metric").
     """
 
     def __init__(self, features, entries, class_names, extractor, built_at=None, index=None,
-                 search=None):
+                 search=None, metric=None):
         features = np.ascontiguousarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[0] != len(entries):
             raise ValueError(f"{features.shape[0] if features.ndim == 2 else '?'} features for "
@@ -207,7 +268,9 @@ class KnowledgeBase:
                                   f"{extractor['name']} gives {extractor['dim']}-d")
         self.index_spec = index or default_index(*features.shape)
         self.search_params = default_search(self.index_spec) if search is None else search
-        self.index = build_index(self.index_spec, features.shape[1], features)
+        self._set_metric(metric or choose_metric(self.index_spec, features), features)
+        self.index = build_index(self.index_spec, features.shape[1], features,
+                                 metric=self.metric)
         set_search(self.index, self.search_params)
         ids = np.arange(len(entries), dtype=np.int64)
         self.index.add_with_ids(features, ids)
@@ -225,6 +288,17 @@ class KnowledgeBase:
     def from_items(cls, features, items, class_names, extractor, index=None, search=None):
         return cls(features, entries_of(items), class_names, extractor, index=index,
                    search=search)
+
+    def _set_metric(self, metric, vectors):
+        """Record the metric and, for "ip", the entries' common length (checked)."""
+        self.metric, self.entry_norm = metric, None
+        if metric == "ip":
+            self.entry_norm = common_norm(vectors)
+            if self.entry_norm is None:
+                raise KBIndexError("an inner-product KB needs vectors of one common length; "
+                                   "these differ: use metric 'l2'")
+        elif metric != "l2":
+            raise KBIndexError(f"unknown metric {metric!r}: use 'l2' or 'ip'")
 
     @property
     def dim(self):
@@ -253,7 +327,8 @@ class KnowledgeBase:
         view.tombstones = set()
         view.index_spec = "Flat" if self.index_spec == "Flat" else default_index(*keys.shape)
         view.search_params = default_search(view.index_spec)
-        view.index = build_index(view.index_spec, keys.shape[1], keys)
+        view._set_metric(choose_metric(view.index_spec, keys), keys)
+        view.index = build_index(view.index_spec, keys.shape[1], keys, metric=view.metric)
         set_search(view.index, view.search_params)
         view.index.add_with_ids(keys, self._ids)
         return view
@@ -272,6 +347,10 @@ class KnowledgeBase:
             dist, ids = self.index.search(queries, k + extra)
         if extra:
             dist, ids = _skip(dist, ids, self.tombstones, k)
+        if self.metric == "ip":  # inner products -> squared L2, exact for one common length
+            dist = (np.einsum("ij,ij->i", queries, queries)[:, None] + self.entry_norm ** 2
+                    - 2 * dist)
+            dist[ids < 0] = np.inf
         if len(self._ids) and self._ids[-1] == len(self._ids) - 1:
             return dist, ids  # ids 0..n-1 in order: an id is its position
         pos = np.searchsorted(self._ids, ids)
@@ -295,6 +374,15 @@ class KnowledgeBase:
         if features.shape != (len(entries), self.dim):
             raise KBMismatchError(f"{features.shape[0]} x {features.shape[1]} features for "
                                   f"{len(entries)} new entries of a {self.dim}-d KB")
+        if self.metric == "ip" and len(features):
+            norms = np.linalg.norm(features, axis=1)
+            bad = np.abs(norms - self.entry_norm) > NORM_TOLERANCE * self.entry_norm
+            if bad.any():
+                raise KBMismatchError(
+                    f"this KB ranks by inner product, which needs every vector at length "
+                    f"{self.entry_norm:.4g} (the extractor's features are unit length); "
+                    f"{int(bad.sum())} new vector(s) have length {norms[bad][0]:.4g}: add "
+                    "features from the KB's own extractor, or rebuild the KB")
         have = {e["image_id"] for e in self.entries}
         new_ids = [e["image_id"] for e in entries]
         dup = sorted((have & set(new_ids)) | {i for i in new_ids if new_ids.count(i) > 1})
@@ -340,7 +428,9 @@ class KnowledgeBase:
     def manifest(self, index_file):
         return {"format": FORMAT, "extractor": self.extractor, "dim": self.dim,
                 "built_at": self.built_at, "size": len(self), "index": self.index_spec,
-                "search": self.search_params, "index_file": index_file,
+                "search": self.search_params, "metric": self.metric,
+                **({"entry_norm": self.entry_norm} if self.metric == "ip" else {}),
+                "index_file": index_file,
                 "generation": self.generation, "removed_ids": sorted(self.tombstones),
                 "class_names": self.class_names, "entries": self.entries,
                 **({"open_set": self.open_set} if getattr(self, "open_set", None) else {})}
@@ -390,6 +480,10 @@ class KnowledgeBase:
         kb.index = index
         kb.index_spec = manifest.get("index", "Flat")
         kb.search_params = manifest.get("search", default_search(kb.index_spec))
+        kb.metric, kb.entry_norm = manifest.get("metric", "l2"), manifest.get("entry_norm")
+        if (index.metric_type == faiss.METRIC_INNER_PRODUCT) != (kb.metric == "ip"):
+            raise KBMismatchError(f"{folder}: its manifest says metric {kb.metric!r} but its "
+                                  "index ranks otherwise; rebuild the KB")
         set_search(kb.index, kb.search_params)
         kb.entries = entries
         kb._ids = np.array([e["kb_id"] for e in entries], dtype=np.int64)
