@@ -31,10 +31,11 @@ extractor's features are unit length; kbsc-kb's codewords have unit power per sy
 by inner product instead (``metric`` "ip" in the manifest), over an *uncentred* projection:
 for vectors of one length L2 order is inner-product order, and the projection's inner
 product misses only the part of it off the top axes, where an L2 distance between
-projections also carries each entry's own energy off those axes, an entry-dependent error: at 100k real features the same index recalled
-0.966 of exact search's nearest entries under L2 (64 lists, 128 candidates) and 0.981 under
-the inner product (24 lists, 32 candidates; benchmarks/kb_scale.py, docs/kb.md). Vectors of
-another length added later are refused with a clear error.
+projections also carries each entry's own energy off those axes, an entry-dependent error:
+at 100k real features the same index recalled 0.966 of exact search's nearest entries under
+L2 (64 lists, 128 candidates) and 0.981 under the inner product (24 lists, 32 candidates;
+benchmarks/kb_scale.py, docs/kb.md). Vectors of another length added later are refused with
+a clear error.
 
 ``nlist`` is the power of two nearest to ``4 sqrt(n)`` (1,024 at 100k, 4,096 at 1M), FAISS's
 usual rule. Any other factory string can be given (``kbsemcom build-kb --index``); the
