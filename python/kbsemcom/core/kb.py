@@ -139,8 +139,12 @@ def common_norm(vectors):
     """The length all ``vectors`` share (within NORM_TOLERANCE), else None."""
     norms = np.linalg.norm(np.asarray(vectors, dtype=np.float32), axis=1)
     mid = float(np.median(norms))
-    ok = mid > 0 and np.all(np.abs(norms - mid) <= NORM_TOLERANCE * mid)
-    return mid if ok else None
+    return mid if mid > 0 and not _off_length(norms, mid).any() else None
+
+
+def _off_length(norms, length):
+    """Which of these lengths differ from ``length`` by more than NORM_TOLERANCE."""
+    return np.abs(norms - length) > NORM_TOLERANCE * length
 
 
 def build_index(factory, dim, train=None, seed=0, metric="l2"):
@@ -377,7 +381,7 @@ class KnowledgeBase:
                                   f"{len(entries)} new entries of a {self.dim}-d KB")
         if self.metric == "ip" and len(features):
             norms = np.linalg.norm(features, axis=1)
-            bad = np.abs(norms - self.entry_norm) > NORM_TOLERANCE * self.entry_norm
+            bad = _off_length(norms, self.entry_norm)
             if bad.any():
                 raise KBMismatchError(
                     f"this KB ranks by inner product, which needs every vector at length "
