@@ -148,9 +148,14 @@ class ofdm_deframer(gr.sync_block):
     def _resync(self, gap):
         """The buffer holds every sample up to ``gap`` (absolute); later samples are from
         later radio time. Frames still waiting for samples are cut: drop them; silence
-        replaces the samples before the gap, so the next frame is timed as at a stream start."""
+        replaces the samples before the gap, so the next frame is timed as at a stream start.
+        A trigger within one symbol of the one before it is that preamble's again (the stock
+        plateau detector can mark a plateau twice when a work call splits it): not a frame."""
+        frames = sum(1 for before, coarse in zip([None] + self._pending, self._pending)
+                     if before is None or coarse - before >= self.params.sym_len)
         with self._lock:
-            self._stats["gap_dropped"] += len(self._pending)
+            self._stats["gap_dropped"] += frames
+            self._stats["inside_frame"] += len(self._pending) - frames
         self._pending = []
         self._buf[:] = 0
         self._last_end = min(self._last_end, gap)
